@@ -1,0 +1,111 @@
+package responder
+
+import (
+	"context"
+	"time"
+)
+
+// Store is everything Astra keeps, at the level of the domain. Backends
+// (internal/store/sqlite, internal/store/mongo) implement it and pass the one
+// conformance suite in internal/store/storetest.
+//
+// Conventions every backend keeps:
+//   - ids are 24-hex strings (NewID); a malformed id is ENOTFOUND, never a panic;
+//   - a lookup that finds nothing returns an *Error with ENOTFOUND;
+//   - an owner-only operation by a non-owner, or on a row whose lease was
+//     taken over, returns ECONFLICT and changes nothing;
+//   - times are stored with millisecond precision, in UTC.
+type Store interface {
+	Outbox
+	Events
+	Auth
+
+	// Ping checks that the backend answers (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Outbox is responder_outbox: messages waiting for the dispatcher.
+type Outbox interface {
+	// Enqueue stores m as pending. It sets ID (when empty), Status, CreatedAt,
+	// UpdatedAt and Attempts on m.
+	Enqueue(ctx context.Context, m *Message) error
+	// Message returns one message by id.
+	Message(ctx context.Context, id string) (*Message, error)
+	// UserMessages returns a user's latest messages, newest first.
+	UserMessages(ctx context.Context, userID string, limit int) ([]Message, error)
+	// Claim atomically takes the oldest row that is pending and available
+	// (AvailableAt <= now), or processing with an expired lease, sets it
+	// processing with LeaseOwner=owner and LeaseUntil=now+lease, increments
+	// Attempts, and returns it. No claimable row: (nil, nil).
+	Claim(ctx context.Context, owner string, lease time.Duration) (*Message, error)
+	// ExtendLease moves LeaseUntil to now+lease (owner only, while processing).
+	ExtendLease(ctx context.Context, id, owner string, lease time.Duration) error
+	// SetExecution records the Julep execution id of a row (owner only).
+	SetExecution(ctx context.Context, id, owner, executionID string) error
+	// SetJulepUser records the Julep user id on a row (owner only).
+	SetJulepUser(ctx context.Context, id, owner, julepUserID string) error
+	// Deliver marks a row delivered and clears its lease (owner only).
+	Deliver(ctx context.Context, id, owner string) error
+	// Fail marks a row error with a readable reason and clears its lease (owner only).
+	Fail(ctx context.Context, id, owner, reason string) error
+	// Release puts a row back to pending, claimable again from retryAt, with
+	// the reason as LastError (owner only). Attempts is kept.
+	Release(ctx context.Context, id, owner string, retryAt time.Time, reason string) error
+	// CountByStatus returns how many rows are in each status (for metrics).
+	CountByStatus(ctx context.Context) (map[Status]int, error)
+	// NextAvailable returns when the earliest pending row becomes claimable
+	// (zero time when none is waiting), so a dispatcher can sleep until then.
+	NextAvailable(ctx context.Context) (time.Time, error)
+}
+
+// Events is responder_events: what the person sees in their conversation.
+//
+// Events have one total order, (CreatedAt, ID); cursors are event ids and
+// resume strictly after the named event in that order, so equal timestamps
+// neither skip nor repeat events.
+type Events interface {
+	// AppendEvent stores e unless an event with the same DedupeKey exists
+	// (DedupeKey is required). It sets ID and CreatedAt (when zero) on e and
+	// reports true; on a duplicate it copies the stored event into e and
+	// reports false.
+	AppendEvent(ctx context.Context, e *Event) (created bool, err error)
+	// LatestEvents returns a user's latest n events, oldest first.
+	LatestEvents(ctx context.Context, userID string, n int) ([]Event, error)
+	// UserEventsAfter returns up to limit of a user's events after the event
+	// with id after, oldest first. An empty after means from the beginning.
+	// An after that is not one of this user's events is ENOTFOUND.
+	UserEventsAfter(ctx context.Context, userID, after string, limit int) ([]Event, error)
+	// EventsAfter returns up to limit events of all users after the event
+	// with id after, oldest first: the polling feed of the stream. An empty
+	// after means from the beginning.
+	EventsAfter(ctx context.Context, after string, limit int) ([]Event, error)
+	// LastEvent returns the newest event of all users, or (nil, nil) when
+	// there is none (where a polling feed starts).
+	LastEvent(ctx context.Context) (*Event, error)
+}
+
+// Auth is Better Auth's records, shared with the Next.js app.
+type Auth interface {
+	CreateUser(ctx context.Context, u *User) error // sets ID, CreatedAt, UpdatedAt; email is lowercased; duplicate email: ECONFLICT
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
+	// SetUserJulepID stores the user's Julep user id.
+	SetUserJulepID(ctx context.Context, userID, julepUserID string) error
+	// SetResponderSummary stores the latest turn summary and when it was written.
+	SetResponderSummary(ctx context.Context, userID, summary string, at time.Time) error
+
+	CreateAccount(ctx context.Context, a *Account) error // sets ID, CreatedAt, UpdatedAt; duplicate (provider, accountId): ECONFLICT
+	AccountByProvider(ctx context.Context, providerID, accountID string) (*Account, error)
+	// UpdateAccountTokens replaces the tokens, expiries and scope of an account.
+	UpdateAccountTokens(ctx context.Context, a *Account) error
+
+	CreateSession(ctx context.Context, s *Session) error // sets ID, CreatedAt, UpdatedAt
+	// SessionByToken returns an unexpired session by its token; an expired
+	// or unknown one is ENOTFOUND.
+	SessionByToken(ctx context.Context, token string) (*Session, error)
+	// ExtendSession sets a session's ExpiresAt (and UpdatedAt to now).
+	ExtendSession(ctx context.Context, token string, expiresAt time.Time) error
+	// DeleteSession removes a session; deleting a missing one is not an error.
+	DeleteSession(ctx context.Context, token string) error
+}
