@@ -1,0 +1,41 @@
+package ferrettest_test
+
+import (
+	"context"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/astra-app/astra/internal/store/ferrettest"
+)
+
+// TestStart checks that the embedded FerretDB answers a round trip, which
+// also catches a clash between FerretDB and the SQLite driver versions the
+// module graph lifts it to.
+func TestStart(t *testing.T) {
+	t.Parallel()
+	uri := ferrettest.Start(t)
+
+	ctx := context.Background()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+
+	coll := client.Database("ferrettest").Collection("things")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "name", Value: "one"}}); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	var got struct {
+		Name string `bson:"name"`
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "name", Value: "one"}}).Decode(&got); err != nil {
+		t.Fatalf("find: %v", err)
+	}
+	if got.Name != "one" {
+		t.Fatalf("name = %q, want one", got.Name)
+	}
+}
