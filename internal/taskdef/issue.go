@@ -1,0 +1,70 @@
+package taskdef
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Severities. Only errors make a definition invalid; warnings name things
+// Julep accepts at create but that are likely mistakes or fail at run time.
+const (
+	SeverityError   = "error"
+	SeverityWarning = "warning"
+)
+
+// Issue types, after Julep's split of create-time validation issues.
+const (
+	TypeSyntax     = "syntax"     // the file is not YAML or not representable as JSON
+	TypeSchema     = "schema"     // a value has the wrong shape
+	TypeExpression = "expression" // a `$ ` expression or template does not compile
+	TypeReference  = "reference"  // a tool, workflow or label that does not resolve
+)
+
+// Issue is one problem in a definition. File, Line and Column are set when the
+// definition came from a file; Path is the YAML path (main[2].prompt) and
+// Location the same path as Julep reports it for JSON bodies.
+type Issue struct {
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Column   int    `json:"column,omitempty"`
+	Path     string `json:"path"`
+	Location string `json:"location"`
+	Message  string `json:"message"`
+	Severity string `json:"severity"`
+	Type     string `json:"type"`
+
+	keyPos bool // placed at the mapping key rather than the value
+}
+
+// String is the one-line form printed by `astra tasks validate`:
+// "tasks/responder.yaml:14:9: main[2].prompt: message". Warnings say so
+// after the path.
+func (i Issue) String() string {
+	var b strings.Builder
+	if i.File != "" {
+		b.WriteString(i.File)
+		if i.Line > 0 {
+			fmt.Fprintf(&b, ":%d:%d", i.Line, i.Column)
+		}
+		b.WriteString(": ")
+	}
+	if i.Path != "" {
+		b.WriteString(i.Path)
+		b.WriteString(": ")
+	}
+	if i.Severity == SeverityWarning {
+		b.WriteString("warning: ")
+	}
+	b.WriteString(i.Message)
+	return b.String()
+}
+
+// HasErrors reports whether any issue is an error (not only warnings).
+func HasErrors(issues []Issue) bool {
+	for _, i := range issues {
+		if i.Severity != SeverityWarning {
+			return true
+		}
+	}
+	return false
+}
