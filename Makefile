@@ -1,0 +1,45 @@
+# Astra responder. `make run` serves on the embedded defaults; `make test` is what CI runs.
+GO       ?= go
+PKGS     := ./...
+FUZZTIME ?= 5s
+
+.PHONY: run build test test-short fuzz bench lint generate check-generated
+
+run:
+	$(GO) run ./cmd/astra serve
+
+build:
+	$(GO) build -o bin/astra ./cmd/astra
+
+# The full suite, plus short runs of every fuzz target. Tests that need
+# Chromium or a real MongoDB skip with a reason when those are absent
+# (outside CI); .ci/run installs Chromium.
+test: lint check-generated
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd); do \
+	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
+	    echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+	  done; \
+	done
+
+# Benchmarks print the figures docs/performance.md records.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./internal/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+generate:
+	$(GO) generate ./...
+
+# Fails when committed generated code differs from what the generator makes.
+check-generated:
+	$(GO) test -count=1 -run 'TestGenerated' ./internal/julep/...
