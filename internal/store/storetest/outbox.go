@@ -196,13 +196,18 @@ func testLeaseExpiryReclaim(t *testing.T, s responder.Store, _ Options) {
 func testOnlyOwnerCompletes(t *testing.T, s responder.Store, _ Options) {
 	ctx := t.Context()
 	u := userID()
-	pending := enqueue(t, s, u, "never claimed")
+	toDeliver := enqueue(t, s, u, "to deliver")
+	toFail := enqueue(t, s, u, "doomed")
+	pending := enqueue(t, s, u, "never claimed yet")
 	wantCode(t, "Deliver of a pending row", s.Deliver(ctx, pending.ID, "w1"), responder.ECONFLICT)
 	wantCode(t, "Fail of a pending row", s.Fail(ctx, pending.ID, "w1", "x"), responder.ECONFLICT)
 	sameMessage(t, mustMessage(t, s, pending.ID), pending)
 
 	// Deliver.
 	c := mustClaim(t, s, "w1", time.Hour)
+	if c.ID != toDeliver.ID {
+		t.Fatalf("claimed %s, want the oldest %s", c.ID, toDeliver.ID)
+	}
 	wantCode(t, "non-owner Deliver", s.Deliver(ctx, c.ID, "w2"), responder.ECONFLICT)
 	wantCode(t, "non-owner Fail", s.Fail(ctx, c.ID, "w2", "x"), responder.ECONFLICT)
 	wantCode(t, "non-owner Release", s.Release(ctx, c.ID, "w2", time.Now(), "x"), responder.ECONFLICT)
@@ -223,10 +228,9 @@ func testOnlyOwnerCompletes(t *testing.T, s responder.Store, _ Options) {
 	wantCode(t, "Fail after Deliver", s.Fail(ctx, c.ID, "w1", "late"), responder.ECONFLICT)
 
 	// Fail.
-	enqueue(t, s, u, "doomed")
 	c2 := mustClaim(t, s, "w1", time.Hour)
-	if c2.ID == c.ID {
-		t.Fatal("a delivered row was claimed again")
+	if c2.ID != toFail.ID {
+		t.Fatalf("claimed %s, want %s", c2.ID, toFail.ID)
 	}
 	if err := s.Fail(ctx, c2.ID, "w1", "julep said no"); err != nil {
 		t.Fatalf("owner Fail: %v", err)

@@ -1,0 +1,201 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/astra-app/astra/internal/responder"
+)
+
+const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key`
+
+func scanEvent(sc scanner) (*responder.Event, error) {
+	var e responder.Event
+	var role string
+	err := sc.Scan(&e.ID, &e.UserID, &e.OutboxID, &e.ExecutionID, &role, &e.Content, metaCol{&e.Metadata},
+		timeCol{&e.CreatedAt}, &e.DedupeKey)
+	if err != nil {
+		return nil, err
+	}
+	e.Role = responder.Role(role)
+	return &e, nil
+}
+
+func scanEvents(rows *sql.Rows) ([]responder.Event, error) {
+	defer rows.Close()
+	out := []responder.Event{}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	return out, rows.Err()
+}
+
+// AppendEvent stores e unless its DedupeKey is taken.
+//
+// The id and time of an event are chosen inside the write transaction, on
+// the one write connection, so events the store stamps commit in their
+// (CreatedAt, ID) order: a poller that has read up to some event can never
+// later meet a newly committed one ordered before it (within one process;
+// caller-chosen times are the caller's business).
+func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, error) {
+	if e.DedupeKey == "" {
+		return false, responder.Errorf(responder.EINVALID, "event has no dedupe key")
+	}
+	if e.ID != "" {
+		if _, ok := normID(e.ID); !ok {
+			return false, responder.Errorf(responder.EINVALID, "event id %q is not a 24-hex id", e.ID)
+		}
+	}
+	meta, err := encodeMetadata(e.Metadata)
+	if err != nil {
+		return false, err
+	}
+	var (
+		created bool
+		stored  = *e
+	)
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		stored = *e
+		if stored.ID == "" {
+			stored.ID = responder.NewID()
+		} else {
+			stored.ID, _ = normID(stored.ID)
+		}
+		if stored.CreatedAt.IsZero() {
+			stored.CreatedAt = now()
+		} else {
+			stored.CreatedAt = msTime(stored.CreatedAt)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING`,
+			stored.ID, stored.UserID, stored.OutboxID, stored.ExecutionID, string(stored.Role), stored.Content, meta,
+			stored.CreatedAt.UnixMilli(), stored.DedupeKey)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			created = true
+			return nil
+		}
+		prev, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE dedupe_key = ?`, stored.DedupeKey))
+		if err != nil {
+			return fmt.Errorf("read duplicate: %w", err)
+		}
+		stored = *prev
+		return nil
+	})
+	if isUnique(err) {
+		return false, responder.Errorf(responder.ECONFLICT, "event %s already exists", e.ID)
+	}
+	if err != nil {
+		return false, fmt.Errorf("append event %q: %w", e.DedupeKey, err)
+	}
+	*e = stored
+	return created, nil
+}
+
+// LatestEvents returns a user's latest n events, oldest first.
+func (s *Store) LatestEvents(ctx context.Context, userID string, n int) ([]responder.Event, error) {
+	if n <= 0 {
+		return []responder.Event{}, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, userID, n)
+	if err != nil {
+		return nil, fmt.Errorf("latest events of user %s: %w", userID, err)
+	}
+	out, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("latest events of user %s: %w", userID, err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// cursor is the (created_at, id) position of event after, which must belong
+// to userID unless userID is empty.
+func (s *Store) cursor(ctx context.Context, userID, after string) (int64, string, error) {
+	key, ok := normID(after)
+	if !ok {
+		return 0, "", notFound("event", after)
+	}
+	var at int64
+	var owner string
+	err := s.r.QueryRowContext(ctx, `SELECT created_at, user_id FROM events WHERE id = ?`, key).Scan(&at, &owner)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && userID != "" && owner != userID) {
+		return 0, "", notFound("event", after)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("read event cursor %s: %w", after, err)
+	}
+	return at, key, nil
+}
+
+// UserEventsAfter returns up to limit of a user's events after the event
+// with id after, oldest first: a keyset page on (created_at, id), exact
+// however many events share a millisecond.
+func (s *Store) UserEventsAfter(ctx context.Context, userID, after string, limit int) ([]responder.Event, error) {
+	if userID == "" {
+		return nil, responder.Errorf(responder.EINVALID, "no user")
+	}
+	return s.eventsAfter(ctx, userID, after, limit)
+}
+
+// EventsAfter returns up to limit events of all users after the event with
+// id after, oldest first.
+func (s *Store) EventsAfter(ctx context.Context, after string, limit int) ([]responder.Event, error) {
+	return s.eventsAfter(ctx, "", after, limit)
+}
+
+func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int) ([]responder.Event, error) {
+	at, id := int64(-1<<63), ""
+	if after != "" {
+		var err error
+		if at, id, err = s.cursor(ctx, userID, after); err != nil {
+			return nil, err
+		}
+	}
+	if limit <= 0 {
+		return []responder.Event{}, nil
+	}
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if userID != "" {
+		rows, err = s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+			WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, userID, at, id, limit)
+	} else {
+		rows, err = s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+			WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, at, id, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("events after %q: %w", after, err)
+	}
+	out, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("events after %q: %w", after, err)
+	}
+	return out, nil
+}
+
+// LastEvent returns the newest event of all users, or nil when there is none.
+func (s *Store) LastEvent(ctx context.Context) (*responder.Event, error) {
+	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last event: %w", err)
+	}
+	return e, nil
+}

@@ -1,0 +1,304 @@
+// Package sqlite is the embedded responder.Store: one SQLite file through the
+// pure-Go modernc.org/sqlite driver, so `astra serve` needs no database server.
+//
+// Connections: SQLite lets one writer in at a time, so every write goes
+// through a pool of exactly one connection (each write a BEGIN IMMEDIATE
+// transaction). Writers queue in Go instead of spinning in SQLite's busy
+// handler, and the order in which writes commit is the order in which they
+// ran. Reads use a separate pool of read-only connections which, in WAL mode,
+// never wait for the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/astra-app/astra/internal/responder"
+)
+
+// Store is the SQLite responder.Store.
+type Store struct {
+	path string
+	w    *sql.DB // one connection: every write
+	r    *sql.DB // read-only connections
+}
+
+var _ responder.Store = (*Store)(nil)
+
+// busyTimeoutMS bounds how long a connection waits for a lock another
+// process holds (in-process writers queue for the single write connection).
+const busyTimeoutMS = 10000
+
+// Open opens (creating if needed) the database at path, applies pending
+// migrations and returns the store. Any failure is one error naming the path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	s, err := open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite database %q: %s", path, describe(err))
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("empty path")
+	}
+	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
+		return nil, errors.New("want a file path, not a URI")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("directory %q does not exist", dir)
+		case err != nil:
+			return nil, err
+		case !fi.IsDir():
+			return nil, fmt.Errorf("%q is not a directory", dir)
+		}
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, errors.New("is a directory")
+	}
+
+	w, err := sql.Open("sqlite", dsn(path,
+		"_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate",
+		busyTimeoutMS))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+
+	// Readers open after the writer has made the file a WAL database, so
+	// they need no journal pragma of their own.
+	r, err := sql.Open("sqlite", dsn(path, "_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_query_only=1", busyTimeoutMS))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	return &Store{path: path, w: w, r: r}, nil
+}
+
+// dsn is a modernc DSN for path: a SQLite URI, so a path containing '%' or
+// '#' is escaped rather than misread.
+func dsn(path, query string, args ...any) string {
+	esc := strings.NewReplacer("%", "%25", "#", "%23").Replace(filepath.ToSlash(path))
+	return "file:" + esc + "?" + fmt.Sprintf(query, args...)
+}
+
+var trailingCode = regexp.MustCompile(`\s*\(\d+\)$`)
+
+// describe turns a driver error into the short readable reason SQLite gives
+// ("file is not a database"), without the numeric code.
+func describe(err error) string {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		msg := trailingCode.ReplaceAllString(se.Error(), "")
+		// The legacy form is "errstr: errmsg"; keep the more specific half.
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+// DB returns the write connection pool (one connection), so the embedded
+// Julep engine can keep its own tables in the same file. Every statement on
+// it is serialised with the store's writes: never call Store methods, or
+// DB() itself, while holding a transaction begun on it.
+func (s *Store) DB() *sql.DB { return s.w }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping checks that both pools answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping sqlite readers: %w", err)
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping sqlite writer: %w", err)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in a write transaction (BEGIN IMMEDIATE on the one write
+// connection), committing when fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// normID returns id lowercased (ids are stored as NewID makes them) and
+// whether it is an id at all; a malformed id can match nothing.
+func normID(id string) (string, bool) {
+	if !responder.ValidID(id) {
+		return "", false
+	}
+	return strings.ToLower(id), true
+}
+
+func notFound(what, id string) error {
+	return responder.Errorf(responder.ENOTFOUND, "%s %q not found", what, id)
+}
+
+// ---- times: integer Unix milliseconds, UTC ----
+
+// now is the current time at the precision the store keeps.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// msTime is t at stored precision.
+func msTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+// optMS is an optional time as stored: NULL when unset.
+func optMS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// timeCol scans a millisecond column into a time; NULL and 0 are the zero
+// time (0 is outbox.available_at's "no hold").
+type timeCol struct{ t *time.Time }
+
+func (c timeCol) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*c.t = time.Time{}
+	case int64:
+		if x == 0 {
+			*c.t = time.Time{}
+		} else {
+			*c.t = time.UnixMilli(x).UTC()
+		}
+	default:
+		return fmt.Errorf("time column holds %T, want integer milliseconds", v)
+	}
+	return nil
+}
+
+// ---- metadata: a JSON object, NULL when nil ----
+
+func encodeMetadata(m map[string]any) (any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, responder.Errorf(responder.EINVALID, "metadata is not JSON: %v", err)
+	}
+	return string(b), nil
+}
+
+// metaCol scans a JSON column back into a map. Numbers come back as int64
+// when they are integers (as they went in, and as MongoDB returns them) and
+// float64 otherwise.
+type metaCol struct{ m *map[string]any }
+
+func (c metaCol) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		*c.m = nil
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("metadata column holds %T", v)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return fmt.Errorf("decode metadata: %w", err)
+	}
+	*c.m = numbers(m).(map[string]any)
+	return nil
+}
+
+// numbers replaces every json.Number in v with an int64 or a float64.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+		return x
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	default:
+		return v
+	}
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
