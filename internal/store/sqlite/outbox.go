@@ -117,12 +117,12 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*
 	var m *responder.Message
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		at := now().UnixMilli()
-		// The status IN (...) term lets SQLite walk the outbox_claim partial
-		// index in (created_at, id) order.
+		// The status IN (...) term is what lets SQLite use the outbox_claim
+		// partial index, walked in (created_at, id) order.
 		row := tx.QueryRowContext(ctx, `UPDATE outbox
 			SET status = 'processing', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 			WHERE id = (
-				SELECT id FROM outbox
+				SELECT id FROM outbox INDEXED BY outbox_claim
 				WHERE status IN ('pending', 'processing')
 				  AND ((status = 'pending' AND available_at <= ?) OR (status = 'processing' AND lease_until <= ?))
 				ORDER BY created_at, id LIMIT 1)

@@ -130,6 +130,9 @@ func describe(err error) string {
 		if i := strings.LastIndex(msg, ": "); i >= 0 {
 			msg = msg[i+2:]
 		}
+		if se.Code()&0xff == sqlite3.SQLITE_CANTOPEN {
+			msg += " (can this user create and write files in its directory?)"
+		}
 		return msg
 	}
 	return err.Error()

@@ -23,11 +23,14 @@ CREATE TABLE outbox (
 	delivered_at  INTEGER
 ) WITHOUT ROWID;
 
--- Claim scans the rows still in play oldest first; delivered and failed
--- rows, which are nearly all of them, are not in this index at all.
-CREATE INDEX outbox_claim ON outbox (created_at, id) WHERE status IN ('pending', 'processing');
+-- Claim walks the rows still in play oldest first and takes the first one
+-- that is claimable; the index covers the claim predicate, and delivered and
+-- failed rows, which are nearly all of them, are not in it at all. The claim
+-- query names it (INDEXED BY) so the plan cannot drift to a sort.
+CREATE INDEX outbox_claim ON outbox (created_at, id, status, available_at, lease_until)
+	WHERE status IN ('pending', 'processing');
 -- NextAvailable: the earliest hold among pending rows.
-CREATE INDEX outbox_available ON outbox (status, available_at);
+CREATE INDEX outbox_available ON outbox (status, available_at, created_at);
 -- UserMessages, newest first.
 CREATE INDEX outbox_user ON outbox (user_id, created_at, id);
 
