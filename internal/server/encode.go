@@ -1,0 +1,112 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/astra-app/astra/internal/responder"
+)
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// statusFor maps an application error code to an HTTP status; it is the
+// only place that does.
+func statusFor(code string) int {
+	switch code {
+	case responder.EINVALID:
+		return http.StatusBadRequest
+	case responder.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case responder.EFORBIDDEN:
+		return http.StatusForbidden
+	case responder.ENOTFOUND:
+		return http.StatusNotFound
+	case responder.ECONFLICT:
+		return http.StatusConflict
+	case responder.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case responder.EUNSUPPORTED:
+		return http.StatusUnsupportedMediaType
+	case responder.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// encode writes v as a JSON response with the given status.
+func encode(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own response types reach here; failing to encode one is a bug.
+		b, status = []byte(`{"error":"Internal error"}`), http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError answers with err as {"error": "..."}. Internal errors are
+// logged with their details and shown only as "Internal error".
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := responder.ErrorCode(err)
+	if code == responder.EINTERNAL {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	encode(w, statusFor(code), errorBody{responder.ErrorMessage(err)})
+}
+
+// decode reads a JSON request body of at most limit bytes and hands it to
+// parse, which validates it. A missing Content-Type is read as JSON: only
+// non-browser clients and same-origin scripts can send one (a cross-site
+// form always sets a form type, which is refused), and the original app
+// read the body as JSON whatever the header said.
+func decode[T any](w http.ResponseWriter, r *http.Request, limit int64, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return zero, responder.Errorf(responder.EUNSUPPORTED, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return zero, responder.Errorf(responder.ETOOLARGE, "Request body is too large")
+		}
+		return zero, responder.Errorf(responder.EINVALID, "Invalid JSON")
+	}
+	return parse(body)
+}
+
+// isJSON accepts application/json (with parameters) and application/*+json.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+func (s *server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeError(w, r, fmt.Errorf("panic: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	encode(w, http.StatusNotFound, errorBody{"Not found"})
+}

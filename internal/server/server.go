@@ -1,0 +1,103 @@
+// Package server is Astra's HTTP API: the responder routes the original
+// Next.js app served (same paths, shapes and error texts, so its dashboard
+// works unchanged), the live socket, and the health endpoints. Other
+// handlers (auth, dashboard, engine, metrics) are mounted from Deps.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/astra-app/astra/internal/auth"
+	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/stream"
+)
+
+// Defaults for Deps.
+const (
+	DefaultSessionCheckInterval = 60 * time.Second
+	DefaultPingInterval         = 30 * time.Second
+	DefaultWriteTimeout         = 10 * time.Second
+	DefaultMaxMessageBytes      = 64 << 10
+)
+
+// Deps is everything the API needs; nil optional handlers are simply not
+// mounted (their paths answer 404).
+type Deps struct {
+	Store    responder.Store
+	Sessions *auth.Sessions
+	Hub      *stream.Hub
+	Logger   *slog.Logger
+
+	// AllowedOrigins are the browser origins ("https://app.example.com")
+	// allowed to call the API and open the socket, besides the server's own
+	// host. A request carrying another Origin is refused with 403.
+	AllowedOrigins []string
+
+	// AuthRoutes is mounted at /api/auth and sees the full path.
+	AuthRoutes http.Handler
+	// Dashboard is mounted at / (everything no other route claims).
+	Dashboard http.Handler
+	// Engine is the embedded Julep engine, mounted under /julep with that
+	// prefix stripped, so a Julep client's base URL is <server>/julep.
+	Engine  http.Handler
+	Metrics http.Handler
+
+	// Ready reports readiness for /readyz; nil means Store.Ping.
+	Ready func(context.Context) error
+	// Execution returns an execution and its transitions for the
+	// dashboard's panel; nil answers with the execution id only.
+	Execution func(ctx context.Context, executionID string) (any, error)
+	// OnEnqueue is called after a message is committed (the dispatcher's
+	// wake-up); it must not block.
+	OnEnqueue func(responder.Message)
+
+	// Context, when done, closes every open socket with 1001 (going away):
+	// hijacked connections outlive http.Server.Shutdown otherwise.
+	Context context.Context
+
+	SessionCheckInterval time.Duration // socket session re-check, default 60s
+	PingInterval         time.Duration // socket pings, default 30s
+	WriteTimeout         time.Duration // one socket write, default 10s
+	MaxMessageBytes      int64         // POST /api/responder/messages body, default 64 KiB
+}
+
+type server struct {
+	Deps
+	log     *slog.Logger
+	origins map[string]bool
+}
+
+// New returns the API's handler.
+func New(deps Deps) http.Handler {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.SessionCheckInterval <= 0 {
+		deps.SessionCheckInterval = DefaultSessionCheckInterval
+	}
+	if deps.PingInterval <= 0 {
+		deps.PingInterval = DefaultPingInterval
+	}
+	if deps.WriteTimeout <= 0 {
+		deps.WriteTimeout = DefaultWriteTimeout
+	}
+	if deps.MaxMessageBytes <= 0 {
+		deps.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if deps.Context == nil {
+		deps.Context = context.Background()
+	}
+	if deps.Ready == nil {
+		deps.Ready = deps.Store.Ping
+	}
+	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool)}
+	for _, o := range deps.AllowedOrigins {
+		if o = normalizeOrigin(o); o != "" {
+			s.origins[o] = true
+		}
+	}
+	return s.routes()
+}

@@ -1,0 +1,399 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/stream"
+)
+
+// Socket limits.
+const (
+	initEvents       = 25          // events in messages:init, as the original
+	resumePage       = 200         // events per UserEventsAfter query on resume
+	maxResume        = 1000        // beyond this many missed events, start fresh with init
+	maxClientMessage = 4 << 10     // a client frame (heartbeat, resume) is tiny
+	skipHorizon      = time.Minute // how long ids sent from history are remembered
+)
+
+// Frames the socket sends.
+type (
+	eventJSON struct {
+		ID        string         `json:"id"`
+		Role      responder.Role `json:"role"`
+		Content   string         `json:"content"`
+		CreatedAt string         `json:"createdAt"`
+		Metadata  map[string]any `json:"metadata"`
+	}
+	initFrame struct {
+		Type string      `json:"type"` // messages:init
+		Data []eventJSON `json:"data"`
+	}
+	appendFrame struct {
+		Type string    `json:"type"` // messages:append
+		Data eventJSON `json:"data"`
+	}
+	heartbeatFrame struct {
+		Type string `json:"type"` // heartbeat
+		TS   int64  `json:"ts"`
+	}
+	errorFrame struct {
+		Type  string `json:"type"` // error
+		Error string `json:"error"`
+	}
+	// clientFrame is anything a client sends.
+	clientFrame struct {
+		Type  string `json:"type"`
+		After string `json:"after"`
+	}
+)
+
+func toEventJSON(e *responder.Event) eventJSON {
+	return eventJSON{ID: e.ID, Role: e.Role, Content: e.Content, CreatedAt: isoTime(e.CreatedAt), Metadata: e.Metadata}
+}
+
+// handleSocket upgrades to the live stream. Everything that can be refused
+// is refused before the upgrade, as JSON: 403 for a foreign Origin
+// (checkOrigin), 401 without a valid session.
+func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
+	token, ok := s.Sessions.Token(r)
+	if !ok {
+		s.writeError(w, r, responder.Errorf(responder.EUNAUTHORIZED, "Unauthorized"))
+		return
+	}
+	id, err := s.Sessions.Authenticate(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	after := r.URL.Query().Get("after")
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // checkOrigin already ran, with our own rules
+	})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	ws.SetReadLimit(maxClientMessage)
+	c := &socket{
+		srv:       s,
+		ws:        ws,
+		userID:    id.User.ID,
+		token:     token,
+		expiresAt: id.Session.ExpiresAt,
+	}
+	c.serve(after)
+}
+
+// socket is one open connection. Its only long-lived goroutine is the one
+// reading from the client (coder/websocket needs a reader for control
+// frames anyway); live frames are written by a goroutine started when
+// frames arrive and gone when they are sent, pings and session checks run
+// from timers. An idle socket costs a goroutine, its buffers and this.
+type socket struct {
+	srv       *server
+	ws        *websocket.Conn
+	userID    string
+	token     string
+	expiresAt time.Time
+
+	// wmu orders the socket's frames: history (init, resume) and live
+	// frames never interleave. It guards the fields below it.
+	wmu       sync.Mutex
+	sub       *stream.Subscription
+	skip      []string // ids sent from history that a feed may still deliver live
+	skipUntil time.Time
+
+	pending   atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
+	closing   atomic.Bool
+	pingTimer *time.Timer
+	authTimer *time.Timer
+}
+
+func (c *socket) serve(after string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(c.srv.Context, func() { c.close(websocket.StatusGoingAway, "Server shutting down") })
+	defer stop()
+
+	defer func() {
+		c.wmu.Lock()
+		if c.sub != nil {
+			c.sub.Close()
+		}
+		c.wmu.Unlock()
+	}()
+	c.wmu.Lock()
+	err := c.replay(ctx, after)
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	c.pingTimer = time.AfterFunc(c.srv.PingInterval, c.ping)
+	defer c.pingTimer.Stop()
+	c.authTimer = time.AfterFunc(c.nextAuthCheck(), c.checkSession)
+	defer c.authTimer.Stop()
+
+	for {
+		_, data, err := c.ws.Read(ctx)
+		if err != nil {
+			c.ws.CloseNow()
+			return
+		}
+		if err := c.handleClient(ctx, data); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+}
+
+func (c *socket) handleClient(ctx context.Context, data []byte) error {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return c.write(ctx, errorFrame{"error", "Invalid JSON"})
+	}
+	switch f.Type {
+	case "heartbeat":
+		return c.write(ctx, heartbeatFrame{"heartbeat", time.Now().UnixMilli()})
+	case "resume":
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		c.sub.Close() // what it held is in the history replay() reads next
+		return c.replay(ctx, f.After)
+	default:
+		return c.write(ctx, errorFrame{"error", "Unknown message type"})
+	}
+}
+
+// replay subscribes, then sends history: the latest events as
+// messages:init, or, with after, every event after it as messages:append.
+// Subscribing first means an event committed meanwhile is either in the
+// history or in the subscription, never in neither; ids sent from history
+// are skipped when they come live. Called with wmu held.
+func (c *socket) replay(ctx context.Context, after string) error {
+	c.sub = c.srv.Hub.Subscribe(c.userID)
+	var history []responder.Event
+	fresh := after == ""
+	if !fresh {
+		var err error
+		history, err = c.eventsAfter(ctx, after)
+		switch {
+		case responder.IsNotFound(err):
+			if err := c.writeLocked(ctx, errorFrame{"error", "Unknown event id"}); err != nil {
+				return err
+			}
+			fresh = true
+		case errors.Is(err, errTooFarBehind):
+			fresh = true // the client's list is replaced by init
+		case err != nil:
+			return err
+		}
+	}
+	if fresh {
+		var err error
+		if history, err = c.srv.Store.LatestEvents(ctx, c.userID, initEvents); err != nil {
+			return err
+		}
+		data := make([]eventJSON, len(history))
+		for i := range history {
+			data[i] = toEventJSON(&history[i])
+		}
+		if err := c.writeLocked(ctx, initFrame{"messages:init", data}); err != nil {
+			return err
+		}
+	} else {
+		for i := range history {
+			if err := c.writeLocked(ctx, appendFrame{"messages:append", toEventJSON(&history[i])}); err != nil {
+				return err
+			}
+		}
+	}
+	c.skip = c.skip[:0]
+	now := time.Now()
+	for _, e := range history {
+		// Older events are long past any feed's re-read window.
+		if now.Sub(e.CreatedAt) < skipHorizon {
+			c.skip = append(c.skip, e.ID)
+		}
+	}
+	c.skipUntil = now.Add(skipHorizon)
+	if len(c.skip) == 0 {
+		c.skip = nil
+	}
+	sub := c.sub
+	sub.OnReady(func() { c.wake(sub) })
+	return nil
+}
+
+var errTooFarBehind = errors.New("too many missed events")
+
+func (c *socket) eventsAfter(ctx context.Context, after string) ([]responder.Event, error) {
+	if !responder.ValidID(after) {
+		return nil, responder.Errorf(responder.ENOTFOUND, "Unknown event id")
+	}
+	var all []responder.Event
+	for {
+		page, err := c.srv.Store.UserEventsAfter(ctx, c.userID, after, resumePage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(all) > maxResume {
+			return nil, errTooFarBehind
+		}
+		if len(page) < resumePage {
+			return all, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// wake is the subscription's OnReady: it starts a writer unless one is
+// running, and closes a socket whose subscription overflowed at once,
+// even while a writer is stuck on the slow client.
+func (c *socket) wake(sub *stream.Subscription) {
+	if sub.Overflowed() {
+		c.srv.log.Warn("socket too slow, closing", "user", c.userID)
+		go c.close(websocket.StatusTryAgainLater, "Too slow")
+		return
+	}
+	if c.pending.Add(1) == 1 {
+		go c.flush()
+	}
+}
+
+// flush writes live frames until none are left. The pending counter makes
+// sure a wake-up that lands while it is finishing is not lost.
+func (c *socket) flush() {
+	ctx := context.Background()
+	for {
+		n := c.pending.Load()
+		c.wmu.Lock()
+		frames, over := c.sub.Drain()
+		var err error
+		if !over {
+			err = c.writeLive(ctx, frames)
+		}
+		c.wmu.Unlock()
+		if over {
+			return // wake is closing the socket
+		}
+		if err != nil {
+			c.ws.CloseNow() // a dead or stuck client
+			return
+		}
+		if c.pending.Add(-n) == 0 {
+			return
+		}
+	}
+}
+
+// writeLive sends live frames, skipping events already sent from history.
+// Called with wmu held.
+func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
+	if c.skip != nil && time.Now().After(c.skipUntil) {
+		c.skip = nil
+	}
+	for _, f := range frames {
+		var v any = f.Data
+		if f.Event != nil {
+			if slices.Contains(c.skip, f.Event.ID) {
+				continue
+			}
+			v = appendFrame{"messages:append", toEventJSON(f.Event)}
+		}
+		if err := c.writeLocked(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write sends one frame outside the history/live order (heartbeats, errors).
+func (c *socket) write(ctx context.Context, v any) error { return c.writeLocked(ctx, v) }
+
+// writeLocked sends one frame; coder/websocket serialises whole messages,
+// wmu only orders them.
+func (c *socket) writeLocked(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// fail reports an error to the client as an error frame, then closes.
+func (c *socket) fail(err error) {
+	msg := responder.ErrorMessage(err)
+	if responder.ErrorCode(err) == responder.EINTERNAL {
+		c.srv.log.Error("socket failed", "user", c.userID, "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = c.writeLocked(ctx, errorFrame{"error", msg})
+	cancel()
+	c.close(websocket.StatusInternalError, msg)
+}
+
+// close sends a close frame and drops the connection. coder/websocket
+// bounds the handshake (5s per step); a client too stuck to take the frame
+// is cut off then, or sooner when a pending write times out.
+func (c *socket) close(code websocket.StatusCode, reason string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.ws.Close(code, reason)
+}
+
+func (c *socket) ping() {
+	if c.closing.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.PingInterval)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		c.ws.CloseNow()
+		return
+	}
+	c.pingTimer.Reset(c.srv.PingInterval)
+}
+
+// checkSession closes the socket (1008) once its session is revoked or
+// expired; a store that cannot answer keeps the socket open.
+func (c *socket) checkSession() {
+	if c.closing.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := c.srv.Sessions.Check(ctx, c.token)
+	switch {
+	case responder.ErrorCode(err) == responder.EUNAUTHORIZED:
+		c.close(websocket.StatusPolicyViolation, "Session expired")
+		return
+	case err != nil:
+		c.srv.log.Warn("socket session check", "user", c.userID, "err", err)
+	default:
+		c.expiresAt = id.Session.ExpiresAt // only this timer's goroutine touches it after start
+	}
+	c.authTimer.Reset(c.nextAuthCheck())
+}
+
+// nextAuthCheck is the check interval, or sooner when the session expires first.
+func (c *socket) nextAuthCheck() time.Duration {
+	d := c.srv.SessionCheckInterval
+	if until := time.Until(c.expiresAt) + 10*time.Millisecond; until < d {
+		d = max(until, 10*time.Millisecond)
+	}
+	return d
+}
