@@ -308,7 +308,7 @@ func (d RoutesDeps) finishGoogle(r *http.Request) (*responder.User, error) {
 	if err != nil {
 		return nil, &signInError{status: http.StatusBadRequest, title: "Sign-in expired",
 			detail: "This sign-in link is no longer valid (it may have been opened in another browser, or too long ago).",
-			err: errStateMissing}
+			err:    errStateMissing}
 	}
 	st, err := openState(g.key, c.Value, g.opt.Now())
 	if err != nil {
@@ -321,7 +321,7 @@ func (d RoutesDeps) finishGoogle(r *http.Request) (*responder.User, error) {
 	if s := q.Get("state"); s == "" || subtle.ConstantTimeCompare([]byte(s), []byte(st.State)) != 1 {
 		return nil, &signInError{status: http.StatusBadRequest, title: "Sign-in could not be verified",
 			detail: "The sign-in response did not match the request this browser made.",
-			err: errors.New("state parameter does not match the state cookie")}
+			err:    errors.New("state parameter does not match the state cookie")}
 	}
 	code := q.Get("code")
 	if code == "" {
