@@ -272,7 +272,8 @@ func readEvents(r io.Reader, fn func(sseEvent) error) error {
 		line := sc.Text()
 		if line == "" {
 			if hasData {
-				ev.data = bytes.TrimSuffix(data.Bytes(), []byte("\n"))
+				// Copy: the buffer is reused for the next event.
+				ev.data = bytes.Clone(bytes.TrimSuffix(data.Bytes(), []byte("\n")))
 				if err := fn(ev); err != nil {
 					return err
 				}
