@@ -1,0 +1,208 @@
+// Package engine is Astra's embedded Julep v1-compatible engine: the REST
+// subset described by api/julep.yaml, served over HTTP, executing task
+// definitions with Julep's semantics (steps, Python expressions through
+// internal/expr, system tools over user docs) on a durable State.
+//
+// Durability: every step's completion is written (execution row + its
+// transition) in one State.Advance before the next step starts, with the
+// executor's resume point (the checkpoint) in the same row. After a restart,
+// Start re-queues every execution that was queued, starting or running and
+// each continues from its last completed top-level step. Compound steps
+// (foreach, map-reduce, parallel, if, switch, workflow calls) are one unit:
+// an interrupted compound step runs again from its beginning.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/astra-app/astra/internal/llm"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Key         string // the API key; required
+	State       State  // required
+	Model       llm.Model
+	Concurrency int // executions run at once (default 64)
+	Logger      *slog.Logger
+	HTTPClient  *http.Client // for api_call tools
+	Secrets     map[string]string
+	Now         func() time.Time
+}
+
+// Engine serves the API and runs executions.
+type Engine struct {
+	key     string
+	state   State
+	model   llm.Model
+	log     *slog.Logger
+	hc      *http.Client
+	now     func() time.Time
+	sem     chan struct{}
+	changes *hub
+
+	mu      sync.Mutex
+	running map[string]*run // executions this engine is running now
+	started bool
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// run is an execution in progress in this process.
+type run struct {
+	cancel context.CancelCauseFunc
+	deltas *deltaLog
+}
+
+// errShutdown is the cancel cause when the engine closes: the execution
+// stays resumable instead of being marked failed or cancelled.
+var errShutdown = errors.New("engine shutting down")
+
+// New checks the options, seeds the secrets and returns an engine that
+// serves requests at once; call Start to run executions.
+func New(opts Options) (*Engine, error) {
+	if opts.Key == "" {
+		return nil, errors.New("engine: a key is required")
+	}
+	if opts.State == nil {
+		return nil, errors.New("engine: a state is required")
+	}
+	if opts.Model == nil {
+		opts.Model = llm.Offline()
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Engine{
+		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
+		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
+		changes: newHub(), running: map[string]*run{},
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Start recovers interrupted executions and accepts new ones. Executions
+// created before Start wait in the queued status.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errors.New("engine: closed")
+	}
+	if e.started {
+		e.mu.Unlock()
+		return nil
+	}
+	e.started = true
+	e.mu.Unlock()
+	pending, err := e.state.ExecutionsByStatus(ctx, StatusQueued, StatusStarting, StatusRunning)
+	if err != nil {
+		return fmt.Errorf("engine: recover executions: %w", err)
+	}
+	for _, ex := range pending {
+		e.log.Info("engine: resuming execution", "execution_id", ex.ID, "status", ex.Status)
+		e.enqueue(ex.ID)
+	}
+	return nil
+}
+
+// Close stops the executor: running executions are interrupted between or
+// inside steps and stay resumable by the next Start on the same state.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	for _, r := range e.running {
+		r.cancel(errShutdown)
+	}
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+	e.changes.closeAll()
+	return nil
+}
+
+// enqueue runs the execution when a slot is free. Waiting goroutines are
+// cheap; the semaphore bounds the work.
+func (e *Engine) enqueue(id string) {
+	e.mu.Lock()
+	if e.closed || !e.started {
+		e.mu.Unlock()
+		return
+	}
+	if _, ok := e.running[id]; ok {
+		e.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	r := &run{cancel: cancel, deltas: newDeltaLog()}
+	e.running[id] = r
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.wg.Done()
+		defer func() {
+			e.mu.Lock()
+			delete(e.running, id)
+			e.mu.Unlock()
+			r.deltas.finish()
+			cancel(nil)
+		}()
+		select {
+		case e.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-e.sem }()
+		e.execute(ctx, id, r)
+	}()
+}
+
+func (e *Engine) runFor(id string) *run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running[id]
+}
+
+func newID() string { return uuid.NewString() }
+
+// Execution statuses.
+const (
+	StatusQueued        = "queued"
+	StatusStarting      = "starting"
+	StatusRunning       = "running"
+	StatusAwaitingInput = "awaiting_input"
+	StatusSucceeded     = "succeeded"
+	StatusFailed        = "failed"
+	StatusCancelled     = "cancelled"
+)
+
+func terminal(status string) bool {
+	return status == StatusSucceeded || status == StatusFailed || status == StatusCancelled
+}

@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// checkpoint is an execution's resume point, written with every transition.
+type checkpoint struct {
+	Step    int            `json:"step"`    // the next step of main to run
+	Steps   []stepRecord   `json:"steps"`   // the completed steps of main
+	Last    any            `json:"last"`    // `_` for the next step
+	State   map[string]any `json:"state"`   // set/get values
+	Waiting string         `json:"waiting"` // the pause path the execution awaits input at
+	Resumes map[string]any `json:"resumes"` // inputs given to pauses of the current step
+}
+
+type stepRecord struct {
+	Input  any    `json:"input"`
+	Output any    `json:"output"`
+	Label  string `json:"label,omitempty"`
+}
+
+// pause stops the execution until PUT /executions/{id} resumes it; Path
+// names where, so the step's replay hands the resume input back there.
+type pause struct {
+	Path string
+	Info any
+}
+
+func (p *pause) Error() string { return "paused at " + p.Path }
+
+// returned unwinds a `return` step to the workflow that runs it.
+type returned struct{ Value any }
+
+func (r *returned) Error() string { return "return" }
+
+// execute runs an execution from its checkpoint until it finishes, fails,
+// pauses, is cancelled, or the engine shuts down (which leaves it resumable).
+func (e *Engine) execute(ctx context.Context, id string, r *run) {
+	ex, err := e.state.GetExecution(ctx, id)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			e.log.Error("engine: load execution", "execution_id", id, "err", err)
+		}
+		return
+	}
+	if terminal(ex.Status) || ex.Status == StatusAwaitingInput {
+		return
+	}
+	x, err := e.prepare(ctx, &ex, r)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.fail(ctx, &ex, nil, fmt.Sprintf("execution %s cannot start: %v", ex.ID, err))
+		}
+		return
+	}
+	x.run(ctx)
+}
+
+// executor holds one execution's loaded context.
+type executor struct {
+	e       *Engine
+	ex      *Execution
+	def     map[string]any
+	task    map[string]any
+	agent   map[string]any
+	secrets map[string]string
+	ck      checkpoint
+	r       *run
+	stateMu sync.Mutex
+}
+
+func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
+	t, err := e.state.GetTask(ctx, ex.TaskID, ex.TaskVersion)
+	if err != nil {
+		return nil, fmt.Errorf("load task %s version %d: %w", ex.TaskID, ex.TaskVersion, err)
+	}
+	x := &executor{e: e, ex: ex, r: r}
+	if err := json.Unmarshal(t.Body, &x.def); err != nil {
+		return nil, fmt.Errorf("decode task %s: %w", t.ID, err)
+	}
+	x.task = map[string]any{"id": t.ID, "name": x.def["name"], "description": x.def["description"],
+		"metadata": t.Metadata, "input_schema": x.def["input_schema"]}
+	x.agent = map[string]any{}
+	if t.AgentID != "" {
+		if a, err := e.state.GetResource(ctx, KindAgent, t.AgentID); err == nil {
+			_ = json.Unmarshal(a.Body, &x.agent)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("load agent %s: %w", t.AgentID, err)
+		}
+	}
+	if x.secrets, err = e.secretValues(ctx); err != nil {
+		return nil, err
+	}
+	if len(ex.Checkpoint) > 0 {
+		if err := json.Unmarshal(ex.Checkpoint, &x.ck); err != nil {
+			return nil, fmt.Errorf("decode checkpoint: %w", err)
+		}
+	} else {
+		x.ck = checkpoint{Last: ex.Input}
+	}
+	if x.ck.State == nil {
+		x.ck.State = map[string]any{}
+	}
+	return x, nil
+}
+
+// advance persists the execution with new transitions; ErrConflict means
+// someone else (a cancel) changed the status and this run must stop.
+func (x *executor) advance(ctx context.Context, status string, trs ...Transition) error {
+	ck, err := json.Marshal(x.ck)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
+	now := x.e.now()
+	next := *x.ex
+	next.Status, next.UpdatedAt, next.Checkpoint = status, now, ck
+	for i := range trs {
+		next.TransitionCount++
+		trs[i].ID, trs[i].ExecutionID, trs[i].Seq, trs[i].CreatedAt = newID(), x.ex.ID, next.TransitionCount, now
+		trs[i].Output = redactValue(trs[i].Output, x.secrets)
+	}
+	next.Output = redactValue(next.Output, x.secrets)
+	if err := x.e.state.Advance(ctx, next, []string{StatusQueued, StatusStarting, StatusRunning}, trs); err != nil {
+		return err
+	}
+	*x.ex = next
+	x.e.changes.notify(x.ex.ID)
+	return nil
+}
+
+func (x *executor) steps(name string) ([]any, bool) {
+	l, ok := x.def[name].([]any)
+	return l, ok
+}
+
+func (x *executor) run(ctx context.Context) {
+	main, _ := x.steps("main")
+	if x.ex.Status == StatusQueued {
+		if err := x.advance(ctx, StatusStarting, Transition{Type: "init", Output: x.ex.Input,
+			Current: Cursor{Workflow: "main", Step: 0}, Next: &Cursor{Workflow: "main", Step: 0}}); err != nil {
+			x.stop(ctx, err)
+			return
+		}
+	}
+	for x.ck.Step < len(main) {
+		i := x.ck.Step
+		step, _ := main[i].(map[string]any)
+		label, _ := step["label"].(string)
+		input := x.ck.Last
+		f := &frame{x: x, workflow: "main", history: x.ck.Steps}
+		out, err := f.step(ctx, step, input, fmt.Sprintf("main.%d", i))
+		var ret *returned
+		final := i == len(main)-1
+		switch {
+		case errors.As(err, &ret):
+			out, final, err = ret.Value, true, nil
+		case err != nil:
+			var p *pause
+			if errors.As(err, &p) {
+				x.ck.Waiting = p.Path
+				if err := x.advance(ctx, StatusAwaitingInput, Transition{Type: "wait", Output: p.Info,
+					Current: Cursor{Workflow: "main", Step: i}, Next: &Cursor{Workflow: "main", Step: i}, StepLabel: label}); err != nil {
+					x.stop(ctx, err)
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				x.stop(ctx, ctx.Err())
+				return
+			}
+			x.e.fail(ctx, x.ex, x, fmt.Sprintf("workflow %q, step %s: %v", "main", stepName(i, label), err))
+			return
+		}
+		x.ck.Steps = append(x.ck.Steps, stepRecord{Input: input, Output: out, Label: label})
+		x.ck.Step, x.ck.Last, x.ck.Resumes, x.ck.Waiting = i+1, out, nil, ""
+		tr := Transition{Type: "step", Output: out, Current: Cursor{Workflow: "main", Step: i},
+			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label}
+		status := StatusRunning
+		if final {
+			x.ck.Step = len(main)
+			tr.Type, tr.Next, status = "finish", nil, StatusSucceeded
+			x.ex.Output = out
+		}
+		if err := x.advance(ctx, status, tr); err != nil {
+			x.stop(ctx, err)
+			return
+		}
+		if final {
+			return
+		}
+	}
+	if len(main) == 0 { // refused at create; kept for definitions stored by older versions
+		x.e.fail(ctx, x.ex, x, "the task has no main steps")
+	}
+}
+
+// stop handles an interruption: shutdown leaves the execution resumable, a
+// conflict means it was cancelled meanwhile, anything else fails it.
+func (x *executor) stop(ctx context.Context, err error) {
+	switch {
+	case errors.Is(err, ErrConflict), ctx.Err() != nil, errors.Is(err, context.Canceled):
+		return
+	}
+	x.e.fail(ctx, x.ex, x, err.Error())
+}
+
+func stepName(i int, label string) string {
+	if label != "" {
+		return fmt.Sprintf("%d (%q)", i, label)
+	}
+	return fmt.Sprint(i)
+}
+
+// fail marks the execution failed with a readable, redacted message.
+func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg string) {
+	var secrets map[string]string
+	if x != nil {
+		secrets = x.secrets
+	} else {
+		secrets, _ = e.secretValues(ctx)
+	}
+	msg = redactString(msg, secrets)
+	e.log.Info("engine: execution failed", "execution_id", ex.ID, "error", msg)
+	cur := Cursor{Workflow: "main"}
+	if x != nil {
+		cur.Step = x.ck.Step
+		x.ck.Resumes, x.ck.Waiting = nil, ""
+	}
+	ck := ex.Checkpoint
+	if x != nil {
+		ck, _ = json.Marshal(x.ck)
+	}
+	next := *ex
+	next.Status, next.Error, next.UpdatedAt, next.Checkpoint = StatusFailed, msg, e.now(), ck
+	next.TransitionCount++
+	tr := Transition{ID: newID(), ExecutionID: ex.ID, Seq: next.TransitionCount, Type: "error",
+		Output: map[string]any{"error": msg}, Current: cur, CreatedAt: next.UpdatedAt}
+	if err := e.state.Advance(context.WithoutCancel(ctx), next, []string{StatusQueued, StatusStarting, StatusRunning}, []Transition{tr}); err != nil {
+		if !errors.Is(err, ErrConflict) {
+			e.log.Error("engine: record failure", "execution_id", ex.ID, "err", err)
+		}
+		return
+	}
+	*ex = next
+	e.changes.notify(ex.ID)
+}

@@ -1,0 +1,284 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// createTask stores a new version of a task after validating it.
+func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
+	agentID := chi.URLParam(r, "agent_id")
+	if _, err := e.getResource(r.Context(), KindAgent, agentID); err != nil {
+		return 0, nil, err
+	}
+	def, err := readObject(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if issues := validateDefinition(def); len(issues) > 0 {
+		parts := make([]string, len(issues))
+		details := make([]any, len(issues))
+		for i, is := range issues {
+			parts[i] = is.Location + ": " + is.Message
+			details[i] = map[string]any{"location": is.Location, "message": is.Message, "severity": is.Severity, "type": is.Type}
+		}
+		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
+	}
+	if _, err := compileSchema(def["input_schema"]); err != nil {
+		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: input_schema: " + err.Error(),
+			Details: []any{map[string]any{"location": "input_schema", "message": err.Error(), "severity": "error", "type": "schema"}}}
+	}
+	meta, err := asMetadata(def["metadata"])
+	if err != nil {
+		return 0, nil, validationError([]any{fieldError("metadata", err.Error())})
+	}
+	delete(def, "id")
+	delete(def, "created_at")
+	delete(def, "updated_at")
+	raw, err := json.Marshal(def)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encode task: %w", err)
+	}
+	now := e.now()
+	t, err := e.state.PutTask(r.Context(), Task{ID: id, AgentID: agentID, CreatedAt: now, UpdatedAt: now, Metadata: meta, Body: raw})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, taskView(t), nil
+}
+
+func taskView(t Task) map[string]any {
+	v := decodeBody(t.Body)
+	v["id"], v["agent_id"] = t.ID, t.AgentID
+	v["created_at"], v["updated_at"] = ts(t.CreatedAt), ts(t.UpdatedAt)
+	if _, ok := v["metadata"]; !ok {
+		v["metadata"] = map[string]any{}
+	}
+	if _, ok := v["tools"]; !ok {
+		v["tools"] = []any{}
+	}
+	if _, ok := v["inherit_tools"]; !ok {
+		v["inherit_tools"] = false
+	}
+	return v
+}
+
+func compileSchema(s any) (*jsonschema.Schema, error) {
+	m, ok := s.(map[string]any)
+	if s == nil || (ok && len(m) == 0) {
+		return nil, nil
+	}
+	if !ok {
+		return nil, errors.New("must be a JSON Schema object")
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("input_schema.json", doc); err != nil {
+		return nil, err
+	}
+	return c.Compile("input_schema.json")
+}
+
+// createExecution validates the input and queues a new execution pinned to
+// the task's current version.
+func (e *Engine) createExecution(r *http.Request) (int, any, error) {
+	taskID := chi.URLParam(r, "task_id")
+	t, err := e.state.GetTask(r.Context(), taskID, 0)
+	if err != nil {
+		return 0, nil, stateErr(err, "task", taskID)
+	}
+	in, err := readObject(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	input, ok := in["input"].(map[string]any)
+	if !ok {
+		msg := "Field required"
+		if in["input"] != nil {
+			msg = "Input should be a valid dictionary"
+		}
+		return 0, nil, validationError([]any{map[string]any{"loc": []any{"body", "input"}, "msg": msg, "type": "missing"}})
+	}
+	meta, err := asMetadata(in["metadata"])
+	if err != nil {
+		return 0, nil, validationError([]any{fieldError("metadata", err.Error())})
+	}
+	def := decodeBody(t.Body)
+	schema, err := compileSchema(def["input_schema"])
+	if err != nil {
+		return 0, nil, errorf(http.StatusBadRequest, "the task's input_schema is invalid: %v", err)
+	}
+	if schema != nil {
+		if err := schema.Validate(any(input)); err != nil {
+			var ve *jsonschema.ValidationError
+			msg := err.Error()
+			if errors.As(err, &ve) {
+				msg = schemaMessage(ve)
+			}
+			return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid input: " + msg,
+				Details: []any{map[string]any{"location": "input", "message": msg, "severity": "error", "type": "input_schema"}}}
+		}
+	}
+	now := e.now()
+	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
+		Metadata: meta, CreatedAt: now, UpdatedAt: now}
+	if err := e.state.CreateExecution(r.Context(), x); err != nil {
+		return 0, nil, err
+	}
+	e.enqueue(x.ID)
+	v := executionView(x)
+	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
+	return http.StatusCreated, v, nil
+}
+
+// schemaMessage flattens a validation error to its leaf causes, one line.
+func schemaMessage(ve *jsonschema.ValidationError) string {
+	var parts []string
+	var walk func(*jsonschema.ValidationError)
+	walk = func(v *jsonschema.ValidationError) {
+		if len(v.Causes) == 0 {
+			loc := "/" + strings.Join(v.InstanceLocation, "/")
+			parts = append(parts, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(nil)))
+			return
+		}
+		for _, c := range v.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return strings.Join(parts, "; ")
+}
+
+func executionView(x Execution) map[string]any {
+	var errv any
+	if x.Error != "" {
+		errv = x.Error
+	}
+	meta := x.Metadata
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	input := x.Input
+	if input == nil {
+		input = map[string]any{}
+	}
+	return map[string]any{"id": x.ID, "task_id": x.TaskID, "status": x.Status, "input": input, "output": x.Output,
+		"error": errv, "transition_count": x.TransitionCount, "metadata": meta,
+		"created_at": ts(x.CreatedAt), "updated_at": ts(x.UpdatedAt)}
+}
+
+func transitionView(t Transition) map[string]any {
+	var next any
+	if t.Next != nil {
+		next = t.Next
+	}
+	var label any
+	if t.StepLabel != "" {
+		label = t.StepLabel
+	}
+	meta := t.Metadata
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	return map[string]any{"id": t.ID, "execution_id": t.ExecutionID, "type": t.Type, "output": t.Output,
+		"current": t.Current, "next": next, "step_label": label, "metadata": meta,
+		"created_at": ts(t.CreatedAt), "updated_at": ts(t.CreatedAt)}
+}
+
+// updateExecution cancels an execution or resumes one awaiting input.
+func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
+	id := chi.URLParam(r, "id")
+	in, err := readObject(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := r.Context()
+	x, err := e.state.GetExecution(ctx, id)
+	if err != nil {
+		return 0, nil, stateErr(err, "execution", id)
+	}
+	status, _ := in["status"].(string)
+	now := e.now()
+	switch status {
+	case StatusCancelled:
+		if terminal(x.Status) {
+			return 0, nil, errorf(http.StatusBadRequest, "execution %s is already %s", id, x.Status)
+		}
+		reason, _ := in["reason"].(string)
+		from := x.Status
+		next := x
+		next.Status, next.UpdatedAt = StatusCancelled, now
+		next.TransitionCount++
+		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "cancelled",
+			Output: map[string]any{"reason": reason}, Current: currentCursor(x), CreatedAt: now}
+		if err := e.state.Advance(ctx, next, []string{from}, []Transition{tr}); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)
+			}
+			return 0, nil, err
+		}
+		if rn := e.runFor(id); rn != nil {
+			rn.cancel(errors.New("cancelled"))
+		}
+		e.changes.notify(id)
+		return http.StatusOK, nil, nil
+	case StatusRunning:
+		if x.Status != StatusAwaitingInput {
+			return 0, nil, errorf(http.StatusBadRequest, "execution %s is %s, not awaiting_input", id, x.Status)
+		}
+		input, _ := in["input"].(map[string]any)
+		if input == nil {
+			input = map[string]any{}
+		}
+		var ck checkpoint
+		if err := json.Unmarshal(x.Checkpoint, &ck); err != nil {
+			return 0, nil, fmt.Errorf("decode checkpoint of %s: %w", id, err)
+		}
+		if ck.Resumes == nil {
+			ck.Resumes = map[string]any{}
+		}
+		ck.Resumes[ck.Waiting] = map[string]any(input)
+		ck.Waiting = ""
+		raw, err := json.Marshal(ck)
+		if err != nil {
+			return 0, nil, fmt.Errorf("encode checkpoint of %s: %w", id, err)
+		}
+		next := x
+		next.Status, next.UpdatedAt, next.Checkpoint = StatusRunning, now, raw
+		next.TransitionCount++
+		cur := currentCursor(x)
+		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",
+			Output: input, Current: cur, Next: &cur, CreatedAt: now}
+		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, []Transition{tr}); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)
+			}
+			return 0, nil, err
+		}
+		e.changes.notify(id)
+		e.enqueue(id)
+		return http.StatusOK, nil, nil
+	}
+	return 0, nil, validationError([]any{map[string]any{"loc": []any{"body", "status"},
+		"msg": "must be cancelled or running", "type": "value_error"}})
+}
+
+func currentCursor(x Execution) Cursor {
+	var ck checkpoint
+	_ = json.Unmarshal(x.Checkpoint, &ck)
+	return Cursor{Workflow: "main", Step: ck.Step}
+}

@@ -1,0 +1,494 @@
+// Package sqlitestate keeps the embedded engine's state in engine_* tables of
+// a SQLite database (the project store's own file, through its *sql.DB).
+package sqlitestate
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/astra-app/astra/internal/engine"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS engine_resources (
+	kind TEXT NOT NULL, id TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+	metadata TEXT NOT NULL DEFAULT '{}', body TEXT NOT NULL,
+	PRIMARY KEY (kind, id));
+CREATE INDEX IF NOT EXISTS engine_resources_parent ON engine_resources (kind, parent, created_at);
+CREATE TABLE IF NOT EXISTS engine_tasks (
+	id TEXT NOT NULL, version INTEGER NOT NULL, agent_id TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+	metadata TEXT NOT NULL DEFAULT '{}', body TEXT NOT NULL,
+	PRIMARY KEY (id, version));
+CREATE INDEX IF NOT EXISTS engine_tasks_agent ON engine_tasks (agent_id, created_at);
+CREATE TABLE IF NOT EXISTS engine_executions (
+	id TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_version INTEGER NOT NULL,
+	status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+	metadata TEXT NOT NULL DEFAULT '{}', input TEXT NOT NULL, output TEXT NOT NULL DEFAULT 'null',
+	error TEXT NOT NULL DEFAULT '', transition_count INTEGER NOT NULL DEFAULT 0,
+	checkpoint TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS engine_executions_task ON engine_executions (task_id, created_at);
+CREATE INDEX IF NOT EXISTS engine_executions_status ON engine_executions (status);
+CREATE TABLE IF NOT EXISTS engine_transitions (
+	id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
+	type TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS engine_transitions_seq ON engine_transitions (execution_id, seq);
+`
+
+// State is the SQLite engine.State.
+type State struct {
+	db *sql.DB
+	// mu serialises this process's write transactions: SQLite has one writer,
+	// and a deferred transaction upgrading to a write lock can fail with
+	// SQLITE_BUSY without waiting; queuing here avoids that entirely.
+	mu sync.Mutex
+}
+
+var _ engine.State = (*State)(nil)
+
+// New creates the engine_* tables when missing and returns the state.
+func New(ctx context.Context, db *sql.DB) (*State, error) {
+	for _, stmt := range strings.Split(schema, ";\n") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("create engine tables: %w", err)
+		}
+	}
+	return &State{db: db}, nil
+}
+
+func nanos(t time.Time) int64 { return t.UTC().UnixNano() }
+func fromNanos(n int64) time.Time {
+	return time.Unix(0, n).UTC()
+}
+
+func jsonText(v any) (string, error) {
+	if v == nil {
+		return "null", nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+func metaText(m map[string]any) (string, error) {
+	if m == nil {
+		return "{}", nil
+	}
+	return jsonText(m)
+}
+
+func decodeMeta(s string) map[string]any {
+	m := map[string]any{}
+	_ = json.Unmarshal([]byte(s), &m)
+	return m
+}
+
+// filterSQL turns a ListQuery into WHERE/ORDER/LIMIT clauses. Metadata keys
+// go into a JSON path as quoted members so any key text is safe.
+func filterSQL(q engine.ListQuery, where []string, args []any) (string, []any) {
+	for k, v := range q.MetadataFilter {
+		path := `$."` + strings.ReplaceAll(k, `"`, `\"`) + `"`
+		where = append(where, "CAST(json_extract(metadata, ?) AS TEXT) = ?")
+		args = append(args, path, v)
+	}
+	s := ""
+	if len(where) > 0 {
+		s = " WHERE " + strings.Join(where, " AND ")
+	}
+	col := "created_at"
+	if q.SortBy == "updated_at" {
+		col = "updated_at"
+	}
+	dir := "ASC"
+	if q.Desc {
+		dir = "DESC"
+	}
+	s += fmt.Sprintf(" ORDER BY %s %s, rowid %s", col, dir, dir)
+	if q.Limit > 0 {
+		s += " LIMIT ? OFFSET ?"
+		args = append(args, q.Limit, q.Offset)
+	} else if q.Offset > 0 {
+		s += " LIMIT -1 OFFSET ?"
+		args = append(args, q.Offset)
+	}
+	return s, args
+}
+
+// PutResource inserts or replaces a resource, keeping its first created_at.
+func (s *State) PutResource(ctx context.Context, r engine.Resource) error {
+	meta, err := metaText(r.Metadata)
+	if err != nil {
+		return fmt.Errorf("encode metadata: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err = s.db.ExecContext(ctx, `INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, updated_at = excluded.updated_at,
+			metadata = excluded.metadata, body = excluded.body`,
+		r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
+	if err != nil {
+		return fmt.Errorf("put %s %s: %w", r.Kind, r.ID, err)
+	}
+	return nil
+}
+
+func scanResource(sc interface{ Scan(...any) error }) (engine.Resource, error) {
+	var (
+		r          engine.Resource
+		ca, ua     int64
+		meta, body string
+	)
+	if err := sc.Scan(&r.Kind, &r.ID, &r.Parent, &ca, &ua, &meta, &body); err != nil {
+		return r, err
+	}
+	r.CreatedAt, r.UpdatedAt = fromNanos(ca), fromNanos(ua)
+	r.Metadata, r.Body = decodeMeta(meta), json.RawMessage(body)
+	return r, nil
+}
+
+const resourceCols = "kind, id, parent, created_at, updated_at, metadata, body"
+
+// GetResource reads one resource.
+func (s *State) GetResource(ctx context.Context, kind, id string) (engine.Resource, error) {
+	r, err := scanResource(s.db.QueryRowContext(ctx,
+		"SELECT "+resourceCols+" FROM engine_resources WHERE kind = ? AND id = ?", kind, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, engine.ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("get %s %s: %w", kind, id, err)
+	}
+	return r, nil
+}
+
+// ListResources pages resources of one kind (and parent).
+func (s *State) ListResources(ctx context.Context, q engine.ListQuery) ([]engine.Resource, error) {
+	where, args := []string{"kind = ?"}, []any{q.Kind}
+	if q.Parent != "" {
+		where, args = append(where, "parent = ?"), append(args, q.Parent)
+	}
+	tail, args := filterSQL(q, where, args)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+resourceCols+" FROM engine_resources"+tail, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", q.Kind, err)
+	}
+	defer rows.Close()
+	var out []engine.Resource
+	for rows.Next() {
+		r, err := scanResource(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", q.Kind, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DeleteResource removes a resource; a missing one is ErrNotFound.
+func (s *State) DeleteResource(ctx context.Context, kind, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.db.ExecContext(ctx, "DELETE FROM engine_resources WHERE kind = ? AND id = ?", kind, id)
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", kind, id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return engine.ErrNotFound
+	}
+	return nil
+}
+
+// PutTask stores a new version of a task.
+func (s *State) PutTask(ctx context.Context, t engine.Task) (engine.Task, error) {
+	meta, err := metaText(t.Metadata)
+	if err != nil {
+		return t, fmt.Errorf("encode task metadata: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return t, fmt.Errorf("put task %s: %w", t.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var (
+		version sql.NullInt64
+		created sql.NullInt64
+	)
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(version), MIN(created_at) FROM engine_tasks WHERE id = ?", t.ID).
+		Scan(&version, &created); err != nil {
+		return t, fmt.Errorf("put task %s: %w", t.ID, err)
+	}
+	t.Version = int(version.Int64) + 1
+	if created.Valid {
+		t.CreatedAt = fromNanos(created.Int64)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO engine_tasks (id, version, agent_id, created_at, updated_at, metadata, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Version, t.AgentID, nanos(t.CreatedAt), nanos(t.UpdatedAt), meta, string(t.Body)); err != nil {
+		return t, fmt.Errorf("put task %s: %w", t.ID, err)
+	}
+	return t, tx.Commit()
+}
+
+const taskCols = "id, version, agent_id, created_at, updated_at, metadata, body"
+
+func scanTask(sc interface{ Scan(...any) error }) (engine.Task, error) {
+	var (
+		t          engine.Task
+		ca, ua     int64
+		meta, body string
+	)
+	if err := sc.Scan(&t.ID, &t.Version, &t.AgentID, &ca, &ua, &meta, &body); err != nil {
+		return t, err
+	}
+	t.CreatedAt, t.UpdatedAt = fromNanos(ca), fromNanos(ua)
+	t.Metadata, t.Body = decodeMeta(meta), json.RawMessage(body)
+	return t, nil
+}
+
+// GetTask reads a version of a task (0: the latest).
+func (s *State) GetTask(ctx context.Context, id string, version int) (engine.Task, error) {
+	q := "SELECT " + taskCols + " FROM engine_tasks WHERE id = ? ORDER BY version DESC LIMIT 1"
+	args := []any{id}
+	if version > 0 {
+		q = "SELECT " + taskCols + " FROM engine_tasks WHERE id = ? AND version = ?"
+		args = append(args, version)
+	}
+	t, err := scanTask(s.db.QueryRowContext(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, engine.ErrNotFound
+	}
+	if err != nil {
+		return t, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// ListTasks lists the latest version of each task of an agent.
+func (s *State) ListTasks(ctx context.Context, q engine.ListQuery) ([]engine.Task, error) {
+	where := []string{"version = (SELECT MAX(version) FROM engine_tasks t2 WHERE t2.id = engine_tasks.id)"}
+	var args []any
+	if q.Parent != "" {
+		where, args = append(where, "agent_id = ?"), append(args, q.Parent)
+	}
+	tail, args := filterSQL(q, where, args)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+taskCols+" FROM engine_tasks"+tail, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CreateExecution inserts a new execution.
+func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
+	meta, err := metaText(e.Metadata)
+	if err != nil {
+		return fmt.Errorf("encode execution metadata: %w", err)
+	}
+	in, err := jsonText(e.Input)
+	if err != nil {
+		return fmt.Errorf("encode execution input: %w", err)
+	}
+	out, err := jsonText(e.Output)
+	if err != nil {
+		return fmt.Errorf("encode execution output: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err = s.db.ExecContext(ctx, `INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
+		metadata, input, output, error, transition_count, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
+		e.TransitionCount, string(e.Checkpoint))
+	if err != nil {
+		return fmt.Errorf("create execution %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+const execCols = "id, task_id, task_version, status, created_at, updated_at, metadata, input, output, error, transition_count, checkpoint"
+
+func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error) {
+	var (
+		e                   engine.Execution
+		ca, ua              int64
+		meta, in, out, ckpt string
+	)
+	if err := sc.Scan(&e.ID, &e.TaskID, &e.TaskVersion, &e.Status, &ca, &ua, &meta, &in, &out, &e.Error,
+		&e.TransitionCount, &ckpt); err != nil {
+		return e, err
+	}
+	e.CreatedAt, e.UpdatedAt = fromNanos(ca), fromNanos(ua)
+	e.Metadata = decodeMeta(meta)
+	e.Input = map[string]any{}
+	_ = json.Unmarshal([]byte(in), &e.Input)
+	_ = json.Unmarshal([]byte(out), &e.Output)
+	if ckpt != "" {
+		e.Checkpoint = json.RawMessage(ckpt)
+	}
+	return e, nil
+}
+
+// GetExecution reads one execution.
+func (s *State) GetExecution(ctx context.Context, id string) (engine.Execution, error) {
+	e, err := scanExecution(s.db.QueryRowContext(ctx, "SELECT "+execCols+" FROM engine_executions WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, engine.ErrNotFound
+	}
+	if err != nil {
+		return e, fmt.Errorf("get execution %s: %w", id, err)
+	}
+	return e, nil
+}
+
+func (s *State) queryExecutions(ctx context.Context, q string, args ...any) ([]engine.Execution, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list executions: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.Execution
+	for rows.Next() {
+		e, err := scanExecution(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list executions: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ListExecutions pages the executions of a task.
+func (s *State) ListExecutions(ctx context.Context, q engine.ListQuery) ([]engine.Execution, error) {
+	tail, args := filterSQL(q, []string{"task_id = ?"}, []any{q.Parent})
+	return s.queryExecutions(ctx, "SELECT "+execCols+" FROM engine_executions"+tail, args...)
+}
+
+// ExecutionsByStatus lists executions in the given statuses, oldest first.
+func (s *State) ExecutionsByStatus(ctx context.Context, statuses ...string) ([]engine.Execution, error) {
+	if len(statuses) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = st
+	}
+	return s.queryExecutions(ctx, "SELECT "+execCols+" FROM engine_executions WHERE status IN (?"+
+		strings.Repeat(", ?", len(statuses)-1)+") ORDER BY created_at", args...)
+}
+
+// Advance updates an execution and appends transitions in one transaction,
+// guarded by the expected current status.
+func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, trs []engine.Transition) error {
+	meta, err := metaText(e.Metadata)
+	if err != nil {
+		return fmt.Errorf("encode execution metadata: %w", err)
+	}
+	out, err := jsonText(e.Output)
+	if err != nil {
+		return fmt.Errorf("encode execution output: %w", err)
+	}
+	bodies := make([]string, len(trs))
+	for i, tr := range trs {
+		b, err := json.Marshal(transitionBody{tr.Output, tr.Current, tr.Next, tr.StepLabel, tr.Metadata})
+		if err != nil {
+			return fmt.Errorf("encode transition: %w", err)
+		}
+		bodies[i] = string(b)
+	}
+	args := []any{e.Status, nanos(e.UpdatedAt), meta, out, e.Error, e.TransitionCount, string(e.Checkpoint), e.ID}
+	for _, st := range from {
+		args = append(args, st)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("advance execution %s: %w", e.ID, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	res, err := tx.ExecContext(ctx, `UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
+		error = ?, transition_count = ?, checkpoint = ? WHERE id = ? AND status IN (?`+strings.Repeat(", ?", max(len(from)-1, 0))+`)`,
+		args...)
+	if err != nil {
+		return fmt.Errorf("advance execution %s: %w", e.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return engine.ErrConflict
+	}
+	for i, tr := range trs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
+			VALUES (?, ?, ?, ?, ?, ?)`, tr.ID, e.ID, tr.Seq, tr.Type, nanos(tr.CreatedAt), bodies[i]); err != nil {
+			return fmt.Errorf("append transition %d of %s: %w", tr.Seq, e.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("advance execution %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+type transitionBody struct {
+	Output    any            `json:"output"`
+	Current   engine.Cursor  `json:"current"`
+	Next      *engine.Cursor `json:"next"`
+	StepLabel string         `json:"step_label,omitempty"`
+	Metadata  map[string]any `json:"metadata,omitempty"`
+}
+
+// ListTransitions pages an execution's transitions by position.
+func (s *State) ListTransitions(ctx context.Context, executionID string, limit, offset int, desc bool) ([]engine.Transition, error) {
+	dir := "ASC"
+	if desc {
+		dir = "DESC"
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, seq, type, created_at, body FROM engine_transitions
+		WHERE execution_id = ? ORDER BY seq `+dir+` LIMIT ? OFFSET ?`, executionID, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("list transitions of %s: %w", executionID, err)
+	}
+	defer rows.Close()
+	var out []engine.Transition
+	for rows.Next() {
+		var (
+			tr   engine.Transition
+			ca   int64
+			body string
+			tb   transitionBody
+		)
+		if err := rows.Scan(&tr.ID, &tr.Seq, &tr.Type, &ca, &body); err != nil {
+			return nil, fmt.Errorf("list transitions of %s: %w", executionID, err)
+		}
+		if err := json.Unmarshal([]byte(body), &tb); err != nil {
+			return nil, fmt.Errorf("decode transition %s: %w", tr.ID, err)
+		}
+		tr.ExecutionID, tr.CreatedAt = executionID, fromNanos(ca)
+		tr.Output, tr.Current, tr.Next, tr.StepLabel, tr.Metadata = tb.Output, tb.Current, tb.Next, tb.StepLabel, tb.Metadata
+		out = append(out, tr)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by a State when a record does not exist.
+var ErrNotFound = errors.New("engine: not found")
+
+// ErrConflict is returned by State.Advance when the execution is no longer in
+// one of the statuses the caller expected (it was cancelled, or another
+// worker moved it on), so the caller must stop instead of overwriting.
+var ErrConflict = errors.New("engine: execution status changed")
+
+// Resource kinds kept by State.PutResource and friends.
+const (
+	KindUser   = "user"
+	KindAgent  = "agent"
+	KindDoc    = "doc"
+	KindSecret = "secret"
+)
+
+// Resource is a user, agent, doc or secret: a JSON document with the few
+// fields the engine queries by. Body holds the whole public JSON object.
+type Resource struct {
+	Kind      string
+	ID        string
+	Parent    string // a doc's owner (user id); empty otherwise
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	Metadata  map[string]any
+	Body      json.RawMessage
+}
+
+// ListQuery selects a page of records under one parent.
+type ListQuery struct {
+	Kind           string
+	Parent         string            // "" lists every record of the kind
+	MetadataFilter map[string]string // text equality on metadata.<key>, ANDed
+	SortBy         string            // created_at | updated_at
+	Desc           bool
+	Limit          int // 0: no limit
+	Offset         int
+}
+
+// Task is one stored version of a task definition.
+type Task struct {
+	ID        string
+	AgentID   string
+	Version   int
+	CreatedAt time.Time // of the first version
+	UpdatedAt time.Time // of this version
+	Metadata  map[string]any
+	Body      json.RawMessage // the definition as given (name, main, tools, ...)
+}
+
+// Execution is the durable record of one run of a task version. Checkpoint
+// is the executor's private resume point; it is never served.
+type Execution struct {
+	ID              string
+	TaskID          string
+	TaskVersion     int
+	Status          string
+	Input           map[string]any
+	Output          any
+	Error           string
+	TransitionCount int
+	Metadata        map[string]any
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	Checkpoint      json.RawMessage
+}
+
+// Cursor names a position in a task: a workflow, a step index and a scope.
+type Cursor struct {
+	Workflow string `json:"workflow"`
+	Step     int    `json:"step"`
+	ScopeID  string `json:"scope_id"`
+}
+
+// Transition is one entry of an execution's log.
+type Transition struct {
+	ID          string
+	ExecutionID string
+	Seq         int // 1-based position in the execution's log
+	Type        string
+	Output      any
+	Current     Cursor
+	Next        *Cursor
+	StepLabel   string
+	Metadata    map[string]any
+	CreatedAt   time.Time
+}
+
+// State is the engine's persistence. Implementations must make Advance
+// atomic: the execution row and its new transitions are written together or
+// not at all, which is what makes the executor restart-safe.
+type State interface {
+	PutResource(ctx context.Context, r Resource) error
+	GetResource(ctx context.Context, kind, id string) (Resource, error)
+	ListResources(ctx context.Context, q ListQuery) ([]Resource, error)
+	DeleteResource(ctx context.Context, kind, id string) error
+
+	// PutTask stores t as a new version of t.ID (Version is assigned and
+	// returned; CreatedAt is kept from the first version).
+	PutTask(ctx context.Context, t Task) (Task, error)
+	// GetTask returns the given version, or the latest when version is 0.
+	GetTask(ctx context.Context, id string, version int) (Task, error)
+	// ListTasks lists the latest version of each task of q.Parent (an agent).
+	ListTasks(ctx context.Context, q ListQuery) ([]Task, error)
+
+	CreateExecution(ctx context.Context, e Execution) error
+	GetExecution(ctx context.Context, id string) (Execution, error)
+	// ListExecutions lists the executions of task q.Parent.
+	ListExecutions(ctx context.Context, q ListQuery) ([]Execution, error)
+	// ExecutionsByStatus lists executions in any of the statuses (for recovery).
+	ExecutionsByStatus(ctx context.Context, statuses ...string) ([]Execution, error)
+	// Advance writes e (all fields but ID, TaskID, TaskVersion, CreatedAt)
+	// and appends trs, only if the stored status is one of from; otherwise it
+	// returns ErrConflict and writes nothing.
+	Advance(ctx context.Context, e Execution, from []string, trs []Transition) error
+	// ListTransitions pages an execution's log ordered by Seq.
+	ListTransitions(ctx context.Context, executionID string, limit, offset int, desc bool) ([]Transition, error)
+}

@@ -1,0 +1,497 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/astra-app/astra/internal/expr"
+)
+
+// maxSleep caps a sleep step: the executor holds a slot while sleeping.
+const maxSleep = 5 * time.Minute
+
+// stepKinds lists the keys that name a step's kind, in detection order.
+var stepKinds = []string{"prompt", "tool", "evaluate", "if", "switch", "foreach", "over", "map", "parallel",
+	"get", "set", "log", "return", "sleep", "wait_for_input", "workflow", "yield", "error"}
+
+// stepKind returns the kind of a step: the first kind key present.
+func stepKind(step map[string]any) string {
+	for _, k := range stepKinds {
+		if _, ok := step[k]; ok {
+			if k == "map" {
+				return "over"
+			}
+			return k
+		}
+	}
+	return ""
+}
+
+// frame is the scope a step runs in: its workflow and that workflow's history.
+type frame struct {
+	x        *executor
+	workflow string
+	history  []stepRecord
+}
+
+func (f *frame) vars(input any) map[string]any {
+	steps := make([]any, len(f.history))
+	inputs := make([]any, 0, len(f.history)+1)
+	outputs := make([]any, len(f.history))
+	for i, h := range f.history {
+		m := map[string]any{"input": h.Input, "output": h.Output}
+		if h.Label != "" {
+			m["label"] = h.Label
+		}
+		steps[i], outputs[i] = m, h.Output
+		inputs = append(inputs, h.Input)
+	}
+	inputs = append(inputs, input)
+	f.x.stateMu.Lock()
+	state := make(map[string]any, len(f.x.ck.State))
+	for k, v := range f.x.ck.State {
+		state[k] = v
+	}
+	f.x.stateMu.Unlock()
+	secrets := make(map[string]any, len(f.x.secrets))
+	for k, v := range f.x.secrets {
+		secrets[k] = v
+	}
+	return map[string]any{
+		"_": input, "steps": steps, "inputs": inputs, "outputs": outputs, "state": state,
+		"agent": f.x.agent, "task": f.x.task, "secrets": secrets,
+		"execution": map[string]any{"id": f.x.ex.ID, "input": f.x.ex.Input, "metadata": f.x.ex.Metadata},
+	}
+}
+
+// eval evaluates v (a string, or maps/lists of them) with `_` = input.
+func (f *frame) eval(ctx context.Context, v any, input any) (any, error) {
+	return expr.EvaluateValue(ctx, v, f.vars(input))
+}
+
+// step runs one step. path names it uniquely and stably across replays.
+func (f *frame) step(ctx context.Context, raw any, input any, path string) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if list, ok := raw.([]any); ok { // a branch written as a list of steps
+		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history)}
+		return sub.sequence(ctx, list, input, path)
+	}
+	s, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a step must be a mapping, not %s", typeName(raw))
+	}
+	kind := stepKind(s)
+	switch kind {
+	case "prompt":
+		return f.prompt(ctx, s, input)
+	case "tool":
+		return f.tool(ctx, s, input, path)
+	case "evaluate":
+		m, ok := s["evaluate"].(map[string]any)
+		if !ok {
+			return nil, errors.New("evaluate: expected a mapping of names to expressions")
+		}
+		return f.eval(ctx, m, input)
+	case "if":
+		cond, err := f.eval(ctx, s["if"], input)
+		if err != nil {
+			return nil, fmt.Errorf("if: %w", err)
+		}
+		if truthy(cond) {
+			return f.step(ctx, s["then"], input, path+".then")
+		}
+		if e, ok := s["else"]; ok && e != nil {
+			return f.step(ctx, e, input, path+".else")
+		}
+		return input, nil
+	case "switch":
+		cases, ok := s["switch"].([]any)
+		if !ok {
+			return nil, errors.New("switch: expected a list of {case, then}")
+		}
+		for i, c := range cases {
+			cm, _ := c.(map[string]any)
+			cs, _ := cm["case"].(string)
+			match := strings.TrimSpace(cs) == "_"
+			if !match {
+				v, err := f.eval(ctx, cm["case"], input)
+				if err != nil {
+					return nil, fmt.Errorf("switch case %d: %w", i, err)
+				}
+				match = truthy(v)
+			}
+			if match {
+				return f.step(ctx, cm["then"], input, fmt.Sprintf("%s.case[%d]", path, i))
+			}
+		}
+		return nil, errors.New("switch: no case matched (add a `case: _` default)")
+	case "foreach":
+		fe, ok := s["foreach"].(map[string]any)
+		if !ok {
+			return nil, errors.New("foreach: expected {in, do}")
+		}
+		items, err := f.list(ctx, fe["in"], input, "foreach in")
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, len(items))
+		for i, it := range items {
+			if out[i], err = f.step(ctx, fe["do"], it, fmt.Sprintf("%s.do[%d]", path, i)); err != nil {
+				return nil, fmt.Errorf("foreach item %d: %w", i, err)
+			}
+		}
+		return out, nil
+	case "over":
+		return f.mapReduce(ctx, s, input, path)
+	case "parallel":
+		branches, ok := s["parallel"].([]any)
+		if !ok {
+			return nil, errors.New("parallel: expected a list of steps")
+		}
+		return f.concurrently(ctx, len(branches), len(branches), func(ctx context.Context, i int) (any, error) {
+			out, err := f.step(ctx, branches[i], input, fmt.Sprintf("%s.parallel[%d]", path, i))
+			if err != nil {
+				return nil, fmt.Errorf("parallel branch %d: %w", i, err)
+			}
+			return out, nil
+		})
+	case "get":
+		key, err := f.eval(ctx, s["get"], input)
+		if err != nil {
+			return nil, fmt.Errorf("get: %w", err)
+		}
+		f.x.stateMu.Lock()
+		defer f.x.stateMu.Unlock()
+		return f.x.ck.State[fmt.Sprint(key)], nil
+	case "set":
+		m, ok := s["set"].(map[string]any)
+		if !ok {
+			return nil, errors.New("set: expected a mapping of names to expressions")
+		}
+		v, err := f.eval(ctx, m, input)
+		if err != nil {
+			return nil, fmt.Errorf("set: %w", err)
+		}
+		vm, _ := v.(map[string]any)
+		f.x.stateMu.Lock()
+		for k, val := range vm {
+			f.x.ck.State[k] = val
+		}
+		f.x.stateMu.Unlock()
+		return v, nil
+	case "log":
+		v, err := f.eval(ctx, s["log"], input)
+		if err != nil {
+			return nil, fmt.Errorf("log: %w", err)
+		}
+		f.x.e.log.Info("engine: task log", "execution_id", f.x.ex.ID, "message", redactValue(v, f.x.secrets))
+		return v, nil
+	case "return":
+		v, err := f.eval(ctx, s["return"], input)
+		if err != nil {
+			return nil, fmt.Errorf("return: %w", err)
+		}
+		return nil, &returned{Value: v}
+	case "sleep":
+		return f.sleep(ctx, s["sleep"], input)
+	case "wait_for_input":
+		if v, ok := f.x.ck.Resumes[path]; ok {
+			return v, nil
+		}
+		w, _ := s["wait_for_input"].(map[string]any)
+		info, err := f.eval(ctx, w["info"], input)
+		if err != nil {
+			return nil, fmt.Errorf("wait_for_input: %w", err)
+		}
+		return nil, &pause{Path: path, Info: map[string]any{"info": info}}
+	case "workflow", "yield":
+		name, args := s["workflow"], s["arguments"]
+		if y, ok := s["yield"].(map[string]any); ok {
+			name, args = y["workflow"], y["arguments"]
+		}
+		wf, _ := name.(string)
+		steps, ok := f.x.steps(wf)
+		if !ok || wf == "" {
+			return nil, fmt.Errorf("workflow %q is not defined in the task", wf)
+		}
+		sub := input
+		if args != nil {
+			a, err := f.eval(ctx, args, input)
+			if err != nil {
+				return nil, fmt.Errorf("workflow %q arguments: %w", wf, err)
+			}
+			sub = a
+		}
+		child := &frame{x: f.x, workflow: wf}
+		return child.sequence(ctx, steps, sub, path+"."+wf)
+	case "error":
+		v, err := f.eval(ctx, s["error"], input)
+		if err != nil {
+			return nil, fmt.Errorf("error: %w", err)
+		}
+		return nil, fmt.Errorf("error step: %v", v)
+	}
+	return nil, fmt.Errorf("unknown step kind (keys: %s)", strings.Join(sortedKeys(s), ", "))
+}
+
+// sequence runs a list of steps as a workflow: `_` threads through, a
+// `return` ends it, and errors name the step.
+func (f *frame) sequence(ctx context.Context, steps []any, input any, path string) (any, error) {
+	out := input
+	for i, raw := range steps {
+		sm, _ := raw.(map[string]any)
+		label, _ := sm["label"].(string)
+		in := out
+		v, err := f.step(ctx, raw, in, fmt.Sprintf("%s.%d", path, i))
+		var ret *returned
+		if errors.As(err, &ret) {
+			return ret.Value, nil
+		}
+		if err != nil {
+			var p *pause
+			if errors.As(err, &p) || ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("workflow %q, step %s: %w", f.workflow, stepName(i, label), err)
+		}
+		f.history = append(f.history, stepRecord{Input: in, Output: v, Label: label})
+		out = v
+	}
+	return out, nil
+}
+
+func (f *frame) list(ctx context.Context, src any, input any, what string) ([]any, error) {
+	v, err := f.eval(ctx, src, input)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	switch v := v.(type) {
+	case []any:
+		return v, nil
+	case nil:
+		return nil, nil
+	case map[string]any:
+		keys := sortedKeys(v)
+		out := make([]any, len(keys))
+		for i, k := range keys {
+			out[i] = k
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s: expected a list, got %s", what, typeName(v))
+}
+
+func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path string) (any, error) {
+	items, err := f.list(ctx, s["over"], input, "map-reduce over")
+	if err != nil {
+		return nil, err
+	}
+	par := 1
+	if p, ok := toFloat(s["parallelism"]); ok && p > 1 {
+		par = int(min(p, 100))
+	}
+	outs, err := f.concurrently(ctx, len(items), par, func(ctx context.Context, i int) (any, error) {
+		out, err := f.step(ctx, s["map"], items[i], fmt.Sprintf("%s.map[%d]", path, i))
+		if err != nil {
+			return nil, fmt.Errorf("map item %d: %w", i, err)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	red, _ := s["reduce"].(string)
+	if strings.TrimSpace(red) == "" {
+		return outs, nil
+	}
+	var acc any = []any{}
+	if init, ok := s["initial"]; ok && init != nil {
+		if acc, err = f.eval(ctx, init, input); err != nil {
+			return nil, fmt.Errorf("map-reduce initial: %w", err)
+		}
+	}
+	src := red
+	if !strings.HasPrefix(strings.TrimSpace(red), "$") {
+		// reduce is always an expression in Julep, whatever its legacy form.
+		src = "$ " + strings.TrimSpace(red)
+	}
+	prog, err := expr.Compile(src)
+	if err != nil {
+		return nil, fmt.Errorf("map-reduce reduce: %w", err)
+	}
+	for i, o := range outs {
+		vars := f.vars(o)
+		vars["results"] = acc
+		if acc, err = prog.Eval(ctx, vars); err != nil {
+			return nil, fmt.Errorf("map-reduce reduce (item %d): %w", i, err)
+		}
+	}
+	return acc, nil
+}
+
+// concurrently runs fn for 0..n-1 with at most par at once and returns the
+// outputs in order. The first error (a pause counts) cancels the rest.
+func (f *frame) concurrently(ctx context.Context, n, par int, fn func(context.Context, int) (any, error)) ([]any, error) {
+	out := make([]any, n)
+	if par <= 1 {
+		for i := range n {
+			v, err := fn(ctx, i)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, par)
+	)
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v, err := fn(ctx, i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				return
+			}
+			out[i] = v
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (f *frame) sleep(ctx context.Context, spec any, input any) (any, error) {
+	v, err := f.eval(ctx, spec, input)
+	if err != nil {
+		return nil, fmt.Errorf("sleep: %w", err)
+	}
+	var d time.Duration
+	switch v := v.(type) {
+	case map[string]any:
+		units := map[string]time.Duration{"seconds": time.Second, "minutes": time.Minute, "hours": time.Hour, "days": 24 * time.Hour}
+		for k, val := range v {
+			u, ok := units[k]
+			n, isNum := toFloat(val)
+			if !ok || !isNum || n < 0 {
+				return nil, fmt.Errorf("sleep: %q must be one of seconds, minutes, hours, days with a number >= 0", k)
+			}
+			d += time.Duration(n * float64(u))
+		}
+	default:
+		n, ok := toFloat(v)
+		if !ok || n < 0 {
+			return nil, fmt.Errorf("sleep: expected {seconds|minutes|hours|days: n}, got %s", typeName(v))
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	d = min(d, maxSleep)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return input, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// truthy is Python's truth value of a JSON-like value.
+func truthy(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return v
+	case string:
+		return v != ""
+	case []any:
+		return len(v) > 0
+	case map[string]any:
+		return len(v) > 0
+	}
+	if n, ok := toFloat(v); ok {
+		return n != 0 && !math.IsNaN(n)
+	}
+	return true
+}
+
+func toFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	if _, ok := toFloat(v); ok {
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// pingEvery is how often an idle SSE stream sends a `: ping` comment.
+var pingEvery = 15 * time.Second
+
+// hub wakes stream handlers when an execution changes. A waiter takes the
+// channel first, then reads the state, so a change between the two is not lost.
+type hub struct {
+	mu     sync.Mutex
+	chans  map[string]chan struct{}
+	closed bool
+	done   chan struct{}
+}
+
+func newHub() *hub { return &hub{chans: map[string]chan struct{}{}, done: make(chan struct{})} }
+
+func (h *hub) wait(id string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return h.done
+	}
+	ch, ok := h.chans[id]
+	if !ok {
+		ch = make(chan struct{})
+		h.chans[id] = ch
+	}
+	return ch
+}
+
+func (h *hub) notify(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch, ok := h.chans[id]; ok {
+		close(ch)
+		delete(h.chans, id)
+	}
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+// deltaLog keeps a running execution's prompt deltas so late joiners get
+// everything so far, then the rest as it comes.
+type deltaLog struct {
+	mu     sync.Mutex
+	events []deltaEvent
+	ended  bool
+	wake   chan struct{}
+}
+
+type deltaEvent struct {
+	done  bool // the end of a prompt step
+	delta string
+}
+
+func newDeltaLog() *deltaLog { return &deltaLog{wake: make(chan struct{})} }
+
+func (d *deltaLog) push(ev deltaEvent) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return
+	}
+	d.events = append(d.events, ev)
+	close(d.wake)
+	d.wake = make(chan struct{})
+}
+
+func (d *deltaLog) add(s string) { d.push(deltaEvent{delta: s}) }
+func (d *deltaLog) endStep()     { d.push(deltaEvent{done: true}) }
+
+func (d *deltaLog) finish() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ended {
+		d.ended = true
+		close(d.wake)
+	}
+}
+
+func (d *deltaLog) since(i int) ([]deltaEvent, bool, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]deltaEvent(nil), d.events[min(i, len(d.events)):]...), d.ended, d.wake
+}
+
+type sse struct {
+	w http.ResponseWriter
+	f http.Flusher
+}
+
+func startSSE(w http.ResponseWriter) (*sse, bool) {
+	f, ok := w.(http.Flusher)
+	if !ok {
+		return nil, false
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	f.Flush()
+	return &sse{w: w, f: f}, true
+}
+
+func (s *sse) event(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if name != "" {
+		if _, err := fmt.Fprintf(s.w, "event: %s\n", name); err != nil {
+			return err
+		}
+	}
+	if _, err := fmt.Fprintf(s.w, "data: %s\n\n", b); err != nil {
+		return err
+	}
+	s.f.Flush()
+	return nil
+}
+
+func (s *sse) ping() error {
+	if _, err := fmt.Fprint(s.w, ": ping\n\n"); err != nil {
+		return err
+	}
+	s.f.Flush()
+	return nil
+}
+
+func statusEvent(ex Execution) map[string]any {
+	var errv any
+	if ex.Error != "" {
+		errv = ex.Error
+	}
+	meta := ex.Metadata
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	return map[string]any{"execution_id": ex.ID, "status": ex.Status, "updated_at": ts(ex.UpdatedAt),
+		"error": errv, "transition_count": ex.TransitionCount, "metadata": meta}
+}
+
+// serveStatusStream sends the execution's status now and on every change,
+// and returns after sending a terminal status.
+func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	ex, err := e.state.GetExecution(ctx, id)
+	if err != nil {
+		e.writeErr(w, r, stateErr(err, "execution", id))
+		return
+	}
+	s, ok := startSSE(w)
+	if !ok {
+		e.writeErr(w, r, errorf(http.StatusInternalServerError, "streaming is not supported"))
+		return
+	}
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	lastStatus, lastCount := "", -1
+	for {
+		if e.ctx.Err() != nil {
+			return
+		}
+		ch := e.changes.wait(id)
+		if ex, err = e.state.GetExecution(ctx, id); err != nil {
+			return
+		}
+		if ex.Status != lastStatus || ex.TransitionCount != lastCount {
+			if s.event("", statusEvent(ex)) != nil {
+				return
+			}
+			lastStatus, lastCount = ex.Status, ex.TransitionCount
+		}
+		if terminal(ex.Status) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-ping.C:
+			if s.ping() != nil {
+				return
+			}
+		}
+	}
+}
+
+// serveDeltaStream (an Astra extension) sends the token deltas of the
+// execution's prompt steps: `event: delta` with {index, delta}, `event:
+// done` when a prompt step ends; it returns when the execution is terminal.
+func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	if _, err := e.state.GetExecution(ctx, id); err != nil {
+		e.writeErr(w, r, stateErr(err, "execution", id))
+		return
+	}
+	s, ok := startSSE(w)
+	if !ok {
+		e.writeErr(w, r, errorf(http.StatusInternalServerError, "streaming is not supported"))
+		return
+	}
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	index := 0
+	var (
+		cur  *deltaLog
+		seen int
+	)
+	for {
+		if e.ctx.Err() != nil {
+			return
+		}
+		ch := e.changes.wait(id)
+		if rn := e.runFor(id); rn != nil && rn.deltas != cur {
+			cur, seen = rn.deltas, 0
+		}
+		var wake <-chan struct{}
+		if cur != nil {
+			evs, ended, wk := cur.since(seen)
+			seen += len(evs)
+			for _, ev := range evs {
+				var err error
+				if ev.done {
+					err = s.event("done", map[string]any{"index": index})
+				} else {
+					err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
+					index++
+				}
+				if err != nil {
+					return
+				}
+			}
+			if !ended {
+				wake = wk
+			}
+		}
+		ex, err := e.state.GetExecution(ctx, id)
+		if err != nil {
+			return
+		}
+		if terminal(ex.Status) && (cur == nil || wake == nil) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-wake:
+		case <-ping.C:
+			if s.ping() != nil {
+				return
+			}
+		}
+	}
+}
