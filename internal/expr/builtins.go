@@ -1,0 +1,914 @@
+package expr
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// Allocation accounting. Starlark bounds the number of interpreter steps but
+// not memory: `["x" * 1000000 for i in range(1000)]` takes few steps and a
+// gigabyte. Every helper that can build a large value charges its size to a
+// per-evaluation budget kept in the thread.
+
+const budgetKey = "expr.budget"
+
+type budget struct{ used, limit int64 }
+
+func sizeOf(v starlark.Value) int64 {
+	switch x := v.(type) {
+	case starlark.String:
+		return int64(len(x))
+	case starlark.Bytes:
+		return int64(len(x))
+	case *starlark.List:
+		return 16 * int64(x.Len())
+	case starlark.Tuple:
+		return 16 * int64(len(x))
+	case *starlark.Dict:
+		return 64 * int64(x.Len())
+	case *starlark.Set:
+		return 48 * int64(x.Len())
+	}
+	return 0
+}
+
+func chargeN(thread *starlark.Thread, n int64) error {
+	b, _ := thread.Local(budgetKey).(*budget)
+	if b == nil {
+		return nil
+	}
+	b.used += n
+	if b.used > b.limit {
+		return fmt.Errorf("expression exceeded its memory budget of %d MiB", b.limit>>20)
+	}
+	return nil
+}
+
+func charge(thread *starlark.Thread, v starlark.Value) (starlark.Value, error) {
+	if n := sizeOf(v); n > 0 {
+		if err := chargeN(thread, n); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
+
+// newFn makes a builtin whose result is charged to the budget.
+func newFn(name string, fn builtinFn) *starlark.Builtin {
+	return starlark.NewBuiltin(name, func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		v, err := fn(t, b, args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return charge(t, v)
+	})
+}
+
+// charged wraps an existing builtin (from Starlark's universe or a method)
+// so that its result is charged.
+func charged(b *starlark.Builtin) *starlark.Builtin {
+	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		v, err := b.CallInternal(t, args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return charge(t, v)
+	})
+}
+
+// ---- helpers the compiler emits calls to ----
+
+// __fs(lits, prefix1, conv1, spec1, val1, ...) renders an f-string.
+func fnFString(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	lits, ok := args[0].(starlark.Tuple)
+	if !ok || len(args) != 1+4*(len(lits)-1) {
+		return nil, fmt.Errorf("internal error: malformed f-string")
+	}
+	var b strings.Builder
+	b.WriteString(string(lits[0].(starlark.String)))
+	for k := 0; k+1 < len(lits); k++ {
+		prefix := args[1+4*k].(starlark.String)
+		conv := args[2+4*k].(starlark.String)
+		spec, ok := args[3+4*k].(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("format spec must be a string")
+		}
+		v := args[4+4*k]
+		b.WriteString(string(prefix))
+		switch conv {
+		case "r", "a":
+			v = starlark.String(pyRepr(v))
+		case "s":
+			v = starlark.String(pyStr(v))
+		}
+		s, err := formatValue(v, string(spec))
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(s)
+		b.WriteString(string(lits[k+1].(starlark.String)))
+		if err := chargeN(t, int64(len(s))); err != nil {
+			return nil, err
+		}
+	}
+	return starlark.String(b.String()), nil
+}
+
+func fnAttr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	return getAttr(t, args[0], string(args[1].(starlark.String)))
+}
+
+// getAttr implements Python attribute access. On dicts, methods win (as in
+// Python and Julep's Box); otherwise the attribute is the key.
+func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value, error) {
+	if strings.HasPrefix(name, "__") {
+		return nil, fmt.Errorf("access to attribute %q is not allowed", name)
+	}
+	switch x := v.(type) {
+	case *starlark.Dict:
+		if m := dictExtras[name]; m != nil {
+			return m.BindReceiver(x), nil
+		}
+		if m, _ := x.Attr(name); m != nil {
+			return charged(m.(*starlark.Builtin)), nil
+		}
+		if val, found, _ := x.Get(starlark.String(name)); found {
+			return val, nil
+		}
+		return nil, fmt.Errorf("dict has no key or attribute %q", name)
+	case starlark.String:
+		if m := strExtras[name]; m != nil {
+			return m.BindReceiver(x), nil
+		}
+		if m, _ := x.Attr(name); m != nil {
+			return charged(m.(*starlark.Builtin)), nil
+		}
+	case *starlark.List:
+		if m := listExtras[name]; m != nil {
+			return m.BindReceiver(x), nil
+		}
+		if m, _ := x.Attr(name); m != nil {
+			return charged(m.(*starlark.Builtin)), nil
+		}
+	case *stepList:
+		return getAttr(nil, x.list, name)
+	case starlark.HasAttrs:
+		a, err := x.Attr(name)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("%s has no attribute %q", v.Type(), name)
+}
+
+func fnMod(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if s, ok := args[0].(starlark.String); ok {
+		out, err := printf(string(s), args[1])
+		if err != nil {
+			return nil, err
+		}
+		return starlark.String(out), nil
+	}
+	return starlark.Binary(syntax.PERCENT, args[0], args[1])
+}
+
+func fnAdd(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	v, err := starlark.Binary(syntax.PLUS, args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	return charge(t, v)
+}
+
+func fnMul(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x, y := args[0], args[1]
+	// Check the size before Starlark allocates the repetition.
+	seq, n := x, y
+	if _, ok := x.(starlark.Int); ok {
+		seq, n = y, x
+	}
+	if cnt, ok := n.(starlark.Int); ok {
+		if k, ok := cnt.Int64(); ok && k > 0 {
+			if per := sizeOf(seq); per > 0 {
+				if k > (1<<40)/per {
+					return nil, fmt.Errorf("repetition too large")
+				}
+				if err := chargeN(t, per*k); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return starlark.Binary(syntax.STAR, x, y)
+}
+
+func fnSlice(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x := args[0]
+	if s, ok := x.(*stepList); ok {
+		x = s.list
+	}
+	sl, ok := x.(starlark.Sliceable)
+	if !ok {
+		return nil, fmt.Errorf("invalid slice operand %s", x.Type())
+	}
+	n := sl.Len()
+	step := 1
+	if args[3] != starlark.None {
+		if err := starlark.AsInt(args[3], &step); err != nil {
+			return nil, fmt.Errorf("invalid slice step: %v", err)
+		}
+		if step == 0 {
+			return nil, fmt.Errorf("slice step cannot be zero")
+		}
+	}
+	var lo, hi int
+	if step > 0 {
+		lo, hi = 0, n
+	} else {
+		lo, hi = n-1, -1
+	}
+	idx := func(v starlark.Value, def int) (int, error) {
+		if v == starlark.None {
+			return def, nil
+		}
+		var i int
+		if err := starlark.AsInt(v, &i); err != nil {
+			return 0, fmt.Errorf("slice indices must be integers or None")
+		}
+		if i < 0 {
+			i += n
+			if i < 0 {
+				if step < 0 {
+					return -1, nil
+				}
+				return 0, nil
+			}
+		}
+		if i > n {
+			if step < 0 {
+				return n - 1, nil
+			}
+			return n, nil
+		}
+		if step < 0 && i == n {
+			return n - 1, nil
+		}
+		return i, nil
+	}
+	var err error
+	if lo, err = idx(args[1], lo); err != nil {
+		return nil, err
+	}
+	if hi, err = idx(args[2], hi); err != nil {
+		return nil, err
+	}
+	v := sl.Slice(lo, hi, step)
+	if _, isStr := v.(starlark.String); isStr && step == 1 {
+		return v, nil // shares the original's memory
+	}
+	return charge(t, v)
+}
+
+func fnPow(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	return pow(t, args[0], args[1])
+}
+
+func pow(_ *starlark.Thread, x, y starlark.Value) (starlark.Value, error) {
+	xi, xInt := x.(starlark.Int)
+	yi, yInt := y.(starlark.Int)
+	if xInt && yInt && yi.Sign() >= 0 {
+		e, ok := yi.Int64()
+		bits := int64(xi.BigInt().BitLen())
+		if !ok || bits*e > 1<<16 {
+			return nil, fmt.Errorf("integer power result too large")
+		}
+		return starlark.MakeBigInt(new(big.Int).Exp(xi.BigInt(), big.NewInt(e), nil)), nil
+	}
+	xf, ok1 := starlark.AsFloat(x)
+	yf, ok2 := starlark.AsFloat(y)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("unsupported operand type(s) for ** or pow(): %s and %s", x.Type(), y.Type())
+	}
+	if xf == 0 && yf < 0 {
+		return nil, fmt.Errorf("zero to a negative power")
+	}
+	r := math.Pow(xf, yf)
+	if math.IsNaN(r) && !math.IsNaN(xf) && !math.IsNaN(yf) {
+		return nil, fmt.Errorf("math domain error (negative number to a fractional power)")
+	}
+	return starlark.Float(r), nil
+}
+
+func fnSet(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	s := starlark.NewSet(starlark.Len(args[0]))
+	it := starlark.Iterate(args[0])
+	defer it.Done()
+	var e starlark.Value
+	for it.Next(&e) {
+		if err := s.Insert(e); err != nil {
+			return nil, err
+		}
+	}
+	return charge(t, s)
+}
+
+// ---- Python builtins that Starlark lacks or spells differently ----
+
+func fnStr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	if len(args) == 0 {
+		return starlark.String(""), nil
+	}
+	if b, ok := args[0].(starlark.Bytes); ok && (len(args) > 1 || len(kw) > 0) {
+		return starlark.String(strings.ToValidUTF8(string(b), "\uFFFD")), nil
+	}
+	if len(args) > 1 {
+		return nil, fmt.Errorf("str() takes at most 1 argument")
+	}
+	return starlark.String(pyStr(args[0])), nil
+}
+
+func fnRepr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("repr() takes exactly one argument")
+	}
+	return starlark.String(pyRepr(args[0])), nil
+}
+
+func fnInt(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	if len(args) >= 1 {
+		if s, ok := args[0].(starlark.String); ok {
+			trimmed := strings.ReplaceAll(strings.TrimSpace(string(s)), "_", "")
+			args = append(starlark.Tuple{starlark.String(trimmed)}, args[1:]...)
+		}
+	}
+	return starlark.Universe["int"].(*starlark.Builtin).CallInternal(t, args, kw)
+}
+
+func fnFloat(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	if len(args) == 1 {
+		if s, ok := args[0].(starlark.String); ok {
+			args = starlark.Tuple{starlark.String(strings.TrimSpace(string(s)))}
+		}
+	}
+	return starlark.Universe["float"].(*starlark.Builtin).CallInternal(t, args, kw)
+}
+
+const maxRange = 1_000_000 // Julep's MAX_RANGE_SIZE
+
+func fnRange(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	v, err := starlark.Universe["range"].(*starlark.Builtin).CallInternal(t, args, kw)
+	if err != nil {
+		return nil, err
+	}
+	if starlark.Len(v) > maxRange {
+		return nil, fmt.Errorf("range size exceeds maximum of %d", maxRange)
+	}
+	return v, nil
+}
+
+func fnSum(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var iterable starlark.Iterable
+	var start starlark.Value = starlark.MakeInt(0)
+	if err := starlark.UnpackArgs("sum", args, kw, "iterable", &iterable, "start?", &start); err != nil {
+		return nil, err
+	}
+	acc := start
+	it := iterable.Iterate()
+	defer it.Done()
+	var e starlark.Value
+	for it.Next(&e) {
+		if _, ok := e.(starlark.String); ok {
+			return nil, fmt.Errorf("sum() can't sum strings [use ''.join(seq) instead]")
+		}
+		var err error
+		if acc, err = starlark.Binary(syntax.PLUS, acc, e); err != nil {
+			return nil, err
+		}
+		if _, err := charge(t, acc); err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
+}
+
+func fnRound(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var x starlark.Value
+	var nd starlark.Value = starlark.None
+	if err := starlark.UnpackArgs("round", args, kw, "number", &x, "ndigits?", &nd); err != nil {
+		return nil, err
+	}
+	if i, ok := x.(starlark.Int); ok {
+		if nd == starlark.None {
+			return i, nil
+		}
+		var n int
+		if err := starlark.AsInt(nd, &n); err != nil {
+			return nil, err
+		}
+		if n >= 0 {
+			return i, nil
+		}
+		f, _ := starlark.AsFloat(i)
+		p := math.Pow(10, float64(-n))
+		return starlark.NumberToInt(starlark.Float(math.RoundToEven(f/p) * p))
+	}
+	f, ok := starlark.AsFloat(x)
+	if !ok {
+		return nil, fmt.Errorf("round() argument must be a number, not %s", x.Type())
+	}
+	if nd == starlark.None {
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, fmt.Errorf("cannot convert float %s to integer", pyFloatRepr(f))
+		}
+		return starlark.NumberToInt(starlark.Float(math.RoundToEven(f)))
+	}
+	var n int
+	if err := starlark.AsInt(nd, &n); err != nil {
+		return nil, err
+	}
+	if n > 300 || n < -300 {
+		return starlark.Float(f), nil
+	}
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return starlark.Float(f), nil
+	}
+	if n >= 0 {
+		// FormatFloat rounds the exact binary value, as Python's round does
+		// (round(2.675, 2) == 2.67).
+		r, err := strconv.ParseFloat(strconv.FormatFloat(f, 'f', n, 64), 64)
+		if err != nil {
+			return nil, err
+		}
+		return starlark.Float(r), nil
+	}
+	p := math.Pow(10, float64(-n))
+	return starlark.Float(math.RoundToEven(f/p) * p), nil
+}
+
+// typeBuiltins maps Starlark type names to the builtin that `type()` returns
+// and `isinstance` accepts, so `type(x) == str` works.
+var typeBuiltins map[string]*starlark.Builtin
+var noneType = starlark.NewBuiltin("NoneType", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+	return starlark.None, nil
+})
+
+func typeName(v starlark.Value) string {
+	switch v.(type) {
+	case *stepList:
+		return "list"
+	case *starlark.Builtin, *starlark.Function:
+		return "function"
+	}
+	return v.Type()
+}
+
+func fnType(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("type() takes 1 argument")
+	}
+	if b := typeBuiltins[typeName(args[0])]; b != nil {
+		return b, nil
+	}
+	return starlark.String(typeName(args[0])), nil
+}
+
+func fnIsinstance(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("isinstance expected 2 arguments, got %d", len(args))
+	}
+	var classes []starlark.Value
+	if tup, ok := args[1].(starlark.Tuple); ok {
+		classes = tup
+	} else {
+		classes = []starlark.Value{args[1]}
+	}
+	tn := typeName(args[0])
+	for _, c := range classes {
+		b, ok := c.(*starlark.Builtin)
+		if !ok {
+			return nil, fmt.Errorf("isinstance() arg 2 must be a type or tuple of types")
+		}
+		if typeBuiltins[tn] == b || (tn == "bool" && b == typeBuiltins["int"]) {
+			return starlark.True, nil
+		}
+	}
+	return starlark.False, nil
+}
+
+func callArg(t *starlark.Thread, fn starlark.Value, args ...starlark.Value) (starlark.Value, error) {
+	return starlark.Call(t, fn, args, nil)
+}
+
+func fnMap(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 2 {
+		return nil, fmt.Errorf("map() must have at least two arguments")
+	}
+	iters := make([]starlark.Iterator, len(args)-1)
+	for i, a := range args[1:] {
+		it := starlark.Iterate(a)
+		if it == nil {
+			return nil, fmt.Errorf("map: %s is not iterable", a.Type())
+		}
+		defer it.Done()
+		iters[i] = it
+	}
+	var out []starlark.Value
+	for {
+		call := make(starlark.Tuple, len(iters))
+		for i, it := range iters {
+			if !it.Next(&call[i]) {
+				return charge(t, starlark.NewList(out))
+			}
+		}
+		v, err := starlark.Call(t, args[0], call, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+}
+
+func fnFilter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("filter expected 2 arguments")
+	}
+	it := starlark.Iterate(args[1])
+	if it == nil {
+		return nil, fmt.Errorf("filter: %s is not iterable", args[1].Type())
+	}
+	defer it.Done()
+	var out []starlark.Value
+	var e starlark.Value
+	for it.Next(&e) {
+		keep := e.Truth()
+		if args[0] != starlark.None {
+			v, err := callArg(t, args[0], e)
+			if err != nil {
+				return nil, err
+			}
+			keep = v.Truth()
+		}
+		if keep {
+			out = append(out, e)
+		}
+	}
+	return charge(t, starlark.NewList(out))
+}
+
+func fnReduce(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 2 || len(args) > 3 {
+		return nil, fmt.Errorf("reduce expected 2 or 3 arguments")
+	}
+	it := starlark.Iterate(args[1])
+	if it == nil {
+		return nil, fmt.Errorf("reduce: %s is not iterable", args[1].Type())
+	}
+	defer it.Done()
+	var acc starlark.Value
+	if len(args) == 3 {
+		acc = args[2]
+	} else if !it.Next(&acc) {
+		return nil, fmt.Errorf("reduce() of empty iterable with no initial value")
+	}
+	var e starlark.Value
+	for it.Next(&e) {
+		v, err := callArg(t, args[0], acc, e)
+		if err != nil {
+			return nil, err
+		}
+		acc = v
+	}
+	return acc, nil
+}
+
+func fnDivmod(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("divmod expected 2 arguments")
+	}
+	q, err := starlark.Binary(syntax.SLASHSLASH, args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	r, err := starlark.Binary(syntax.PERCENT, args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	return starlark.Tuple{q, r}, nil
+}
+
+func fnPowBuiltin(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("pow expected 2 arguments")
+	}
+	return pow(t, args[0], args[1])
+}
+
+func fnFormat(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 1 || len(args) > 2 {
+		return nil, fmt.Errorf("format expected 1 or 2 arguments")
+	}
+	spec := ""
+	if len(args) == 2 {
+		s, ok := args[1].(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("format() argument 2 must be str")
+		}
+		spec = string(s)
+	}
+	s, err := formatValue(args[0], spec)
+	return starlark.String(s), err
+}
+
+func fnHasattr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("hasattr expected 2 arguments")
+	}
+	name, ok := args[1].(starlark.String)
+	if !ok {
+		return nil, fmt.Errorf("hasattr(): attribute name must be string")
+	}
+	_, err := getAttr(t, args[0], string(name))
+	return starlark.Bool(err == nil), nil
+}
+
+func fnGetattr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 2 || len(args) > 3 {
+		return nil, fmt.Errorf("getattr expected 2 or 3 arguments")
+	}
+	name, ok := args[1].(starlark.String)
+	if !ok {
+		return nil, fmt.Errorf("getattr(): attribute name must be string")
+	}
+	v, err := getAttr(t, args[0], string(name))
+	if err != nil && len(args) == 3 {
+		return args[2], nil
+	}
+	return v, err
+}
+
+func intRadix(prefix string, base int) builtinFn {
+	return func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		if len(args) != 1 {
+			return nil, fmt.Errorf("%s expected 1 argument", b.Name())
+		}
+		i, ok := args[0].(starlark.Int)
+		if !ok {
+			return nil, fmt.Errorf("%s() argument must be int", b.Name())
+		}
+		n := i.BigInt()
+		sign := ""
+		if n.Sign() < 0 {
+			sign = "-"
+			n.Abs(n)
+		}
+		return starlark.String(sign + prefix + n.Text(base)), nil
+	}
+}
+
+// ---- extra methods ----
+
+func recvString(b *starlark.Builtin) string { return string(b.Receiver().(starlark.String)) }
+
+var strExtras map[string]*starlark.Builtin
+
+func initStrExtras() {
+	strExtras = map[string]*starlark.Builtin{
+	"format": starlark.NewBuiltin("format", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		s, err := strFormat(t, recvString(b), args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return charge(t, starlark.String(s))
+	}),
+	"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var w int
+		if err := starlark.UnpackPositionalArgs("zfill", args, kw, 1, &w); err != nil {
+			return nil, err
+		}
+		if w > 1<<20 {
+			return nil, fmt.Errorf("zfill width too large")
+		}
+		s := recvString(b)
+		sign := ""
+		if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
+			sign, s = s[:1], s[1:]
+		}
+		n := w - len(sign) - utf8.RuneCountInString(s)
+		if n <= 0 {
+			return starlark.String(sign + s), nil
+		}
+		return starlark.String(sign + strings.Repeat("0", n) + s), nil
+	}),
+	"center": justify("center"),
+	"ljust":  justify("ljust"),
+	"rjust":  justify("rjust"),
+	"casefold": newFn("casefold", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		return starlark.String(strings.ToLower(recvString(b))), nil
+	}),
+	"swapcase": newFn("swapcase", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		return starlark.String(strings.Map(func(r rune) rune {
+			if unicode.IsUpper(r) {
+				return unicode.ToLower(r)
+			}
+			return unicode.ToUpper(r)
+		}, recvString(b))), nil
+	}),
+	"isnumeric": strPred(func(r rune) bool { return unicode.IsNumber(r) }),
+	"isdecimal": strPred(func(r rune) bool { return unicode.Is(unicode.Nd, r) }),
+	"isascii": starlark.NewBuiltin("isascii", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		for _, r := range recvString(b) {
+			if r > 0x7f {
+				return starlark.False, nil
+			}
+		}
+		return starlark.True, nil
+	}),
+	"encode": starlark.NewBuiltin("encode", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		return starlark.Bytes(recvString(b)), nil
+	}),
+	"expandtabs": newFn("expandtabs", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		size := 8
+		if err := starlark.UnpackArgs("expandtabs", args, kw, "tabsize?", &size); err != nil {
+			return nil, err
+		}
+		if size < 0 || size > 64 {
+			size = 8
+		}
+		return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
+	}),
+	}
+}
+
+func strPred(pred func(rune) bool) *starlark.Builtin {
+	return starlark.NewBuiltin("is", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		s := recvString(b)
+		if s == "" {
+			return starlark.False, nil
+		}
+		for _, r := range s {
+			if !pred(r) {
+				return starlark.False, nil
+			}
+		}
+		return starlark.True, nil
+	})
+}
+
+func justify(name string) *starlark.Builtin {
+	return newFn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var w int
+		fill := " "
+		if err := starlark.UnpackPositionalArgs(name, args, kw, 1, &w, &fill); err != nil {
+			return nil, err
+		}
+		if utf8.RuneCountInString(fill) != 1 {
+			return nil, fmt.Errorf("the fill character must be exactly one character long")
+		}
+		if w > 1<<20 {
+			return nil, fmt.Errorf("%s width too large", name)
+		}
+		fs := formatSpec{fill: []rune(fill)[0], width: w, align: map[string]byte{"center": '^', "ljust": '<', "rjust": '>'}[name]}
+		return starlark.String(pad(recvString(b), fs, '<')), nil
+	})
+}
+
+var listExtras = map[string]*starlark.Builtin{
+	"sort": starlark.NewBuiltin("sort", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		l := b.Receiver().(*starlark.List)
+		sorted, err := starlark.Universe["sorted"].(*starlark.Builtin).CallInternal(t, starlark.Tuple{l}, kw)
+		if err != nil {
+			return nil, err
+		}
+		if len(args) > 0 {
+			return nil, fmt.Errorf("sort() takes no positional arguments")
+		}
+		sl := sorted.(*starlark.List)
+		for i := 0; i < sl.Len(); i++ {
+			if err := l.SetIndex(i, sl.Index(i)); err != nil {
+				return nil, err
+			}
+		}
+		return starlark.None, nil
+	}),
+	"reverse": starlark.NewBuiltin("reverse", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		l := b.Receiver().(*starlark.List)
+		n := l.Len()
+		for i := 0; i < n/2; i++ {
+			a, c := l.Index(i), l.Index(n-1-i)
+			if err := l.SetIndex(i, c); err != nil {
+				return nil, err
+			}
+			_ = l.SetIndex(n-1-i, a)
+		}
+		return starlark.None, nil
+	}),
+	"copy": newFn("copy", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		l := b.Receiver().(*starlark.List)
+		elems := make([]starlark.Value, l.Len())
+		for i := range elems {
+			elems[i] = l.Index(i)
+		}
+		return starlark.NewList(elems), nil
+	}),
+	"count": starlark.NewBuiltin("count", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		if len(args) != 1 {
+			return nil, fmt.Errorf("count() takes exactly one argument")
+		}
+		l := b.Receiver().(*starlark.List)
+		n := 0
+		for i := 0; i < l.Len(); i++ {
+			if eq, err := starlark.Equal(l.Index(i), args[0]); err == nil && eq {
+				n++
+			}
+		}
+		return starlark.MakeInt(n), nil
+	}),
+}
+
+var dictExtras = map[string]*starlark.Builtin{
+	"copy": newFn("copy", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		d := b.Receiver().(*starlark.Dict)
+		out := starlark.NewDict(d.Len())
+		for _, item := range d.Items() {
+			_ = out.SetKey(item[0], item[1])
+		}
+		return out, nil
+	}),
+}
+
+// builtins is the predeclared environment shared by every evaluation. It is
+// frozen, so concurrent evaluations may share it.
+var builtins starlark.StringDict
+
+func init() {
+	initStrExtras()
+	u := func(name string) *starlark.Builtin { return starlark.Universe[name].(*starlark.Builtin) }
+	b := starlark.StringDict{
+		"None": starlark.None, "True": starlark.True, "False": starlark.False,
+		"true": starlark.True, "false": starlark.False, "null": starlark.None,
+		"NEWLINE": starlark.String("\n"),
+
+		"__fs":    starlark.NewBuiltin("f-string", fnFString),
+		"__attr":  starlark.NewBuiltin("getattr", fnAttr),
+		"__mod":   starlark.NewBuiltin("%", fnMod),
+		"__add":   starlark.NewBuiltin("+", fnAdd),
+		"__mul":   starlark.NewBuiltin("*", fnMul),
+		"__slice": starlark.NewBuiltin("slice", fnSlice),
+		"__pow":   starlark.NewBuiltin("**", fnPow),
+		"__set":   starlark.NewBuiltin("set", fnSet),
+
+		"abs": u("abs"), "all": u("all"), "any": u("any"), "bool": u("bool"),
+		"chr": u("chr"), "ord": u("ord"), "len": u("len"), "hash": u("hash"),
+		"min": u("min"), "max": u("max"),
+		"dict": charged(u("dict")), "list": charged(u("list")), "tuple": charged(u("tuple")),
+		"set": charged(u("set")), "sorted": charged(u("sorted")), "reversed": charged(u("reversed")),
+		"enumerate": charged(u("enumerate")), "zip": charged(u("zip")), "dir": u("dir"),
+		"str":   starlark.NewBuiltin("str", fnStr),
+		"repr":  starlark.NewBuiltin("repr", fnRepr),
+		"int":   starlark.NewBuiltin("int", fnInt),
+		"float": starlark.NewBuiltin("float", fnFloat),
+		"range": starlark.NewBuiltin("range", fnRange),
+		"sum":   starlark.NewBuiltin("sum", fnSum),
+		"round": starlark.NewBuiltin("round", fnRound),
+		"type":  starlark.NewBuiltin("type", fnType),
+		"isinstance": starlark.NewBuiltin("isinstance", fnIsinstance),
+		"map":        starlark.NewBuiltin("map", fnMap),
+		"filter":     starlark.NewBuiltin("filter", fnFilter),
+		"reduce":     starlark.NewBuiltin("reduce", fnReduce),
+		"divmod":     starlark.NewBuiltin("divmod", fnDivmod),
+		"pow":        starlark.NewBuiltin("pow", fnPowBuiltin),
+		"format":     starlark.NewBuiltin("format", fnFormat),
+		"hasattr":    starlark.NewBuiltin("hasattr", fnHasattr),
+		"getattr":    starlark.NewBuiltin("getattr", fnGetattr),
+		"hex":        starlark.NewBuiltin("hex", intRadix("0x", 16)),
+		"oct":        starlark.NewBuiltin("oct", intRadix("0o", 8)),
+		"bin":        starlark.NewBuiltin("bin", intRadix("0b", 2)),
+	}
+	typeBuiltins = map[string]*starlark.Builtin{
+		"string": b["str"].(*starlark.Builtin), "int": b["int"].(*starlark.Builtin),
+		"float": b["float"].(*starlark.Builtin), "bool": b["bool"].(*starlark.Builtin),
+		"list": b["list"].(*starlark.Builtin), "dict": b["dict"].(*starlark.Builtin),
+		"tuple": b["tuple"].(*starlark.Builtin), "set": b["set"].(*starlark.Builtin),
+		"NoneType": noneType,
+	}
+	for name, v := range modules() {
+		b[name] = v
+	}
+	b.Freeze()
+	builtins = b
+	_ = sort.Strings
+}

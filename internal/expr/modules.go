@@ -1,0 +1,931 @@
+package expr
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	starmath "go.starlark.net/lib/math"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+	"gopkg.in/yaml.v3"
+)
+
+// The standard-library subset Julep exposes (evaluator.py's stdlib and
+// ALLOWED_FUNCTIONS), implemented in Go.
+
+// maxInputString bounds the text handed to parsers (Julep: 1 MB).
+const maxInputString = 1_000_000
+
+func module(name string, members starlark.StringDict) *starlarkstruct.Module {
+	return &starlarkstruct.Module{Name: name, Members: members}
+}
+
+func fn(name string, f builtinFn) *starlark.Builtin { return newFn(name, f) }
+
+func oneString(name string, args starlark.Tuple, kw []starlark.Tuple) (string, error) {
+	var s string
+	if err := starlark.UnpackPositionalArgs(name, args, kw, 1, &s); err != nil {
+		return "", err
+	}
+	if len(s) > maxInputString {
+		return "", fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+	}
+	return s, nil
+}
+
+func modules() starlark.StringDict {
+	loadJSON := fn("load_json", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var s string
+		var strict = true
+		if err := starlark.UnpackArgs(b.Name(), args, kw, "s", &s, "strict?", &strict); err != nil {
+			return nil, err
+		}
+		if len(s) > maxInputString {
+			return nil, fmt.Errorf("string exceeds maximum length of %d", maxInputString)
+		}
+		return parseJSON(s, strict)
+	})
+	dumpJSON := fn("dump_json", fnDumpJSON)
+	loadYAML := fn("load_yaml", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		s, err := oneString(b.Name(), args, kw)
+		if err != nil {
+			return nil, err
+		}
+		var v any
+		if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+			return nil, fmt.Errorf("invalid YAML: %v", err)
+		}
+		return toStarlark(normalizeYAML(v), 0)
+	})
+	dumpYAML := fn("dump_yaml", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		if len(args) < 1 {
+			return nil, fmt.Errorf("%s: missing argument", b.Name())
+		}
+		g, err := fromStarlark(args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		enc := yaml.NewEncoder(&buf)
+		enc.SetIndent(2)
+		if err := enc.Encode(g); err != nil {
+			return nil, err
+		}
+		return starlark.String(buf.String()), nil
+	})
+	extractJSON := fn("extract_json", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		s, err := oneString(b.Name(), args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return extractJSON(s)
+	})
+
+	mathMembers := starlark.StringDict{}
+	for k, v := range starmath.Module.Members {
+		mathMembers[k] = v
+	}
+	mathMembers["inf"] = starlark.Float(math.Inf(1))
+	mathMembers["nan"] = starlark.Float(math.NaN())
+	mathMembers["pow"] = starlark.NewBuiltin("pow", func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		if len(args) != 2 {
+			return nil, fmt.Errorf("pow expected 2 arguments")
+		}
+		x, ok1 := starlark.AsFloat(args[0])
+		y, ok2 := starlark.AsFloat(args[1])
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("pow: must be real numbers")
+		}
+		return starlark.Float(math.Pow(x, y)), nil
+	})
+	mathMembers["isclose"] = starlark.NewBuiltin("isclose", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var a, c starlark.Value
+		relTol, absTol := 1e-9, 0.0
+		if err := starlark.UnpackArgs(b.Name(), args, kw, "a", &a, "b", &c, "rel_tol?", &relTol, "abs_tol?", &absTol); err != nil {
+			return nil, err
+		}
+		x, _ := starlark.AsFloat(a)
+		y, _ := starlark.AsFloat(c)
+		return starlark.Bool(math.Abs(x-y) <= math.Max(relTol*math.Max(math.Abs(x), math.Abs(y)), absTol)), nil
+	})
+
+	str := func(s string) starlark.Value { return starlark.String(s) }
+	return starlark.StringDict{
+		"load_json": loadJSON, "dump_json": dumpJSON, "load_yaml": loadYAML, "dump_yaml": dumpYAML,
+		"extract_json": extractJSON,
+		"chunk_doc": fn("chunk_doc", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			s, err := oneString(b.Name(), args, kw)
+			if err != nil {
+				return nil, err
+			}
+			var out []starlark.Value
+			for _, c := range chunkDoc(s) {
+				out = append(out, starlark.String(c))
+			}
+			return starlark.NewList(out), nil
+		}),
+		"search_regex": starlark.NewBuiltin("search_regex", func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			return reCall(t, "search", args, kw)
+		}),
+		"match_regex": starlark.NewBuiltin("match_regex", func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			v, err := reCall(t, "fullmatch", args, kw)
+			if err != nil {
+				return nil, err
+			}
+			return starlark.Bool(v != starlark.None), nil
+		}),
+		"json": module("json", starlark.StringDict{"loads": loadJSON, "dumps": dumpJSON}),
+		"yaml": module("yaml", starlark.StringDict{"load": loadYAML, "safe_load": loadYAML, "dump": dumpYAML, "safe_dump": dumpYAML}),
+		"re":   reModule(),
+		"string": module("string", starlark.StringDict{
+			"ascii_letters":   str("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+			"ascii_lowercase": str("abcdefghijklmnopqrstuvwxyz"),
+			"ascii_uppercase": str("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+			"digits":          str("0123456789"),
+			"hexdigits":       str("0123456789abcdefABCDEF"),
+			"octdigits":       str("01234567"),
+			"punctuation":     str("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+			"whitespace":      str(" \t\n\r\x0b\x0c"),
+			"printable":       str("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ \t\n\r\x0b\x0c"),
+		}),
+		"math":       module("math", mathMembers),
+		"statistics": statisticsModule(),
+		"base64":     base64Module(),
+		"random":     randomModule(),
+		"time":       timeModule(),
+		"datetime":   datetimeModule(),
+		"urllib": module("urllib", starlark.StringDict{"parse": module("parse", starlark.StringDict{
+			"quote": fn("quote", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+				var s string
+				safe := "/"
+				if err := starlark.UnpackArgs(b.Name(), args, kw, "string", &s, "safe?", &safe); err != nil {
+					return nil, err
+				}
+				return starlark.String(pyQuoteURL(s, safe)), nil
+			}),
+			"unquote": fn("unquote", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+				s, err := oneString(b.Name(), args, kw)
+				if err != nil {
+					return nil, err
+				}
+				u, err := url.PathUnescape(s)
+				if err != nil {
+					return starlark.String(s), nil
+				}
+				return starlark.String(u), nil
+			}),
+			"urlencode": fn("urlencode", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+				var d *starlark.Dict
+				if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &d); err != nil {
+					return nil, err
+				}
+				var parts []string
+				for _, item := range d.Items() {
+					parts = append(parts, url.QueryEscape(pyStr(item[0]))+"="+url.QueryEscape(pyStr(item[1])))
+				}
+				return starlark.String(strings.Join(parts, "&")), nil
+			}),
+		})}),
+	}
+}
+
+func pyQuoteURL(s, safe string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.-~", c) >= 0 || strings.IndexByte(safe, c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// ---- JSON ----
+
+func parseJSON(s string, strict bool) (starlark.Value, error) {
+	if !strict {
+		s = escapeControlInStrings(s)
+	}
+	var v any
+	if err := decodeJSON([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	return toStarlark(v, 0)
+}
+
+// escapeControlInStrings escapes raw control characters inside JSON strings,
+// which Python accepts with strict=False and LLMs often produce.
+func escapeControlInStrings(s string) string {
+	var b strings.Builder
+	in, esc := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case in && c < 0x20:
+			fmt.Fprintf(&b, `\u%04x`, c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func extractJSON(s string) (starlark.Value, error) {
+	text := s
+	if strings.Contains(s, "```") {
+		var start int
+		if i := strings.Index(s, "```json"); i >= 0 {
+			start = i + 7
+		} else {
+			start = strings.Index(s, "```") + 3
+		}
+		end := strings.Index(s[start:], "```")
+		if end < 0 {
+			return nil, fmt.Errorf("code block has invalid or missing markers")
+		}
+		text = strings.TrimSpace(s[start : start+end])
+	}
+	v, err := parseJSON(text, false)
+	if err != nil {
+		preview := text
+		if len(preview) > 100 {
+			preview = preview[:100]
+		}
+		return nil, fmt.Errorf("failed to parse JSON: %v. The extracted text was: %s...", err, preview)
+	}
+	return v, nil
+}
+
+func fnDumpJSON(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var v starlark.Value
+	var indent starlark.Value = starlark.None
+	var sortKeys bool
+	ensureASCII := true
+	var separators starlark.Value = starlark.None
+	var dflt starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kw, "obj", &v, "indent?", &indent, "sort_keys?", &sortKeys,
+		"ensure_ascii?", &ensureASCII, "separators?", &separators, "default?", &dflt); err != nil {
+		return nil, err
+	}
+	e := jsonEncoder{itemSep: ", ", keySep: ": ", sortKeys: sortKeys, ascii: ensureASCII}
+	switch ind := indent.(type) {
+	case starlark.Int:
+		n, _ := ind.Int64()
+		if n > 64 {
+			n = 64
+		}
+		if n >= 0 {
+			e.indent = strings.Repeat(" ", int(n))
+			e.pretty = true
+			e.itemSep = ","
+		}
+	case starlark.String:
+		e.indent, e.pretty, e.itemSep = string(ind), true, ","
+	}
+	if t, ok := separators.(starlark.Tuple); ok && len(t) == 2 {
+		a, ok1 := t[0].(starlark.String)
+		c, ok2 := t[1].(starlark.String)
+		if ok1 && ok2 {
+			e.itemSep, e.keySep = string(a), string(c)
+		}
+	}
+	if err := e.encode(v, 0); err != nil {
+		return nil, err
+	}
+	return starlark.String(e.b.String()), nil
+}
+
+// jsonEncoder writes JSON the way Python's json.dumps does by default:
+// ", " and ": " separators, non-ASCII escaped as \uXXXX.
+type jsonEncoder struct {
+	b                bytes.Buffer
+	itemSep, keySep  string
+	indent           string
+	pretty, sortKeys bool
+	ascii            bool
+}
+
+func (e *jsonEncoder) newline(depth int) {
+	if e.pretty {
+		e.b.WriteByte('\n')
+		for i := 0; i < depth; i++ {
+			e.b.WriteString(e.indent)
+		}
+	}
+}
+
+func (e *jsonEncoder) encode(v starlark.Value, depth int) error {
+	if depth > 100 {
+		return fmt.Errorf("json.dumps: value nested too deeply (or circular)")
+	}
+	if e.b.Len() > 64<<20 {
+		return fmt.Errorf("json.dumps: output too large")
+	}
+	switch x := v.(type) {
+	case starlark.NoneType:
+		e.b.WriteString("null")
+	case starlark.Bool:
+		if x {
+			e.b.WriteString("true")
+		} else {
+			e.b.WriteString("false")
+		}
+	case starlark.Int:
+		e.b.WriteString(x.String())
+	case starlark.Float:
+		f := float64(x)
+		switch {
+		case math.IsNaN(f):
+			e.b.WriteString("NaN")
+		case math.IsInf(f, 1):
+			e.b.WriteString("Infinity")
+		case math.IsInf(f, -1):
+			e.b.WriteString("-Infinity")
+		default:
+			e.b.WriteString(pyFloatRepr(f))
+		}
+	case starlark.String:
+		e.str(string(x))
+	case *starlark.List, starlark.Tuple, *starlark.Set, *stepList:
+		it := starlark.Iterate(v)
+		defer it.Done()
+		e.b.WriteByte('[')
+		var el starlark.Value
+		n := 0
+		for it.Next(&el) {
+			if n > 0 {
+				e.b.WriteString(e.itemSep)
+			}
+			e.newline(depth + 1)
+			if err := e.encode(el, depth+1); err != nil {
+				return err
+			}
+			n++
+		}
+		if n > 0 {
+			e.newline(depth)
+		}
+		e.b.WriteByte(']')
+	case *starlark.Dict:
+		items := x.Items()
+		type kv struct {
+			k string
+			v starlark.Value
+		}
+		pairs := make([]kv, 0, len(items))
+		for _, it := range items {
+			k, err := jsonKey(it[0])
+			if err != nil {
+				return fmt.Errorf("json.dumps: keys must be str, int, float, bool or None, not %s", it[0].Type())
+			}
+			pairs = append(pairs, kv{k, it[1]})
+		}
+		if e.sortKeys {
+			sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].k < pairs[j].k })
+		}
+		e.b.WriteByte('{')
+		for i, p := range pairs {
+			if i > 0 {
+				e.b.WriteString(e.itemSep)
+			}
+			e.newline(depth + 1)
+			e.str(p.k)
+			e.b.WriteString(e.keySep)
+			if err := e.encode(p.v, depth+1); err != nil {
+				return err
+			}
+		}
+		if len(pairs) > 0 {
+			e.newline(depth)
+		}
+		e.b.WriteByte('}')
+	case *datetimeValue:
+		return fmt.Errorf("json.dumps: Object of type datetime is not JSON serializable")
+	default:
+		return fmt.Errorf("json.dumps: Object of type %s is not JSON serializable", v.Type())
+	}
+	return nil
+}
+
+func (e *jsonEncoder) str(s string) {
+	e.b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			e.b.WriteString(`\"`)
+		case '\\':
+			e.b.WriteString(`\\`)
+		case '\n':
+			e.b.WriteString(`\n`)
+		case '\r':
+			e.b.WriteString(`\r`)
+		case '\t':
+			e.b.WriteString(`\t`)
+		case '\b':
+			e.b.WriteString(`\b`)
+		case '\f':
+			e.b.WriteString(`\f`)
+		default:
+			switch {
+			case r < 0x20:
+				fmt.Fprintf(&e.b, `\u%04x`, r)
+			case r > 0x7e && e.ascii:
+				if r > 0xffff {
+					r -= 0x10000
+					fmt.Fprintf(&e.b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+				} else {
+					fmt.Fprintf(&e.b, `\u%04x`, r)
+				}
+			default:
+				e.b.WriteRune(r)
+			}
+		}
+	}
+	e.b.WriteByte('"')
+}
+
+// normalizeYAML turns map[any]any (possible with non-string keys) into
+// map[string]any so the value converts like JSON.
+func normalizeYAML(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalizeYAML(e)
+		}
+		return x
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = normalizeYAML(e)
+		}
+		return out
+	case []any:
+		for i, e := range x {
+			x[i] = normalizeYAML(e)
+		}
+		return x
+	case int:
+		return int64(x)
+	case float64:
+		if x == math.Trunc(x) && !math.IsInf(x, 0) {
+			return starlark.Float(x) // keep YAML's 1.0 a float
+		}
+		return x
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// chunkDoc splits text into sentences and groups them into chunks of about
+// 1,000 characters. Julep used a spaCy pipeline; this keeps its shape (a list
+// of strings made of whole sentences) without the model.
+func chunkDoc(s string) []string {
+	var sentences []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' || c == '!' || c == '?' || c == '\n' && i+1 < len(s) && s[i+1] == '\n' {
+			if i+1 == len(s) || s[i+1] == ' ' || s[i+1] == '\n' {
+				if t := strings.TrimSpace(s[start : i+1]); t != "" {
+					sentences = append(sentences, t)
+				}
+				start = i + 1
+			}
+		}
+	}
+	if t := strings.TrimSpace(s[start:]); t != "" {
+		sentences = append(sentences, t)
+	}
+	var chunks []string
+	var cur []string
+	size := 0
+	for _, sent := range sentences {
+		if size > 0 && size+len(sent) > 1000 {
+			chunks = append(chunks, strings.Join(cur, " "))
+			cur, size = nil, 0
+		}
+		cur = append(cur, sent)
+		size += len(sent) + 1
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, strings.Join(cur, " "))
+	}
+	return chunks
+}
+
+// ---- statistics ----
+
+func floatsOf(name string, args starlark.Tuple) ([]float64, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("%s expected 1 argument", name)
+	}
+	it := starlark.Iterate(args[0])
+	if it == nil {
+		return nil, fmt.Errorf("%s: %s is not iterable", name, args[0].Type())
+	}
+	defer it.Done()
+	var out []float64
+	var e starlark.Value
+	for it.Next(&e) {
+		f, ok := starlark.AsFloat(e)
+		if !ok {
+			return nil, fmt.Errorf("%s: can't convert type '%s' to numerator/denominator", name, e.Type())
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func allInts(v starlark.Value) bool {
+	it := starlark.Iterate(v)
+	if it == nil {
+		return false
+	}
+	defer it.Done()
+	var e starlark.Value
+	for it.Next(&e) {
+		if _, ok := e.(starlark.Int); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func statisticsModule() *starlarkstruct.Module {
+	stat := func(name string, f func([]float64) (float64, error)) *starlark.Builtin {
+		return starlark.NewBuiltin(name, func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			xs, err := floatsOf(name, args)
+			if err != nil {
+				return nil, err
+			}
+			r, err := f(xs)
+			if err != nil {
+				return nil, err
+			}
+			// Python keeps ints for an integral mean/median of ints.
+			if (name == "mean" || name == "median" || name == "median_low" || name == "median_high") && allInts(args[0]) && r == math.Trunc(r) && math.Abs(r) < maxExactFloat {
+				if name != "median" || len(xs)%2 == 1 {
+					return starlark.MakeInt64(int64(r)), nil
+				}
+			}
+			return starlark.Float(r), nil
+		})
+	}
+	mean := func(xs []float64) (float64, error) {
+		if len(xs) == 0 {
+			return 0, fmt.Errorf("mean requires at least one data point")
+		}
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs)), nil
+	}
+	sorted := func(xs []float64) []float64 {
+		c := append([]float64(nil), xs...)
+		sort.Float64s(c)
+		return c
+	}
+	return module("statistics", starlark.StringDict{
+		"mean": stat("mean", mean),
+		"fmean": stat("fmean", mean),
+		"median": stat("median", func(xs []float64) (float64, error) {
+			if len(xs) == 0 {
+				return 0, fmt.Errorf("no median for empty data")
+			}
+			c := sorted(xs)
+			n := len(c)
+			if n%2 == 1 {
+				return c[n/2], nil
+			}
+			return (c[n/2-1] + c[n/2]) / 2, nil
+		}),
+		"median_low": stat("median_low", func(xs []float64) (float64, error) {
+			if len(xs) == 0 {
+				return 0, fmt.Errorf("no median for empty data")
+			}
+			c := sorted(xs)
+			return c[(len(c)-1)/2], nil
+		}),
+		"median_high": stat("median_high", func(xs []float64) (float64, error) {
+			if len(xs) == 0 {
+				return 0, fmt.Errorf("no median for empty data")
+			}
+			c := sorted(xs)
+			return c[len(c)/2], nil
+		}),
+		"stdev": stat("stdev", func(xs []float64) (float64, error) {
+			if len(xs) < 2 {
+				return 0, fmt.Errorf("stdev requires at least two data points")
+			}
+			m, _ := mean(xs)
+			s := 0.0
+			for _, x := range xs {
+				s += (x - m) * (x - m)
+			}
+			return math.Sqrt(s / float64(len(xs)-1)), nil
+		}),
+		"pstdev": stat("pstdev", func(xs []float64) (float64, error) {
+			if len(xs) < 1 {
+				return 0, fmt.Errorf("pstdev requires at least one data point")
+			}
+			m, _ := mean(xs)
+			s := 0.0
+			for _, x := range xs {
+				s += (x - m) * (x - m)
+			}
+			return math.Sqrt(s / float64(len(xs))), nil
+		}),
+		"mode": starlark.NewBuiltin("mode", func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("mode expected 1 argument")
+			}
+			it := starlark.Iterate(args[0])
+			if it == nil {
+				return nil, fmt.Errorf("mode: %s is not iterable", args[0].Type())
+			}
+			defer it.Done()
+			counts := starlark.NewDict(0)
+			var best starlark.Value
+			bestN := 0
+			var e starlark.Value
+			for it.Next(&e) {
+				c, _, err := counts.Get(e)
+				if err != nil {
+					return nil, err
+				}
+				n := 1
+				if c != nil {
+					n = int(c.(starlark.Int).BigInt().Int64()) + 1
+				}
+				_ = counts.SetKey(e, starlark.MakeInt(n))
+				if n > bestN {
+					best, bestN = e, n
+				}
+			}
+			if best == nil {
+				return nil, fmt.Errorf("no mode for empty data")
+			}
+			return best, nil
+		}),
+	})
+}
+
+// ---- base64 ----
+
+func base64Module() *starlarkstruct.Module {
+	enc := func(name string, e *base64.Encoding) *starlark.Builtin {
+		return fn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("%s expected 1 argument", name)
+			}
+			var s string
+			switch x := args[0].(type) {
+			case starlark.String:
+				s = string(x)
+			case starlark.Bytes:
+				s = string(x)
+			default:
+				return nil, fmt.Errorf("%s: a str or bytes is required, not %s", name, x.Type())
+			}
+			if len(s) > maxInputString {
+				return nil, fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+			}
+			return starlark.String(e.EncodeToString([]byte(s))), nil
+		})
+	}
+	dec := func(name string, e *base64.Encoding) *starlark.Builtin {
+		return fn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("%s expected 1 argument", name)
+			}
+			var s string
+			switch x := args[0].(type) {
+			case starlark.String:
+				s = string(x)
+			case starlark.Bytes:
+				s = string(x)
+			default:
+				return nil, fmt.Errorf("%s: a str or bytes is required, not %s", name, x.Type())
+			}
+			if len(s) > maxInputString {
+				return nil, fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+			}
+			s = strings.TrimSpace(s)
+			out, err := e.DecodeString(s)
+			if err != nil {
+				// Python accepts missing padding in practice via altchars; retry raw.
+				out, err = e.WithPadding(base64.NoPadding).DecodeString(strings.TrimRight(s, "="))
+				if err != nil {
+					return nil, fmt.Errorf("invalid base64 string: %v", err)
+				}
+			}
+			if !utf8.Valid(out) {
+				return nil, fmt.Errorf("invalid base64 string: decoded bytes are not UTF-8")
+			}
+			return starlark.String(out), nil
+		})
+	}
+	return module("base64", starlark.StringDict{
+		"b64encode":         enc("b64encode", base64.StdEncoding),
+		"b64decode":         dec("b64decode", base64.StdEncoding),
+		"urlsafe_b64encode": enc("urlsafe_b64encode", base64.URLEncoding),
+		"urlsafe_b64decode": dec("urlsafe_b64decode", base64.URLEncoding),
+	})
+}
+
+// ---- random ----
+
+func randomModule() *starlarkstruct.Module {
+	return module("random", starlark.StringDict{
+		"random": starlark.NewBuiltin("random", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+			return starlark.Float(rand.Float64()), nil
+		}),
+		"randint": starlark.NewBuiltin("randint", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var lo, hi int64
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 2, &lo, &hi); err != nil {
+				return nil, err
+			}
+			if hi < lo {
+				return nil, fmt.Errorf("empty range for randint(%d, %d)", lo, hi)
+			}
+			span := uint64(hi - lo)
+			if span == math.MaxUint64 {
+				return starlark.MakeInt64(int64(rand.Uint64())), nil
+			}
+			return starlark.MakeInt64(lo + int64(rand.Uint64N(span+1))), nil
+		}),
+		"uniform": starlark.NewBuiltin("uniform", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var lo, hi float64
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 2, &lo, &hi); err != nil {
+				return nil, err
+			}
+			return starlark.Float(lo + (hi-lo)*rand.Float64()), nil
+		}),
+		"choice": starlark.NewBuiltin("choice", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var seq starlark.Indexable
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &seq); err != nil {
+				return nil, err
+			}
+			if seq.Len() == 0 {
+				return nil, fmt.Errorf("cannot choose from an empty sequence")
+			}
+			return seq.Index(rand.IntN(seq.Len())), nil
+		}),
+		"sample": fn("sample", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var seq starlark.Indexable
+			var k int
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 2, &seq, &k); err != nil {
+				return nil, err
+			}
+			if k < 0 || k > seq.Len() {
+				return nil, fmt.Errorf("sample larger than population or is negative")
+			}
+			perm := rand.Perm(seq.Len())[:k]
+			out := make([]starlark.Value, k)
+			for i, p := range perm {
+				out[i] = seq.Index(p)
+			}
+			return starlark.NewList(out), nil
+		}),
+		"shuffle": starlark.NewBuiltin("shuffle", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var l *starlark.List
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &l); err != nil {
+				return nil, err
+			}
+			n := l.Len()
+			for i := n - 1; i > 0; i-- {
+				j := rand.IntN(i + 1)
+				a, c := l.Index(i), l.Index(j)
+				if err := l.SetIndex(i, c); err != nil {
+					return nil, err
+				}
+				_ = l.SetIndex(j, a)
+			}
+			return starlark.None, nil
+		}),
+	})
+}
+
+// ---- time ----
+
+func timeModule() *starlarkstruct.Module {
+	return module("time", starlark.StringDict{
+		"time": starlark.NewBuiltin("time", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+			return starlark.Float(float64(time.Now().UnixNano()) / 1e9), nil
+		}),
+		"strftime": starlark.NewBuiltin("strftime", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var f string
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f); err != nil {
+				return nil, err
+			}
+			return starlark.String(strftime(time.Now().UTC(), f)), nil
+		}),
+	})
+}
+
+// strftime implements the common C/Python directives.
+func strftime(t time.Time, f string) string {
+	var b strings.Builder
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' || i+1 >= len(f) {
+			b.WriteByte(f[i])
+			continue
+		}
+		i++
+		switch f[i] {
+		case 'Y':
+			fmt.Fprintf(&b, "%04d", t.Year())
+		case 'y':
+			fmt.Fprintf(&b, "%02d", t.Year()%100)
+		case 'm':
+			fmt.Fprintf(&b, "%02d", int(t.Month()))
+		case 'd':
+			fmt.Fprintf(&b, "%02d", t.Day())
+		case 'H':
+			fmt.Fprintf(&b, "%02d", t.Hour())
+		case 'I':
+			h := t.Hour() % 12
+			if h == 0 {
+				h = 12
+			}
+			fmt.Fprintf(&b, "%02d", h)
+		case 'M':
+			fmt.Fprintf(&b, "%02d", t.Minute())
+		case 'S':
+			fmt.Fprintf(&b, "%02d", t.Second())
+		case 'f':
+			fmt.Fprintf(&b, "%06d", t.Nanosecond()/1000)
+		case 'p':
+			if t.Hour() < 12 {
+				b.WriteString("AM")
+			} else {
+				b.WriteString("PM")
+			}
+		case 'A':
+			b.WriteString(t.Weekday().String())
+		case 'a':
+			b.WriteString(t.Weekday().String()[:3])
+		case 'B':
+			b.WriteString(t.Month().String())
+		case 'b', 'h':
+			b.WriteString(t.Month().String()[:3])
+		case 'j':
+			fmt.Fprintf(&b, "%03d", t.YearDay())
+		case 'w':
+			fmt.Fprintf(&b, "%d", int(t.Weekday()))
+		case 'u':
+			wd := int(t.Weekday())
+			if wd == 0 {
+				wd = 7
+			}
+			fmt.Fprintf(&b, "%d", wd)
+		case 'Z':
+			name, _ := t.Zone()
+			b.WriteString(name)
+		case 'z':
+			b.WriteString(t.Format("-0700"))
+		case 'c':
+			b.WriteString(t.Format("Mon Jan  2 15:04:05 2006"))
+		case 'x':
+			b.WriteString(t.Format("01/02/06"))
+		case 'X':
+			b.WriteString(t.Format("15:04:05"))
+		case 'F':
+			b.WriteString(t.Format("2006-01-02"))
+		case 'T':
+			b.WriteString(t.Format("15:04:05"))
+		case 's':
+			b.WriteString(strconv.FormatInt(t.Unix(), 10))
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(f[i])
+		}
+	}
+	return b.String()
+}
+
+var _ = json.Valid
+var _ = regexp.QuoteMeta
