@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/astra-app/astra/internal/taskdef"
+)
+
+// julepServer is a small Julep v1 endpoint over HTTP for the deploy tool's
+// tests: it stores agents and tasks as sent and records every request.
+type julepServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []string
+	agents   map[string]map[string]any
+	tasks    map[string]map[string]any
+	order    []string // agent ids in creation order
+}
+
+func newJulepServer(t *testing.T) *julepServer {
+	s := &julepServer{agents: map[string]map[string]any{}, tasks: map[string]map[string]any{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /agents/{id}", func(w http.ResponseWriter, r *http.Request) {
+		body := s.body(w, r)
+		if body == nil {
+			return
+		}
+		id := r.PathValue("id")
+		if _, ok := s.agents[id]; !ok {
+			s.order = append(s.order, id)
+		}
+		s.agents[id] = stamp(body, id)
+		reply(w, http.StatusCreated, s.agents[id])
+	})
+	mux.HandleFunc("GET /agents/{id}", func(w http.ResponseWriter, r *http.Request) {
+		s.get(w, s.agents, r.PathValue("id"))
+	})
+	mux.HandleFunc("GET /agents", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		items := []any{}
+		if r.URL.Query().Get("offset") == "0" || r.URL.Query().Get("offset") == "" {
+			for _, id := range s.order {
+				items = append(items, s.agents[id])
+			}
+		}
+		reply(w, http.StatusOK, map[string]any{"items": items})
+	})
+	mux.HandleFunc("POST /agents/{agent}/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		body := s.body(w, r)
+		if body == nil {
+			return
+		}
+		task := stamp(body, r.PathValue("id"))
+		task["agent_id"] = r.PathValue("agent")
+		s.tasks[r.PathValue("id")] = task
+		reply(w, http.StatusCreated, task)
+	})
+	mux.HandleFunc("GET /tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		s.get(w, s.tasks, r.PathValue("id"))
+	})
+	mux.HandleFunc("GET /agents/{agent}/tasks", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		items := []any{}
+		if r.URL.Query().Get("offset") == "0" || r.URL.Query().Get("offset") == "" {
+			for _, t := range s.tasks {
+				if t["agent_id"] == r.PathValue("agent") {
+					items = append(items, t)
+				}
+			}
+		}
+		reply(w, http.StatusOK, map[string]any{"items": items})
+	})
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+		s.mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer test-key" {
+			reply(w, http.StatusForbidden, map[string]any{"error": map[string]any{"message": "bad key", "code": "http_403"}})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *julepServer) body(w http.ResponseWriter, r *http.Request) map[string]any {
+	var m map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		reply(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"message": "want a JSON object"}})
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m
+}
+
+func (s *julepServer) get(w http.ResponseWriter, m map[string]map[string]any, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := m[id]; ok {
+		reply(w, http.StatusOK, v)
+		return
+	}
+	reply(w, http.StatusNotFound, map[string]any{"error": map[string]any{"message": "not found", "code": "http_404"}})
+}
+
+func stamp(m map[string]any, id string) map[string]any {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Format(time.RFC3339)
+	m["id"], m["created_at"], m["updated_at"] = id, now, now
+	return m
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// takeRequests returns and clears the recorded requests.
+func (s *julepServer) takeRequests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.requests
+	s.requests = nil
+	return r
+}
+
+// project copies the repository's tasks/ into a fresh directory.
+func project(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tasks")
+	for _, f := range []string{"julep.yaml", "agents/responder.yaml", "responder.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "tasks", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runAstra(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, args, func(k string) string { return env[k] }, &out, &errb)
+	code := 0
+	if err != nil {
+		code = exitCode(err)
+		errb.WriteString(err.Error())
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func envFor(dir string, s *julepServer) map[string]string {
+	env := map[string]string{"ASTRA_TASKS_DIR": dir, "ASTRA_DATA_DIR": filepath.Join(filepath.Dir(dir), "data")}
+	if s != nil {
+		env["JULEP_BASE_URL"] = s.URL
+		env["JULEP_API_KEY"] = "test-key"
+	}
+	return env
+}
+
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
+
+// mask replaces ids with their role and runs of spaces with one, so tables
+// compare exactly whatever the ids' widths.
+func mask(s string, ids map[string]string) string {
+	for id, name := range ids {
+		s = strings.ReplaceAll(s, id, name)
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lead := l[:len(l)-len(strings.TrimLeft(l, " "))]
+		lines[i] = lead + strings.Join(strings.Fields(l), " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestTasksPushCreatesThenUnchanged(t *testing.T) {
+	t.Parallel()
+	s := newJulepServer(t)
+	dir := project(t)
+	env := envFor(dir, s)
+
+	r := runAstra(t, env, "tasks", "push")
+	if r.code != 0 {
+		t.Fatalf("push: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	lock, err := taskdef.ReadLock(filepath.Join(dir, taskdef.LockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lock.Agents) != 1 || len(lock.Tasks) != 1 {
+		t.Fatalf("lock = %+v", lock)
+	}
+	agentID, taskID := lock.Agents[0].ID, lock.Tasks[0].ID
+	if !uuidRE.MatchString(agentID) || !uuidRE.MatchString(taskID) || lock.TaskAgent(taskID) != agentID {
+		t.Fatalf("lock ids: %+v", lock)
+	}
+	ids := map[string]string{agentID: "AGENT-ID", taskID: "TASK-ID"}
+	if got, want := s.takeRequests(), []string{"POST /agents/" + agentID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
+		t.Errorf("requests %q, want %q", got, want)
+	}
+	wantTable := "NAME KIND ID RESULT\n" +
+		"Jadugar agent AGENT-ID created\n" +
+		"Astra responder task TASK-ID created\n"
+	if got := mask(r.stdout, ids); got != wantTable {
+		t.Errorf("table:\n%s\nwant:\n%s", got, wantTable)
+	}
+	// What was sent is the parsed YAML, with the agent's instructions as a list.
+	s.mu.Lock()
+	task := s.tasks[taskID]
+	agent := s.agents[agentID]
+	s.mu.Unlock()
+	if task["name"] != "Astra responder" || len(task["main"].([]any)) != 6 || task["agent_id"] != agentID {
+		t.Errorf("task stored: %v", task)
+	}
+	if agent["name"] != "Jadugar" || agent["model"] != "gpt-4o-mini" || len(agent["instructions"].([]any)) < 5 {
+		t.Errorf("agent stored: %v", agent)
+	}
+
+	lockBefore, _ := os.ReadFile(filepath.Join(dir, taskdef.LockName))
+	r = runAstra(t, env, "tasks", "push")
+	if r.code != 0 {
+		t.Fatalf("second push: %d\n%s", r.code, r.stderr)
+	}
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "GET /tasks/" + taskID}; !equal(got, want) {
+		t.Errorf("second push requests %q, want only reads %q", got, want)
+	}
+	if got := mask(r.stdout, ids); !strings.Contains(got, "Jadugar agent AGENT-ID unchanged\n") ||
+		!strings.Contains(got, "Astra responder task TASK-ID unchanged\n") {
+		t.Errorf("second table:\n%s", got)
+	}
+	lockAfter, _ := os.ReadFile(filepath.Join(dir, taskdef.LockName))
+	if !bytes.Equal(lockBefore, lockAfter) {
+		t.Errorf("an unchanged push rewrote the lock:\n%s\n%s", lockBefore, lockAfter)
+	}
+
+	// A comment changes nothing; a real edit updates the task under its id.
+	file := filepath.Join(dir, "responder.yaml")
+	b, _ := os.ReadFile(file)
+	if err := os.WriteFile(file, append([]byte("# a new comment\n"), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r = runAstra(t, env, "tasks", "push"); r.code != 0 || strings.Contains(r.stdout, "updated") {
+		t.Errorf("comment-only push: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s.takeRequests()
+	edited := strings.Replace(string(b), "and saves a one- or two-sentence note of the turn.", "and saves a short note of the turn.", 1)
+	if edited == string(b) {
+		t.Fatal("edit did not apply")
+	}
+	if err := os.WriteFile(file, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r = runAstra(t, env, "tasks", "diff")
+	if r.code != 0 {
+		t.Fatalf("diff: %d %s", r.code, r.stderr)
+	}
+	wantDiff := "# task responder.yaml (Astra responder, id TASK-ID): changed since the last push\n" +
+		"--- remote/responder.yaml\n+++ local/responder.yaml\n"
+	if got := mask(r.stdout, ids); !strings.HasPrefix(got, wantDiff) ||
+		!strings.Contains(got, "\n-description: Reads the user's frontline docs, answers the message as the agent's persona, and saves a one- or two-sentence note of the turn.\n") ||
+		!strings.Contains(got, "\n+description: Reads the user's frontline docs, answers the message as the agent's persona, and saves a short note of the turn.\n") || strings.Contains(got, "agent agents/responder.yaml") {
+		t.Errorf("diff:\n%s", got)
+	}
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "GET /tasks/" + taskID}; !equal(got, want) {
+		t.Errorf("diff requests %q, want %q", got, want)
+	}
+
+	r = runAstra(t, env, "tasks", "push")
+	if r.code != 0 {
+		t.Fatalf("push edit: %d %s", r.code, r.stderr)
+	}
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
+		t.Errorf("edit push requests %q, want %q", got, want)
+	}
+	if got := mask(r.stdout, ids); !strings.Contains(got, "Astra responder task TASK-ID updated\n") {
+		t.Errorf("edit table:\n%s", got)
+	}
+	s.mu.Lock()
+	desc := s.tasks[taskID]["description"]
+	s.mu.Unlock()
+	if !strings.Contains(desc.(string), "a short note") {
+		t.Errorf("remote description %q", desc)
+	}
+
+	r = runAstra(t, env, "tasks", "diff")
+	if r.code != 0 || r.stdout != "no changes: the remote definitions match the local files\n" {
+		t.Errorf("diff after push: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+
+	r = runAstra(t, env, "tasks", "list")
+	want := "KIND ID NAME UPDATED LOCAL\n" +
+		"agent AGENT-ID Jadugar 2026-01-02T03:04:05Z agents/responder.yaml\n" +
+		"  task TASK-ID Astra responder 2026-01-02T03:04:05Z responder.yaml\n"
+	if got := mask(r.stdout, ids); r.code != 0 || got != want {
+		t.Errorf("list: %d\n%s\nwant:\n%s%s", r.code, got, want, r.stderr)
+	}
+}
+
+func TestTasksPushDryRunSendsNothing(t *testing.T) {
+	t.Parallel()
+	s := newJulepServer(t)
+	dir := project(t)
+	r := runAstra(t, envFor(dir, s), "tasks", "push", "--dry-run")
+	if r.code != 0 {
+		t.Fatalf("dry run: %d %s", r.code, r.stderr)
+	}
+	if got := s.takeRequests(); len(got) != 0 {
+		t.Errorf("dry run sent %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, taskdef.LockName)); !os.IsNotExist(err) {
+		t.Errorf("dry run wrote the lock: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasSuffix(lines[1], "would create") || !strings.HasSuffix(lines[2], "would create") ||
+		lines[3] != "dry run: nothing sent, lock not written" {
+		t.Errorf("dry run output:\n%s", r.stdout)
+	}
+	// Dry run needs no endpoint at all.
+	if r := runAstra(t, envFor(dir, nil), "tasks", "push", "--dry-run"); r.code != 0 {
+		t.Errorf("dry run without an endpoint: %d %s", r.code, r.stderr)
+	}
+}
+
+func TestTasksValidate(t *testing.T) {
+	t.Parallel()
+	dir := project(t)
+	r := runAstra(t, envFor(dir, nil), "tasks", "validate")
+	want := "ok " + dir + "/julep.yaml\nok " + dir + "/agents/responder.yaml\nok " + dir + "/responder.yaml\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("validate: %d\n%s\nwant:\n%s%s", r.code, r.stdout, want, r.stderr)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: bad\nmain:\n  - tool: missing\n  - evaluate:\n      x: \"{unclosed\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runAstra(t, envFor(dir, nil), "tasks", "validate", bad, filepath.Join(dir, "responder.yaml"))
+	want = "" +
+		bad + ":3:11: main[0].tool: unknown tool \"missing\" (tools: none defined)\n" +
+		bad + ":5:10: main[1].evaluate.x: unbalanced braces: \"{\" at offset 0 is never closed (write {{ for a literal brace)\n" +
+		"ok " + dir + "/responder.yaml\n"
+	if r.code != 1 || r.stdout != want {
+		t.Errorf("validate bad: %d\n%s\nwant:\n%s%s", r.code, r.stdout, want, r.stderr)
+	}
+
+	// A broken project stops push before anything is sent.
+	s := newJulepServer(t)
+	if err := os.WriteFile(filepath.Join(dir, "responder.yaml"), []byte("name: x\nmain: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runAstra(t, envFor(dir, s), "tasks", "push")
+	if r.code != 1 || !strings.Contains(r.stderr, dir+"/responder.yaml:2:7: main: must have at least one step") {
+		t.Errorf("push of a broken project: %d\n%s", r.code, r.stderr)
+	}
+	if got := s.takeRequests(); len(got) != 0 {
+		t.Errorf("broken project sent %q", got)
+	}
+}
+
+func TestTasksExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := project(t)
+	env := envFor(dir, nil)
+	for _, c := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"tasks"}, 2, "tasks needs a subcommand"},
+		{[]string{"tasks", "push", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"tasks", "list", "extra"}, 2, "unknown command \"extra\""},
+		{[]string{"tasks", "push"}, 2, "no Julep endpoint: set JULEP_BASE_URL and JULEP_API_KEY (or pass --julep-url and --julep-key)"},
+		{[]string{"tasks", "validate", filepath.Join(dir, "nope.yaml")}, 1, ""},
+	} {
+		r := runAstra(t, env, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.err) {
+			t.Errorf("%q: exit %d (want %d)\nstderr: %s", c.args, r.code, c.code, r.stderr)
+		}
+	}
+	// --julep-url and --julep-key stand in for the environment; a dead
+	// endpoint says what to check.
+	s := newJulepServer(t)
+	url := s.URL
+	s.Close()
+	r := runAstra(t, env, "tasks", "list", "--julep-url", url, "--julep-key", "test-key")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot reach Julep at "+url) {
+		t.Errorf("dead endpoint: %d %s", r.code, r.stderr)
+	}
+	s2 := newJulepServer(t)
+	r = runAstra(t, env, "tasks", "list", "--julep-url", s2.URL, "--julep-key", "wrong")
+	if r.code != 1 || !strings.Contains(r.stderr, "403") {
+		t.Errorf("wrong key: %d %s", r.code, r.stderr)
+	}
+}
+
+func equal(a, b []string) bool {
+	return strings.Join(a, "\n") == strings.Join(b, "\n")
+}
