@@ -2,6 +2,9 @@ package ferrettest_test
 
 import (
 	"context"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -37,5 +40,28 @@ func TestStart(t *testing.T) {
 	}
 	if got.Name != "one" {
 		t.Fatalf("name = %q, want one", got.Name)
+	}
+}
+
+// TestNotInBinary keeps FerretDB a test-only dependency: the astra command
+// must never link it (nor this helper).
+func TestNotInBinary(t *testing.T) {
+	t.Parallel()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not on PATH: cannot list the astra binary's dependencies")
+	}
+	out, err := exec.CommandContext(t.Context(), goTool, "list", "-e", "-deps", "github.com/astra-app/astra/cmd/astra").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := strings.Fields(string(out))
+	if !slices.Contains(pkgs, "github.com/astra-app/astra/cmd/astra") {
+		t.Fatalf("go list did not list cmd/astra itself: %q", out)
+	}
+	for _, pkg := range pkgs {
+		if strings.HasPrefix(pkg, "github.com/FerretDB/") || strings.HasSuffix(pkg, "/ferrettest") {
+			t.Errorf("cmd/astra depends on %s", pkg)
+		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/astra-app/astra/internal/store/storetest"
 )
 
-
 // openStore opens a store on a fresh database at uri and drops the database
 // when the test ends.
 func openStore(t *testing.T, uri string, opts mongo.Options) *mongo.Store {
