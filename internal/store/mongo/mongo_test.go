@@ -16,7 +16,7 @@ import (
 
 // openStore opens a store on a fresh database at uri and drops the database
 // when the test ends.
-func openStore(t *testing.T, uri string, opts mongo.Options) *mongo.Store {
+func openStore(t testing.TB, uri string, opts mongo.Options) *mongo.Store {
 	t.Helper()
 	s, err := mongo.Open(t.Context(), uri, "t"+responder.NewID(), opts)
 	if err != nil {
@@ -32,7 +32,7 @@ func openStore(t *testing.T, uri string, opts mongo.Options) *mongo.Store {
 }
 
 // newFerretStore gives the test its own FerretDB server and database.
-func newFerretStore(t *testing.T, opts mongo.Options) *mongo.Store {
+func newFerretStore(t testing.TB, opts mongo.Options) *mongo.Store {
 	t.Helper()
 	return openStore(t, ferrettest.Start(t), opts)
 }
