@@ -266,19 +266,19 @@ func (c *checker) step(path string, v any) {
 		if name, ok := step["tool"].(string); ok && !c.tools[name] {
 			c.add(joinKey(path, "tool"), TypeReference, SeverityError, "unknown tool %q (tools: %s)", name, listOrNone(c.tools))
 		}
-		c.exprs(joinKey(path, "arguments"), step["arguments"], false)
+		c.exprs(joinKey(path, "arguments"), step["arguments"], SeverityWarning)
 	case "workflow":
 		if name, ok := step["workflow"].(string); ok && !c.workflows[name] {
 			c.add(joinKey(path, "workflow"), TypeReference, SeverityError, "unknown workflow %q (workflows: %s)", name, listOrNone(c.workflows))
 		}
-		c.exprs(joinKey(path, "arguments"), step["arguments"], false)
+		c.exprs(joinKey(path, "arguments"), step["arguments"], SeverityWarning)
 	case "prompt":
-		c.exprs(joinKey(path, "prompt"), step["prompt"], true)
+		c.exprs(joinKey(path, "prompt"), step["prompt"], SeverityWarning)
 		if name, ok := step["tool_choice"].(string); ok && name != "auto" && name != "none" && name != "required" && !c.tools[name] {
 			c.add(joinKey(path, "tool_choice"), TypeReference, SeverityWarning, "tool_choice %q is neither auto, none, required nor a tool", name)
 		}
 	case "if":
-		c.exprs(joinKey(path, "if"), step["if"], false)
+		c.exprs(joinKey(path, "if"), step["if"], SeverityError)
 		if _, ok := step["then"]; !ok {
 			c.add(joinKey(path, "then"), TypeSchema, SeverityError, "required: an if step needs then")
 		}
@@ -296,63 +296,71 @@ func (c *checker) step(path string, v any) {
 			p := joinIndex(joinKey(path, "switch"), i)
 			// "_" is the default case, as in Julep.
 			if s, ok := cm["case"].(string); !ok || strings.TrimSpace(s) != "_" {
-				c.exprs(joinKey(p, "case"), cm["case"], false)
+				c.exprs(joinKey(p, "case"), cm["case"], SeverityWarning)
 			}
 			c.step(joinKey(p, "then"), cm["then"])
 		}
 	case "foreach":
 		fe, _ := step["foreach"].(map[string]any)
 		if fe != nil {
-			c.exprs(joinKey(path, "foreach.in"), fe["in"], false)
+			c.exprs(joinKey(path, "foreach.in"), fe["in"], SeverityError)
 			c.step(joinKey(path, "foreach.do"), fe["do"])
 		}
 	case "over":
-		c.exprs(joinKey(path, "over"), step["over"], false)
+		c.exprs(joinKey(path, "over"), step["over"], SeverityWarning)
 		if _, ok := step["map"]; !ok {
 			c.add(joinKey(path, "map"), TypeSchema, SeverityError, "required: a map-reduce step needs map (the step run for each item)")
 		}
 		c.step(joinKey(path, "map"), step["map"])
-		c.exprs(joinKey(path, "reduce"), step["reduce"], false)
-		c.exprs(joinKey(path, "initial"), step["initial"], false)
+		c.exprs(joinKey(path, "reduce"), step["reduce"], SeverityWarning)
+		c.exprs(joinKey(path, "initial"), step["initial"], SeverityWarning)
 	case "parallel":
 		if ps, ok := step["parallel"].([]any); ok {
 			c.steps(joinKey(path, "parallel"), ps)
 		}
 	case "get", "sleep":
 		// a key name and durations: no expressions
-	default: // evaluate, set, log, return, wait_for_input, error
-		c.exprs(joinKey(path, kind), step[kind], false)
+	case "evaluate", "set", "return":
+		// Julep compiles these values at create: a bad one is an error.
+		// Values nested deeper are only evaluated at run time.
+		m, _ := step[kind].(map[string]any)
+		for k, v := range m {
+			p := joinKey(joinKey(path, kind), k)
+			if s, ok := v.(string); ok {
+				c.expr(p, s, SeverityError)
+			} else {
+				c.exprs(p, v, SeverityWarning)
+			}
+		}
+	default: // log, wait_for_input, error
+		c.exprs(joinKey(path, kind), step[kind], SeverityWarning)
 	}
 }
 
-// exprs checks every string under v. In prompts (templates) problems are
-// warnings: Julep does not check prompt text at create, it fails at run.
-func (c *checker) exprs(path string, v any, template bool) {
+// exprs checks every string under v with the given severity. Julep
+// compiles only some values at create (evaluate, set and return values, if
+// conditions, foreach.in): there a bad expression is an error. Anywhere else
+// (prompts, tool arguments, ...) Julep accepts the task and the execution
+// fails when it reaches the value, so we warn.
+func (c *checker) exprs(path string, v any, sev string) {
 	switch v := v.(type) {
 	case string:
-		c.expr(path, v, template)
+		c.expr(path, v, sev)
 	case []any:
 		for i, x := range v {
-			c.exprs(joinIndex(path, i), x, template)
+			c.exprs(joinIndex(path, i), x, sev)
 		}
 	case map[string]any:
 		for k, x := range v {
-			if template && (k == "role" || k == "type" || k == "detail") {
-				continue // message structure, not text
-			}
-			c.exprs(joinKey(path, k), x, template)
+			c.exprs(joinKey(path, k), x, sev)
 		}
 	}
 }
 
-func (c *checker) expr(path, s string, template bool) {
-	sev := SeverityError
-	if template {
-		sev = SeverityWarning
-	}
+func (c *checker) expr(path, s, sev string) {
 	if isExpression(s) {
 		if err := checkExpression(s); err != nil {
-			c.add(path, TypeExpression, sev, "bad expression: %s", oneLine(err.Error()))
+			c.add(path, TypeExpression, sev, "%s", oneLine(err.Error()))
 		}
 		return
 	}
@@ -362,20 +370,9 @@ func (c *checker) expr(path, s string, template bool) {
 	}
 	if strings.ContainsAny(s, "{}") {
 		if err := checkExpression(s); err != nil {
-			c.add(path, TypeExpression, sev, "bad f-string: %s", oneLine(err.Error()))
+			c.add(path, TypeExpression, sev, "%s", oneLine(err.Error()))
 		}
 	}
-}
-
-// isExpression reports whether Julep evaluates s as a Python expression: a
-// "$ " prefix or one of the legacy forms it rewrites to one.
-func isExpression(s string) bool {
-	t := strings.TrimSpace(s)
-	return strings.HasPrefix(t, "$ ") || t == "$" ||
-		strings.Contains(t, "{{") ||
-		strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") ||
-		strings.HasPrefix(t, "_[") || strings.HasPrefix(t, "_.") || t == "_" ||
-		strings.Contains(t, "inputs[") || strings.Contains(t, "outputs[")
 }
 
 // checkBraces finds an unbalanced { or } in a string Julep treats as an
