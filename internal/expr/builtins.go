@@ -313,6 +313,63 @@ func pow(_ *starlark.Thread, x, y starlark.Value) (starlark.Value, error) {
 	return starlark.Float(r), nil
 }
 
+func fnDict(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	d := starlark.NewDict(len(args) / 2)
+	for i := 0; i+1 < len(args); i += 2 {
+		if err := d.SetKey(args[i], args[i+1]); err != nil {
+			return nil, err
+		}
+	}
+	return charge(t, d)
+}
+
+// chars returns the one-character strings of s: Python iterates strings,
+// Starlark does not.
+func chars(s starlark.String) *starlark.List {
+	out := make([]starlark.Value, 0, len(s))
+	for _, r := range string(s) {
+		out = append(out, starlark.String(string(r)))
+	}
+	return starlark.NewList(out)
+}
+
+func fnIter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if s, ok := args[0].(starlark.String); ok {
+		return charge(t, chars(s))
+	}
+	return args[0], nil
+}
+
+// iterArgs wraps a builtin so that string arguments in the given positions
+// (all positions if max < 0) are passed as lists of characters. For min/max
+// only a sole argument is an iterable.
+func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
+	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		if !soleOnly || len(args) == 1 {
+			var conv starlark.Tuple
+			for i, a := range args {
+				if s, ok := a.(starlark.String); ok && (max < 0 || i < max) {
+					if conv == nil {
+						conv = append(starlark.Tuple(nil), args...)
+					}
+					if err := chargeN(t, 16*int64(len(s))); err != nil {
+						return nil, err
+					}
+					conv[i] = chars(s)
+				}
+			}
+			if conv != nil {
+				args = conv
+			}
+		}
+		v, err := b.CallInternal(t, args, kw)
+		if err != nil {
+			return nil, err
+		}
+		return charge(t, v)
+	})
+}
+
 func fnSet(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	s := starlark.NewSet(starlark.Len(args[0]))
 	it := starlark.Iterate(args[0])
@@ -687,69 +744,69 @@ var strExtras map[string]*starlark.Builtin
 
 func initStrExtras() {
 	strExtras = map[string]*starlark.Builtin{
-	"format": starlark.NewBuiltin("format", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		s, err := strFormat(t, recvString(b), args, kw)
-		if err != nil {
-			return nil, err
-		}
-		return charge(t, starlark.String(s))
-	}),
-	"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		var w int
-		if err := starlark.UnpackPositionalArgs("zfill", args, kw, 1, &w); err != nil {
-			return nil, err
-		}
-		if w > 1<<20 {
-			return nil, fmt.Errorf("zfill width too large")
-		}
-		s := recvString(b)
-		sign := ""
-		if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
-			sign, s = s[:1], s[1:]
-		}
-		n := w - len(sign) - utf8.RuneCountInString(s)
-		if n <= 0 {
-			return starlark.String(sign + s), nil
-		}
-		return starlark.String(sign + strings.Repeat("0", n) + s), nil
-	}),
-	"center": justify("center"),
-	"ljust":  justify("ljust"),
-	"rjust":  justify("rjust"),
-	"casefold": newFn("casefold", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-		return starlark.String(strings.ToLower(recvString(b))), nil
-	}),
-	"swapcase": newFn("swapcase", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-		return starlark.String(strings.Map(func(r rune) rune {
-			if unicode.IsUpper(r) {
-				return unicode.ToLower(r)
+		"format": starlark.NewBuiltin("format", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			s, err := strFormat(t, recvString(b), args, kw)
+			if err != nil {
+				return nil, err
 			}
-			return unicode.ToUpper(r)
-		}, recvString(b))), nil
-	}),
-	"isnumeric": strPred(func(r rune) bool { return unicode.IsNumber(r) }),
-	"isdecimal": strPred(func(r rune) bool { return unicode.Is(unicode.Nd, r) }),
-	"isascii": starlark.NewBuiltin("isascii", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-		for _, r := range recvString(b) {
-			if r > 0x7f {
-				return starlark.False, nil
+			return charge(t, starlark.String(s))
+		}),
+		"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var w int
+			if err := starlark.UnpackPositionalArgs("zfill", args, kw, 1, &w); err != nil {
+				return nil, err
 			}
-		}
-		return starlark.True, nil
-	}),
-	"encode": starlark.NewBuiltin("encode", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-		return starlark.Bytes(recvString(b)), nil
-	}),
-	"expandtabs": newFn("expandtabs", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		size := 8
-		if err := starlark.UnpackArgs("expandtabs", args, kw, "tabsize?", &size); err != nil {
-			return nil, err
-		}
-		if size < 0 || size > 64 {
-			size = 8
-		}
-		return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
-	}),
+			if w > 1<<20 {
+				return nil, fmt.Errorf("zfill width too large")
+			}
+			s := recvString(b)
+			sign := ""
+			if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
+				sign, s = s[:1], s[1:]
+			}
+			n := w - len(sign) - utf8.RuneCountInString(s)
+			if n <= 0 {
+				return starlark.String(sign + s), nil
+			}
+			return starlark.String(sign + strings.Repeat("0", n) + s), nil
+		}),
+		"center": justify("center"),
+		"ljust":  justify("ljust"),
+		"rjust":  justify("rjust"),
+		"casefold": newFn("casefold", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			return starlark.String(strings.ToLower(recvString(b))), nil
+		}),
+		"swapcase": newFn("swapcase", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			return starlark.String(strings.Map(func(r rune) rune {
+				if unicode.IsUpper(r) {
+					return unicode.ToLower(r)
+				}
+				return unicode.ToUpper(r)
+			}, recvString(b))), nil
+		}),
+		"isnumeric": strPred(func(r rune) bool { return unicode.IsNumber(r) }),
+		"isdecimal": strPred(func(r rune) bool { return unicode.Is(unicode.Nd, r) }),
+		"isascii": starlark.NewBuiltin("isascii", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			for _, r := range recvString(b) {
+				if r > 0x7f {
+					return starlark.False, nil
+				}
+			}
+			return starlark.True, nil
+		}),
+		"encode": starlark.NewBuiltin("encode", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			return starlark.Bytes(recvString(b)), nil
+		}),
+		"expandtabs": newFn("expandtabs", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			size := 8
+			if err := starlark.UnpackArgs("expandtabs", args, kw, "tabsize?", &size); err != nil {
+				return nil, err
+			}
+			if size < 0 || size > 64 {
+				size = 8
+			}
+			return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
+		}),
 	}
 }
 
@@ -870,21 +927,24 @@ func init() {
 		"__slice": starlark.NewBuiltin("slice", fnSlice),
 		"__pow":   starlark.NewBuiltin("**", fnPow),
 		"__set":   starlark.NewBuiltin("set", fnSet),
+		"__dict":  starlark.NewBuiltin("dict", fnDict),
 
-		"abs": u("abs"), "all": u("all"), "any": u("any"), "bool": u("bool"),
+		"__iter": starlark.NewBuiltin("iter", fnIter),
+		"abs":    u("abs"), "bool": u("bool"),
+		"all": iterArgs(u("all"), 1, false), "any": iterArgs(u("any"), 1, false),
 		"chr": u("chr"), "ord": u("ord"), "len": u("len"), "hash": u("hash"),
-		"min": u("min"), "max": u("max"),
-		"dict": charged(u("dict")), "list": charged(u("list")), "tuple": charged(u("tuple")),
-		"set": charged(u("set")), "sorted": charged(u("sorted")), "reversed": charged(u("reversed")),
-		"enumerate": charged(u("enumerate")), "zip": charged(u("zip")), "dir": u("dir"),
-		"str":   starlark.NewBuiltin("str", fnStr),
-		"repr":  starlark.NewBuiltin("repr", fnRepr),
-		"int":   starlark.NewBuiltin("int", fnInt),
-		"float": starlark.NewBuiltin("float", fnFloat),
-		"range": starlark.NewBuiltin("range", fnRange),
-		"sum":   starlark.NewBuiltin("sum", fnSum),
-		"round": starlark.NewBuiltin("round", fnRound),
-		"type":  starlark.NewBuiltin("type", fnType),
+		"min": iterArgs(u("min"), 1, true), "max": iterArgs(u("max"), 1, true),
+		"dict": charged(u("dict")), "list": iterArgs(u("list"), 1, false), "tuple": iterArgs(u("tuple"), 1, false),
+		"set": iterArgs(u("set"), 1, false), "sorted": iterArgs(u("sorted"), 1, false), "reversed": iterArgs(u("reversed"), 1, false),
+		"enumerate": iterArgs(u("enumerate"), 1, false), "zip": iterArgs(u("zip"), -1, false), "dir": u("dir"),
+		"str":        starlark.NewBuiltin("str", fnStr),
+		"repr":       starlark.NewBuiltin("repr", fnRepr),
+		"int":        starlark.NewBuiltin("int", fnInt),
+		"float":      starlark.NewBuiltin("float", fnFloat),
+		"range":      starlark.NewBuiltin("range", fnRange),
+		"sum":        starlark.NewBuiltin("sum", fnSum),
+		"round":      starlark.NewBuiltin("round", fnRound),
+		"type":       starlark.NewBuiltin("type", fnType),
 		"isinstance": starlark.NewBuiltin("isinstance", fnIsinstance),
 		"map":        starlark.NewBuiltin("map", fnMap),
 		"filter":     starlark.NewBuiltin("filter", fnFilter),

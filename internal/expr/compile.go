@@ -44,7 +44,7 @@ func classify(s string) (src string, m mode, base int) {
 		r := strings.NewReplacer("{{", "{", "}}", "}")
 		return r.Replace(trimmed), modeTemplate, lead
 	case strings.HasPrefix(trimmed, "[") && strings.HasSuffix(trimmed, "]"),
-		strings.HasPrefix(trimmed, "_[") && strings.HasSuffix(trimmed, "]"),
+		strings.HasPrefix(trimmed, "_["), // Julep also requires a closing "]"; we do not
 		strings.HasPrefix(trimmed, "_."),
 		strings.Contains(trimmed, "outputs["),
 		strings.Contains(trimmed, "inputs["),
@@ -55,7 +55,7 @@ func classify(s string) (src string, m mode, base int) {
 }
 
 // IsExpression reports whether s, after Julep's legacy rules, is evaluated as a
-// `$ ` expression. Strings with `{{ }}` count: Julep rewrites them to `$ f'''...'''`.
+// `$ ` expression. Strings with `{{ }}` count: Julep rewrites them to `$ f”'...”'`.
 func IsExpression(s string) bool {
 	trimmed := strings.TrimSpace(s)
 	if strings.Contains(trimmed, "{{") && !strings.HasPrefix(trimmed, "$ ") {
@@ -97,6 +97,9 @@ func compileString(s string) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(toks) == 0 {
+		return nil, &syntaxError{pos: base, msg: "empty expression"}
+	}
 	end := len(s)
 	tree, err := buildTree(toks, end)
 	if err != nil {
@@ -113,7 +116,7 @@ func compileString(s string) (*compiled, error) {
 
 	f, err := fileOptions.Parse("expr", text, 0)
 	if err != nil {
-		return nil, em.syntaxErr(text, err, end)
+		return nil, em.syntaxErr(s, text, err, end)
 	}
 	if len(f.Stmts) != 1 {
 		return nil, &syntaxError{pos: base, msg: "not a single expression"}
@@ -128,7 +131,7 @@ func compileString(s string) (*compiled, error) {
 	assign.RHS = rw(assign.RHS)
 	prog, err := starlark.FileProgram(f, func(string) bool { return true })
 	if err != nil {
-		return nil, em.syntaxErr(text, err, end)
+		return nil, em.syntaxErr(s, text, err, end)
 	}
 	seen := map[string]bool{}
 	var names []string
@@ -167,7 +170,7 @@ func checkExpr(syntax.Expr) error { return nil }
 
 // syntaxErr converts a Starlark parse/resolve error into a syntaxError at an
 // offset of the original task string.
-func (e *emitter) syntaxErr(text string, err error, end int) error {
+func (e *emitter) syntaxErr(s, text string, err error, end int) error {
 	var pos syntax.Position
 	msg := err.Error()
 	switch x := err.(type) {
@@ -183,7 +186,9 @@ func (e *emitter) syntaxErr(text string, err error, end int) error {
 	}
 	off := colToOffset(text, int(pos.Col))
 	p := e.origPos(off)
-	if off >= len(text)-1 && strings.Contains(msg, "got ')'") {
+	// A ')' the user did not write closes a wrapper we added around the
+	// expression or an f-string field: the user's expression ended early.
+	if strings.Contains(msg, "got ')'") && (p >= len(s) || s[p] != ')') {
 		msg = "unexpected end of expression"
 	}
 	msg = strings.ReplaceAll(msg, "__result", "expression")
@@ -255,7 +260,7 @@ func rw(e syntax.Expr) syntax.Expr {
 		for _, c := range x.Clauses {
 			switch c := c.(type) {
 			case *syntax.ForClause:
-				c.X = rw(c.X)
+				c.X = call("__iter", c.For, rw(c.X))
 			case *syntax.IfClause:
 				c.Cond = rw(c.Cond)
 			}
@@ -268,10 +273,13 @@ func rw(e syntax.Expr) syntax.Expr {
 		x.Key, x.Value = rw(x.Key), rw(x.Value)
 		return x
 	case *syntax.DictExpr:
-		for i := range x.List {
-			x.List[i] = rw(x.List[i])
+		// Python lets a later duplicate key win; Starlark rejects duplicates.
+		args := make([]syntax.Expr, 0, 2*len(x.List))
+		for _, e := range x.List {
+			entry := e.(*syntax.DictEntry)
+			args = append(args, rw(entry.Key), rw(entry.Value))
 		}
-		return x
+		return call("__dict", x.Lbrace, args...)
 	case *syntax.ListExpr:
 		for i := range x.List {
 			x.List[i] = rw(x.List[i])

@@ -345,11 +345,23 @@ func datetimeModule() starlark.Value {
 		return nil, fmt.Errorf("Invalid isoformat string: %s", pyQuote(s))
 	})
 	timedelta := starlark.NewBuiltin("timedelta", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		var days, seconds, micro, milli, minutes, hours, weeks float64
-		if err := starlark.UnpackArgs(b.Name(), args, kw, "days?", &days, "seconds?", &seconds, "microseconds?", &micro,
-			"milliseconds?", &milli, "minutes?", &minutes, "hours?", &hours, "weeks?", &weeks); err != nil {
+		var vals [7]starlark.Value
+		if err := starlark.UnpackArgs(b.Name(), args, kw, "days?", &vals[0], "seconds?", &vals[1], "microseconds?", &vals[2],
+			"milliseconds?", &vals[3], "minutes?", &vals[4], "hours?", &vals[5], "weeks?", &vals[6]); err != nil {
 			return nil, err
 		}
+		var f [7]float64
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			x, ok := starlark.AsFloat(v)
+			if !ok {
+				return nil, fmt.Errorf("timedelta: arguments must be numbers, not %s", v.Type())
+			}
+			f[i] = x
+		}
+		days, seconds, micro, milli, minutes, hours, weeks := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 		total := ((weeks*7+days)*86400+hours*3600+minutes*60+seconds)*1e9 + milli*1e6 + micro*1e3
 		if total > 1<<62 || total < -(1<<62) {
 			return nil, fmt.Errorf("timedelta out of range")

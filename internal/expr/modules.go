@@ -607,7 +607,7 @@ func statisticsModule() *starlarkstruct.Module {
 		return c
 	}
 	return module("statistics", starlark.StringDict{
-		"mean": stat("mean", mean),
+		"mean":  stat("mean", mean),
 		"fmean": stat("fmean", mean),
 		"median": stat("median", func(xs []float64) (float64, error) {
 			if len(xs) == 0 {

@@ -288,8 +288,8 @@ func formatValue(v starlark.Value, spec string) (string, error) {
 	case *datetimeValue:
 		return x.strftime(spec), nil
 	}
-	if fs.typ == 0 || fs.typ == 's' {
-		return pad(pyStr(v), fs, '<'), nil
+	if fs.typ == 0 && v == starlark.None && spec == "" {
+		return pyStr(v), nil
 	}
 	return "", fmt.Errorf("unsupported format string passed to %s.__format__", v.Type())
 }
