@@ -752,15 +752,15 @@ func initStrExtras() {
 			return charge(t, starlark.String(s))
 		}),
 		"join": newFn("join", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		if len(args) == 1 {
-			if s, ok := args[0].(starlark.String); ok {
-				args = starlark.Tuple{chars(s)}
+			if len(args) == 1 {
+				if s, ok := args[0].(starlark.String); ok {
+					args = starlark.Tuple{chars(s)}
+				}
 			}
-		}
-		m, _ := starlark.String(recvString(b)).Attr("join")
-		return m.(*starlark.Builtin).CallInternal(t, args, kw)
-	}),
-	"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			m, _ := starlark.String(recvString(b)).Attr("join")
+			return m.(*starlark.Builtin).CallInternal(t, args, kw)
+		}),
+		"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			var w int
 			if err := starlark.UnpackPositionalArgs("zfill", args, kw, 1, &w); err != nil {
 				return nil, err
