@@ -123,6 +123,7 @@ func (x *executor) advance(ctx context.Context, status string, trs ...Transition
 		next.TransitionCount++
 		trs[i].ID, trs[i].ExecutionID, trs[i].Seq, trs[i].CreatedAt = newID(), x.ex.ID, next.TransitionCount, now
 		trs[i].Output = redactValue(trs[i].Output, x.secrets)
+		scope(&trs[i], x.ex.ID)
 	}
 	next.Output = redactValue(next.Output, x.secrets)
 	if err := x.e.state.Advance(ctx, next, []string{StatusQueued, StatusStarting, StatusRunning}, trs); err != nil {
@@ -240,6 +241,7 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 	next.TransitionCount++
 	tr := Transition{ID: newID(), ExecutionID: ex.ID, Seq: next.TransitionCount, Type: "error",
 		Output: map[string]any{"error": msg}, Current: cur, CreatedAt: next.UpdatedAt}
+	scope(&tr, ex.ID)
 	if err := e.state.Advance(context.WithoutCancel(ctx), next, []string{StatusQueued, StatusStarting, StatusRunning}, []Transition{tr}); err != nil {
 		if !errors.Is(err, ErrConflict) {
 			e.log.Error("engine: record failure", "execution_id", ex.ID, "err", err)
@@ -248,4 +250,17 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 	}
 	*ex = next
 	e.changes.notify(ex.ID)
+}
+
+// scope fills the scope ids of a transition's cursors: the main workflow's
+// scope is identified by the execution id.
+func scope(tr *Transition, executionID string) {
+	if tr.Current.ScopeID == "" {
+		tr.Current.ScopeID = executionID
+	}
+	if tr.Next != nil && tr.Next.ScopeID == "" {
+		n := *tr.Next
+		n.ScopeID = executionID
+		tr.Next = &n
+	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // createTask stores a new version of a task after validating it.
@@ -145,6 +147,8 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	return http.StatusCreated, v, nil
 }
 
+var schemaPrinter = message.NewPrinter(language.English)
+
 // schemaMessage flattens a validation error to its leaf causes, one line.
 func schemaMessage(ve *jsonschema.ValidationError) string {
 	var parts []string
@@ -152,7 +156,7 @@ func schemaMessage(ve *jsonschema.ValidationError) string {
 	walk = func(v *jsonschema.ValidationError) {
 		if len(v.Causes) == 0 {
 			loc := "/" + strings.Join(v.InstanceLocation, "/")
-			parts = append(parts, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(nil)))
+			parts = append(parts, fmt.Sprintf("at %s: %s", loc, v.ErrorKind.LocalizedString(schemaPrinter)))
 			return
 		}
 		for _, c := range v.Causes {
@@ -225,6 +229,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		next.TransitionCount++
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "cancelled",
 			Output: map[string]any{"reason": reason}, Current: currentCursor(x), CreatedAt: now}
+		scope(&tr, id)
 		if err := e.state.Advance(ctx, next, []string{from}, []Transition{tr}); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)
@@ -263,6 +268,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		cur := currentCursor(x)
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",
 			Output: input, Current: cur, Next: &cur, CreatedAt: now}
+		scope(&tr, id)
 		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, []Transition{tr}); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)

@@ -1,27 +1,10 @@
 package engine
 
-import (
-	"sort"
-	"strings"
-)
+import "github.com/astra-app/astra/internal/expr"
 
-// redactString replaces every secret value in s with a marker naming the
-// secret. Longer values go first so a secret containing another is hidden whole.
+// redactString hides every secret value in s (expr.Redact's "[redacted]").
 func redactString(s string, secrets map[string]string) string {
-	if len(secrets) == 0 || s == "" {
-		return s
-	}
-	names := make([]string, 0, len(secrets))
-	for n, v := range secrets {
-		if len(v) >= 3 { // shorter values would shred ordinary text
-			names = append(names, n)
-		}
-	}
-	sort.Slice(names, func(i, j int) bool { return len(secrets[names[i]]) > len(secrets[names[j]]) })
-	for _, n := range names {
-		s = strings.ReplaceAll(s, secrets[n], "[secret:"+n+"]")
-	}
-	return s
+	return expr.Redact(s, secrets)
 }
 
 // redactValue redacts every string (and map key) inside a JSON-like value.

@@ -239,7 +239,7 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 			for _, ev := range evs {
 				var err error
 				if ev.done {
-					err = s.event("done", map[string]any{"index": index})
+					err = s.event("done", map[string]any{"index": index, "delta": "", "done": true})
 				} else {
 					err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
 					index++
