@@ -14,6 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/julep"
+	"github.com/astra-app/astra/internal/llm"
+	"github.com/astra-app/astra/internal/store/sqlite"
 	"github.com/astra-app/astra/internal/taskdef"
 )
 
@@ -425,4 +430,98 @@ func TestTasksExitCodes(t *testing.T) {
 
 func equal(a, b []string) bool {
 	return strings.Join(a, "\n") == strings.Join(b, "\n")
+}
+
+// The real path: push tasks/ to the embedded engine over HTTP (as astra
+// serve mounts it), then run the responder task with the offline model and
+// check the reply, the summary and the saved notes doc.
+func TestTasksPushToEmbeddedEngineAndRun(t *testing.T) {
+	t.Parallel()
+	const key = "engine-test-key"
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "astra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	state, err := sqlitestate.New(t.Context(), st.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Key: key, State: state, Model: llm.Offline(), Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	mux := http.NewServeMux()
+	mux.Handle("/julep/", http.StripPrefix("/julep", eng.Handler()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	dir := project(t)
+	env := envFor(dir, nil)
+	env["JULEP_BASE_URL"], env["JULEP_API_KEY"] = srv.URL+"/julep", key
+	if r := runAstra(t, env, "tasks", "push"); r.code != 0 || strings.Count(r.stdout, "created") != 2 {
+		t.Fatalf("push: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runAstra(t, env, "tasks", "push"); r.code != 0 || strings.Count(r.stdout, "unchanged") != 2 {
+		t.Fatalf("second push: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runAstra(t, env, "tasks", "diff"); r.code != 0 || !strings.HasPrefix(r.stdout, "no changes") {
+		t.Errorf("diff against the engine: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	lock, err := taskdef.ReadLock(filepath.Join(dir, taskdef.LockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taskID := lock.Tasks[0].ID
+
+	c, err := julep.New(srv.URL+"/julep", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	userID := taskdef.NewID()
+	if _, err := c.CreateOrUpdateUser(ctx, userID, julep.UserInput{Name: "Asha"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateUserDoc(ctx, userID, julep.DocInput{Title: "Profile", Content: julep.TextContent("Asha is a Leo who loves chai."),
+		Metadata: julep.Metadata{"scope": "frontline", "type": "profile"}}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := c.CreateExecution(ctx, taskID, map[string]any{
+		"user_id": userID, "message": "What should I do this weekend?", "outbox_id": "outbox-1",
+		"history": []any{map[string]any{"role": "user", "content": "hi"}}, "voice": false,
+	}, map[string]any{"outbox_id": "outbox-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait on the execution's status stream, then read the final state.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.StreamStatus(sctx, ex.Id, func(julep.StatusEvent) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ex, err = c.GetExecution(ctx, ex.Id); err != nil {
+		t.Fatal(err)
+	}
+	if ex.Status != julep.StatusSucceeded {
+		t.Fatalf("execution %s: %s", ex.Status, ex.Error)
+	}
+	out, _ := ex.Output.(map[string]any)
+	reply, _ := out["reply"].(string)
+	summary, _ := out["summary"].(string)
+	if !strings.Contains(reply, "What should I do this weekend?") || summary == "" {
+		t.Errorf("output = %v", ex.Output)
+	}
+	notes, err := c.ListUserDocs(ctx, userID, map[string]string{"scope": "frontline", "type": "notes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || notes[0].Title != "Chat note outbox-1" || notes[0].Metadata["updated_by"] != "responder-task" ||
+		notes[0].Metadata["timestamp_iso"] == nil {
+		t.Errorf("notes = %+v", notes)
+	}
 }
