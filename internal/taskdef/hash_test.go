@@ -171,3 +171,19 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkValidateTask measures the checks the engine runs at task create,
+// on the repository's responder task.
+func BenchmarkValidateTask(b *testing.B) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "tasks", "responder.yaml"))
+	if err != nil {
+		b.Skip(err)
+	}
+	d, _ := ParseYAML("responder.yaml", src)
+	def := d.Value.(map[string]any)
+	for b.Loop() {
+		if is := ValidateDefinition(def); len(is) != 0 {
+			b.Fatal(is)
+		}
+	}
+}
