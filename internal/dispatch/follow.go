@@ -1,0 +1,270 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/astra-app/astra/internal/julep"
+	"github.com/astra-app/astra/internal/responder"
+)
+
+// errExecTimeout ends following an execution that ran too long.
+var errExecTimeout = errors.New("execution took too long")
+
+// maxFollowFailures is how many transient failures in a row following may
+// meet before the row is released for a later attempt.
+const maxFollowFailures = 6
+
+// follow waits until the row's execution is terminal and returns it:
+// through the status stream where the server has one, else by polling.
+// Meanwhile it relays token deltas and tells the person when it is slow.
+func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
+	d := r.d
+	execID := r.m.ExecutionID
+	fctx, cancel := context.WithTimeoutCause(ctx, d.o.ExecutionTimeout, errExecTimeout)
+	defer cancel()
+
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	bgCtx, stopBg := context.WithCancel(fctx)
+	defer stopBg()
+	if d.o.Hub != nil && !d.noDeltas.Load() {
+		bg.Add(1)
+		go func() { defer bg.Done(); r.relayDeltas(bgCtx, execID) }()
+	}
+	if d.o.StillWorking > 0 {
+		t := time.AfterFunc(d.o.StillWorking, func() {
+			bg.Add(1)
+			defer bg.Done()
+			r.stillWorking(bgCtx)
+		})
+		defer t.Stop()
+	}
+
+	poll := d.noStatusSS.Load()
+	delay := 100 * time.Millisecond
+	failures := 0
+	for {
+		var err error
+		switched := false
+		if !poll {
+			err = d.o.Julep.StreamStatus(fctx, execID, func(julep.StatusEvent) error { return nil })
+			if errors.Is(err, julep.ErrNotSupported) {
+				poll, switched, err = true, true, nil
+			}
+		}
+		// After the stream ends (terminal or broken), or as the poll itself.
+		x, gerr := d.o.Julep.GetExecution(fctx, execID)
+		switch {
+		case gerr == nil && julep.IsTerminal(x.Status):
+			return x, nil
+		case julep.IsNotFound(gerr):
+			return nil, &permanentError{
+				reason: fmt.Sprintf("execution %s no longer exists in Julep", execID),
+				tell:   "Sorry, I lost track of the answer to this message. Please send it again.",
+				class:  reasonExecFailed,
+			}
+		case gerr != nil:
+			err = gerr
+		case switched && !d.noStatusSS.Swap(true):
+			// The execution exists, so the 404 was the stream's own.
+			d.log.Info("Julep has no status stream; polling executions")
+		}
+		if fctx.Err() != nil {
+			return nil, r.followEnded(ctx, fctx)
+		}
+		if err != nil {
+			cerr := classify("follow execution "+execID, err)
+			if !isTransient(cerr) {
+				return nil, cerr
+			}
+			if failures++; failures >= maxFollowFailures {
+				return nil, cerr
+			}
+		} else {
+			failures = 0
+		}
+		if err := sleep(fctx, delay); err != nil {
+			return nil, r.followEnded(ctx, fctx)
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+func isTransient(err error) bool {
+	var te *transientError
+	return errors.As(err, &te)
+}
+
+// followEnded explains why following stopped: the row's own context ended
+// (shutdown, lease lost), or the execution ran out of time, in which case
+// it is cancelled and the row fails.
+func (r *row) followEnded(ctx, fctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if errors.Is(context.Cause(fctx), errExecTimeout) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.d.o.Julep.CancelExecution(cctx, r.m.ExecutionID, "astra: no result within "+r.d.o.ExecutionTimeout.String()); err != nil {
+			r.d.log.Warn("cancel overdue execution", "execution_id", r.m.ExecutionID, "err", err)
+		}
+		return &permanentError{
+			reason: fmt.Sprintf("execution %s gave no result within %v; cancelled", r.m.ExecutionID, r.d.o.ExecutionTimeout),
+			tell:   "Sorry, this answer took far too long, so I stopped it. Please send your message again.",
+			class:  reasonExecTimeout,
+		}
+	}
+	return context.Cause(fctx)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// errReplyDone ends the delta relay after the reply step.
+var errReplyDone = errors.New("reply step done")
+
+// relayDeltas sends the reply's text fragments to the person's sockets as
+// they are produced. Only the first prompt step's deltas are the reply
+// (the task's later summary step is not for the person); the engine marks
+// the end of a step with an empty delta.
+func (r *row) relayDeltas(ctx context.Context, execID string) {
+	d := r.d
+	err := d.o.Julep.StreamDeltas(ctx, execID, func(dl julep.Delta) error {
+		if dl.Delta == "" {
+			return errReplyDone
+		}
+		d.o.Hub.PublishTransient(r.m.UserID, map[string]any{
+			"type": "messages:delta",
+			"data": map[string]any{"outboxId": r.m.ID, "executionId": execID, "delta": dl.Delta, "index": dl.Index},
+		})
+		return nil
+	})
+	switch {
+	case err == nil, errors.Is(err, errReplyDone), ctx.Err() != nil:
+	case errors.Is(err, julep.ErrNotSupported) && r.created:
+		// The execution was just created, so the 404 is the stream's.
+		if !d.noDeltas.Swap(true) {
+			d.log.Info("Julep has no delta stream; answers arrive whole")
+		}
+	default:
+		d.log.Debug("delta stream ended", "execution_id", execID, "err", err)
+	}
+}
+
+// stillWorking tells the person, once per row, that the answer is coming.
+func (r *row) stillWorking(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	e := &responder.Event{
+		UserID: r.m.UserID, OutboxID: r.m.ID, ExecutionID: r.m.ExecutionID, Role: responder.RoleSystem,
+		Content:   "Still working on your answer…",
+		Metadata:  map[string]any{"outboxId": r.m.ID, "executionId": r.m.ExecutionID, "progress": true},
+		DedupeKey: "outbox:" + r.m.ID + ":still-working",
+	}
+	if err := r.d.appendEvent(ctx, e); err != nil && ctx.Err() == nil {
+		r.d.log.Warn("still-working event", "outbox_id", r.m.ID, "err", err)
+	}
+}
+
+// finish turns a terminal execution into the row's outcome.
+func (r *row) finish(ctx context.Context, x *julep.Execution) error {
+	d := r.d
+	if !x.CreatedAt.IsZero() && !x.UpdatedAt.IsZero() {
+		d.m.execDuration.WithLabelValues(string(x.Status)).Observe(x.UpdatedAt.Sub(x.CreatedAt).Seconds())
+	}
+	switch x.Status {
+	case julep.StatusSucceeded:
+	case julep.StatusCancelled:
+		return &permanentError{
+			reason: fmt.Sprintf("execution %s was cancelled%s", x.Id, suffix(x.Error)),
+			tell:   "Sorry, the answer to this message was cancelled before it was ready. Please send it again.",
+			class:  reasonExecCancelled,
+		}
+	default:
+		return &permanentError{
+			reason: fmt.Sprintf("execution %s failed%s", x.Id, suffix(x.Error)),
+			tell:   "Sorry, something went wrong while preparing the answer to this message. Please try sending it again.",
+			class:  reasonExecFailed,
+		}
+	}
+	reply, summary := outputOf(x.Output)
+	if strings.TrimSpace(reply) == "" {
+		return &permanentError{
+			reason: fmt.Sprintf("execution %s succeeded without a reply", x.Id),
+			tell:   "Sorry, the assistant finished without an answer to this message. Please try again.",
+			class:  reasonExecFailed,
+		}
+	}
+	// A row another owner has taken over is theirs to settle.
+	if err := d.o.Store.ExtendLease(ctx, r.m.ID, d.o.Owner, d.o.Lease); err != nil {
+		return storeErr("check lease", err)
+	}
+	meta := map[string]any{"executionId": x.Id, "outboxId": r.m.ID, "taskId": d.o.TaskID}
+	if summary != "" {
+		meta["summary"] = summary
+	}
+	if strings.TrimSpace(reply) == "WAIT" {
+		// The persona's "nothing in memory answers this": kept as is, marked
+		// so a client can show it as such.
+		meta["wait"] = true
+	}
+	e := &responder.Event{
+		UserID: r.m.UserID, OutboxID: r.m.ID, ExecutionID: x.Id, Role: responder.RoleAssistant,
+		Content: reply, Metadata: meta, DedupeKey: "outbox:" + r.m.ID + ":assistant",
+	}
+	if err := d.appendEvent(ctx, e); err != nil {
+		return storeErr("append answer", err)
+	}
+	if summary != "" {
+		// The seed's step 6: the latest turn summary, on the user record
+		// (the task has also saved it as a frontline notes doc in Julep).
+		if err := d.o.Store.SetResponderSummary(ctx, r.m.UserID, summary, d.o.Now()); err != nil && !responder.IsNotFound(err) {
+			return storeErr("store summary", err)
+		}
+	}
+	if err := d.o.Store.Deliver(ctx, r.m.ID, d.o.Owner); err != nil {
+		return storeErr("deliver", err)
+	}
+	d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", x.Id)
+	return nil
+}
+
+func suffix(s string) string {
+	if s = strings.TrimSpace(s); s == "" {
+		return ""
+	}
+	return ": " + s
+}
+
+// outputOf reads the task's {reply, summary}; a plain string output is the
+// reply, and any other output is shown as JSON.
+func outputOf(out any) (reply, summary string) {
+	switch v := out.(type) {
+	case map[string]any:
+		if s, ok := v["reply"].(string); ok {
+			summary, _ = v["summary"].(string)
+			return strings.TrimSpace(s), strings.TrimSpace(summary)
+		}
+	case string:
+		return strings.TrimSpace(v), ""
+	case nil:
+		return "", ""
+	}
+	b, _ := json.Marshal(out)
+	return string(b), ""
+}
