@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/astra-app/astra/internal/config"
+	"github.com/astra-app/astra/internal/deploy"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/taskdef"
 )
@@ -188,51 +189,10 @@ func remoteErr(base string, err error) error {
 
 // ---- push
 
+type planned = deploy.Planned
+
 type pushRow struct {
 	name, kind, id, result string
-}
-
-type planned struct {
-	entry   *taskdef.Entry
-	id      string
-	agentID string // tasks: the agent to push under
-	state   string // new, changed, unchanged
-}
-
-// plan gives every entry its stable id (the lock's, or a fresh one) and says
-// whether it changed since the last push.
-func plan(p *taskdef.Project, lock *taskdef.Lock) (agents, tasks []planned) {
-	for _, a := range p.Agents {
-		if a == nil {
-			continue
-		}
-		agents = append(agents, planEntry(lock, a, ""))
-	}
-	for _, t := range p.Tasks {
-		agentID := t.AgentID
-		if t.AgentIndex >= 0 && t.AgentIndex < len(agents) {
-			agentID = agents[t.AgentIndex].id
-		}
-		pt := planEntry(lock, t, agentID)
-		if pt.state == "unchanged" && lock.TaskAgent(pt.id) != agentID {
-			pt.state = "changed" // moved to another agent
-		}
-		tasks = append(tasks, pt)
-	}
-	return agents, tasks
-}
-
-func planEntry(lock *taskdef.Lock, en *taskdef.Entry, agentID string) planned {
-	pl := planned{entry: en, agentID: agentID, state: "new"}
-	if le := lock.Entry(en.Kind, en.Path); le != nil {
-		pl.id, pl.state = le.ID, "changed"
-		if le.RevisionHash == en.Hash {
-			pl.state = "unchanged"
-		}
-	} else {
-		pl.id = taskdef.NewID()
-	}
-	return pl
 }
 
 func newTasksPushCmd(e *env, f *tasksFlags) *cobra.Command {
@@ -257,12 +217,12 @@ func newTasksPushCmd(e *env, f *tasksFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			agents, tasks := plan(p, lock)
+			agents, tasks := deploy.Plan(p, lock)
 			if dryRun {
 				var rows []pushRow
 				for _, pl := range append(agents, tasks...) {
-					result := map[string]string{"new": "would create", "changed": "would update", "unchanged": "unchanged"}[pl.state]
-					rows = append(rows, pushRow{pl.entry.Name(), pl.entry.Kind, pl.id, result})
+					result := map[string]string{"new": "would create", "changed": "would update", "unchanged": "unchanged"}[pl.State]
+					rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, result})
 				}
 				printPushTable(e.stdout, rows)
 				fmt.Fprintln(e.stdout, "dry run: nothing sent, lock not written")
@@ -285,17 +245,17 @@ func (e *env) push(ctx context.Context, c *julep.Client, base string, p *taskdef
 	synced := 0
 	now := time.Now()
 	send := func(pl planned) {
-		result, err := pushOne(ctx, c, pl)
+		result, err := deploy.Push(ctx, c, pl, false)
 		if err != nil {
-			failure = fmt.Errorf("push %s %s: %w", pl.entry.Kind, pl.entry.Path, remoteErr(base, err))
-			rows = append(rows, pushRow{pl.entry.Name(), pl.entry.Kind, pl.id, "failed"})
+			failure = fmt.Errorf("push %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
+			rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, "failed"})
 			return
 		}
-		rows = append(rows, pushRow{pl.entry.Name(), pl.entry.Kind, pl.id, result})
+		rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, result})
 		if result != "unchanged" {
-			lock.Record(pl.entry.Kind, pl.entry.Path, pl.id, pl.entry.Hash, now)
-			if pl.entry.Kind == taskdef.KindTask {
-				lock.RelateTask(pl.id, pl.agentID)
+			lock.Record(pl.Entry.Kind, pl.Entry.Path, pl.ID, pl.Entry.Hash, now)
+			if pl.Entry.Kind == taskdef.KindTask {
+				lock.RelateTask(pl.ID, pl.AgentID)
 			}
 			synced++
 		}
@@ -319,53 +279,6 @@ func (e *env) push(ctx context.Context, c *julep.Client, base string, p *taskdef
 		}
 	}
 	return failure
-}
-
-// pushOne sends one entry, or for an unchanged one checks it still exists
-// (a lock copied from another deployment must not hide a missing task).
-func pushOne(ctx context.Context, c *julep.Client, pl planned) (string, error) {
-	result := map[string]string{"new": "created", "changed": "updated"}[pl.state]
-	if pl.state == "unchanged" {
-		var err error
-		if pl.entry.Kind == taskdef.KindAgent {
-			_, err = c.GetAgent(ctx, pl.id)
-		} else {
-			_, err = c.GetTask(ctx, pl.id)
-		}
-		if err == nil {
-			return "unchanged", nil
-		}
-		if !julep.IsNotFound(err) {
-			return "", err
-		}
-		result = "created" // missing remotely: send it again
-	}
-	if pl.entry.Kind == taskdef.KindAgent {
-		in, err := agentInput(pl.entry.Definition())
-		if err != nil {
-			return "", err
-		}
-		_, err = c.CreateOrUpdateAgent(ctx, pl.id, in)
-		return result, err
-	}
-	body, err := taskdef.CanonicalJSON(pl.entry.Definition())
-	if err != nil {
-		return "", err
-	}
-	_, err = c.CreateOrUpdateTask(ctx, pl.agentID, pl.id, json.RawMessage(body))
-	return result, err
-}
-
-func agentInput(def map[string]any) (julep.AgentInput, error) {
-	var in julep.AgentInput
-	b, err := json.Marshal(def)
-	if err == nil {
-		err = json.Unmarshal(b, &in)
-	}
-	if err != nil {
-		return in, fmt.Errorf("agent definition: %w", err)
-	}
-	return in, nil
 }
 
 func printPushTable(w io.Writer, rows []pushRow) {
@@ -401,12 +314,12 @@ func newTasksDiffCmd(e *env, f *tasksFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			agents, tasks := plan(p, lock)
+			agents, tasks := deploy.Plan(p, lock)
 			changed := 0
 			for _, pl := range append(agents, tasks...) {
 				d, err := diffOne(cmd.Context(), c, pl)
 				if err != nil {
-					return fmt.Errorf("diff %s %s: %w", pl.entry.Kind, pl.entry.Path, remoteErr(base, err))
+					return fmt.Errorf("diff %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
 				}
 				if d != "" {
 					changed++
@@ -424,20 +337,20 @@ func newTasksDiffCmd(e *env, f *tasksFlags) *cobra.Command {
 // diffOne renders one entry's unified diff (remote -> local), or "" when
 // they match and the lock is current.
 func diffOne(ctx context.Context, c *julep.Client, pl planned) (string, error) {
-	local, err := comparable(pl.entry.Definition(), nil)
+	local, err := comparable(pl.Entry.Definition(), nil)
 	if err != nil {
 		return "", err
 	}
 	remote := ""
-	remoteName := "remote/" + pl.entry.Path
-	if pl.state == "new" {
+	remoteName := "remote/" + pl.Entry.Path
+	if pl.State == "new" {
 		remoteName = "/dev/null"
 	} else {
 		var got any
-		if pl.entry.Kind == taskdef.KindAgent {
-			got, err = c.GetAgent(ctx, pl.id)
+		if pl.Entry.Kind == taskdef.KindAgent {
+			got, err = c.GetAgent(ctx, pl.ID)
 		} else {
-			got, err = c.GetTask(ctx, pl.id)
+			got, err = c.GetTask(ctx, pl.ID)
 		}
 		switch {
 		case julep.IsNotFound(err):
@@ -445,22 +358,22 @@ func diffOne(ctx context.Context, c *julep.Client, pl planned) (string, error) {
 		case err != nil:
 			return "", err
 		default:
-			if remote, err = comparable(got, pl.entry.Definition()); err != nil {
+			if remote, err = comparable(got, pl.Entry.Definition()); err != nil {
 				return "", err
 			}
 		}
 	}
-	lockState := map[string]string{"new": "not in the lock", "changed": "changed since the last push", "unchanged": "unchanged since the last push"}[pl.state]
-	if remote == local && pl.state == "unchanged" {
+	lockState := map[string]string{"new": "not in the lock", "changed": "changed since the last push", "unchanged": "unchanged since the last push"}[pl.State]
+	if remote == local && pl.State == "unchanged" {
 		return "", nil
 	}
-	head := fmt.Sprintf("# %s %s (%s, id %s): %s\n", pl.entry.Kind, pl.entry.Path, pl.entry.Name(), pl.id, lockState)
+	head := fmt.Sprintf("# %s %s (%s, id %s): %s\n", pl.Entry.Kind, pl.Entry.Path, pl.Entry.Name(), pl.ID, lockState)
 	if remote == local {
 		return head + "# remote already matches the local file\n", nil
 	}
 	ud, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: difflib.SplitLines(remote), B: difflib.SplitLines(local),
-		FromFile: remoteName, ToFile: "local/" + pl.entry.Path, Context: 3,
+		FromFile: remoteName, ToFile: "local/" + pl.Entry.Path, Context: 3,
 	})
 	if err != nil {
 		return "", err
