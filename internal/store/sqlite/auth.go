@@ -25,8 +25,8 @@ func newID(what, id string) (string, error) {
 
 // updateOne runs a single-row UPDATE and reports ENOTFOUND when it matched nothing.
 func (s *Store) updateOne(ctx context.Context, what, id, query string, args ...any) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
+	err := s.write(ctx, func(tx *wtx) error {
+		res, err := tx.exec(query, args...)
 		if err != nil {
 			return err
 		}
@@ -70,8 +70,8 @@ func (s *Store) CreateUser(ctx context.Context, u *responder.User) error {
 		return responder.Errorf(responder.EINVALID, "user has no email")
 	}
 	at := now()
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, u.Name, email, u.EmailVerified, u.Image, at.UnixMilli(), at.UnixMilli(),
 			u.JulepUserID, u.ResponderSummary, optMS(u.ResponderSummaryAt))
 		return err
@@ -109,7 +109,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*responder.User,
 }
 
 func (s *Store) user(ctx context.Context, what, key, where string, arg any) (*responder.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users `+where, arg))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound(what, key)
 	}
@@ -154,8 +154,8 @@ func (s *Store) CreateAccount(ctx context.Context, a *responder.Account) error {
 		return responder.Errorf(responder.EINVALID, "account needs a provider id and an account id")
 	}
 	at := now()
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, a.AccountID, a.ProviderID, a.UserID, a.AccessToken, a.RefreshToken, a.IDToken,
 			optMS(a.AccessTokenExpiresAt), optMS(a.RefreshTokenExpiresAt), a.Scope, at.UnixMilli(), at.UnixMilli())
 		return err
@@ -174,7 +174,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *responder.Account) error {
 // AccountByProvider returns the account a provider knows as accountID.
 func (s *Store) AccountByProvider(ctx context.Context, providerID, accountID string) (*responder.Account, error) {
 	var a responder.Account
-	err := s.r.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE provider_id = ? AND account_id = ?`,
+	err := s.queryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE provider_id = ? AND account_id = ?`,
 		providerID, accountID).Scan(&a.ID, &a.AccountID, &a.ProviderID, &a.UserID, &a.AccessToken, &a.RefreshToken, &a.IDToken,
 		timeCol{&a.AccessTokenExpiresAt}, timeCol{&a.RefreshTokenExpiresAt}, &a.Scope, timeCol{&a.CreatedAt}, timeCol{&a.UpdatedAt})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -217,8 +217,8 @@ func (s *Store) CreateSession(ctx context.Context, ss *responder.Session) error 
 		return responder.Errorf(responder.EINVALID, "session has no token")
 	}
 	at := now()
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, ss.Token, ss.UserID, ss.ExpiresAt.UnixMilli(), at.UnixMilli(), at.UnixMilli(), ss.IPAddress, ss.UserAgent)
 		return err
 	})
@@ -235,7 +235,7 @@ func (s *Store) CreateSession(ctx context.Context, ss *responder.Session) error 
 // SessionByToken returns an unexpired session by its token.
 func (s *Store) SessionByToken(ctx context.Context, token string) (*responder.Session, error) {
 	var ss responder.Session
-	err := s.r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE token = ? AND expires_at > ?`,
+	err := s.queryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE token = ? AND expires_at > ?`,
 		token, now().UnixMilli()).Scan(&ss.ID, &ss.Token, &ss.UserID, timeCol{&ss.ExpiresAt}, timeCol{&ss.CreatedAt},
 		timeCol{&ss.UpdatedAt}, &ss.IPAddress, &ss.UserAgent)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -260,8 +260,8 @@ func (s *Store) ExtendSession(ctx context.Context, token string, expiresAt time.
 
 // DeleteSession removes a session; a missing one is not an error.
 func (s *Store) DeleteSession(ctx context.Context, token string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token = ?`, token)
+	err := s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`DELETE FROM sessions WHERE token = ?`, token)
 		return err
 	})
 	if err != nil {

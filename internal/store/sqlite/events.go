@@ -61,7 +61,7 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 		created bool
 		stored  = *e
 	)
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *wtx) error {
 		stored = *e
 		if stored.ID == "" {
 			stored.ID = responder.NewID()
@@ -73,7 +73,7 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 		} else {
 			stored.CreatedAt = msTime(stored.CreatedAt)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key)
+		res, err := tx.exec(`INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING`,
 			stored.ID, stored.UserID, stored.OutboxID, stored.ExecutionID, string(stored.Role), stored.Content, meta,
 			stored.CreatedAt.UnixMilli(), stored.DedupeKey)
@@ -86,7 +86,7 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 			created = true
 			return nil
 		}
-		prev, err := scanEvent(tx.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE dedupe_key = ?`, stored.DedupeKey))
+		prev, err := scanEvent(tx.queryRow(`SELECT `+eventCols+` FROM events WHERE dedupe_key = ?`, stored.DedupeKey))
 		if err != nil {
 			return fmt.Errorf("read duplicate: %w", err)
 		}
@@ -108,7 +108,7 @@ func (s *Store) LatestEvents(ctx context.Context, userID string, n int) ([]respo
 	if n <= 0 {
 		return []responder.Event{}, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+	rows, err := s.query(ctx, `SELECT `+eventCols+` FROM events
 		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, userID, n)
 	if err != nil {
 		return nil, fmt.Errorf("latest events of user %s: %w", userID, err)
@@ -130,7 +130,7 @@ func (s *Store) cursor(ctx context.Context, userID, after string) (int64, string
 	}
 	var at int64
 	var owner string
-	err := s.r.QueryRowContext(ctx, `SELECT created_at, user_id FROM events WHERE id = ?`, key).Scan(&at, &owner)
+	err := s.queryRow(ctx, `SELECT created_at, user_id FROM events WHERE id = ?`, key).Scan(&at, &owner)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && userID != "" && owner != userID) {
 		return 0, "", notFound("event", after)
 	}
@@ -172,10 +172,10 @@ func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int
 		err  error
 	)
 	if userID != "" {
-		rows, err = s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		rows, err = s.query(ctx, `SELECT `+eventCols+` FROM events
 			WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, userID, at, id, limit)
 	} else {
-		rows, err = s.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		rows, err = s.query(ctx, `SELECT `+eventCols+` FROM events
 			WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, at, id, limit)
 	}
 	if err != nil {
@@ -190,7 +190,7 @@ func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int
 
 // LastEvent returns the newest event of all users, or nil when there is none.
 func (s *Store) LastEvent(ctx context.Context) (*responder.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`))
+	e, err := scanEvent(s.queryRow(ctx, `SELECT `+eventCols+` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -41,8 +41,8 @@ func (s *Store) Enqueue(ctx context.Context, m *responder.Message) error {
 		return err
 	}
 	at := now()
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, user_id, julep_user_id, content, status, metadata,
+	err = s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`INSERT INTO outbox (id, user_id, julep_user_id, content, status, metadata,
 			created_at, updated_at, attempts, available_at, execution_id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
 			id, m.UserID, m.JulepUserID, m.Content, responder.StatusPending, meta,
@@ -75,7 +75,7 @@ func (s *Store) Message(ctx context.Context, id string) (*responder.Message, err
 	if !ok {
 		return nil, notFound("message", id)
 	}
-	m, err := scanMessage(s.r.QueryRowContext(ctx, `SELECT `+messageCols+` FROM outbox WHERE id = ?`, key))
+	m, err := scanMessage(s.queryRow(ctx, `SELECT `+messageCols+` FROM outbox WHERE id = ?`, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("message", id)
 	}
@@ -91,7 +91,7 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 	if limit <= 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+messageCols+` FROM outbox
+	rows, err := s.query(ctx, `SELECT `+messageCols+` FROM outbox
 		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list messages of user %s: %w", userID, err)
@@ -115,11 +115,11 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 // row and taking it.
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*responder.Message, error) {
 	var m *responder.Message
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		at := now().UnixMilli()
 		// The status IN (...) term is what lets SQLite use the outbox_claim
 		// partial index, walked in (created_at, id) order.
-		row := tx.QueryRowContext(ctx, `UPDATE outbox
+		row := tx.queryRow(`UPDATE outbox
 			SET status = 'processing', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 			WHERE id = (
 				SELECT id FROM outbox INDEXED BY outbox_claim
@@ -149,8 +149,8 @@ func (s *Store) ownerUpdate(ctx context.Context, op, id, owner, set string, args
 	if !ok {
 		return notFound("message", id)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE outbox SET `+set+`
+	return s.write(ctx, func(tx *wtx) error {
+		res, err := tx.exec(`UPDATE outbox SET `+set+`
 			WHERE id = ? AND status = 'processing' AND lease_owner = ?`, append(args, key, owner)...)
 		if err != nil {
 			return fmt.Errorf("%s outbox row %s: %w", op, id, err)
@@ -161,7 +161,7 @@ func (s *Store) ownerUpdate(ctx context.Context, op, id, owner, set string, args
 			return nil
 		}
 		var status, holder string
-		err = tx.QueryRowContext(ctx, `SELECT status, lease_owner FROM outbox WHERE id = ?`, key).Scan(&status, &holder)
+		err = tx.queryRow(`SELECT status, lease_owner FROM outbox WHERE id = ?`, key).Scan(&status, &holder)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("message", id)
 		}
@@ -221,7 +221,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[responder.Status]int, er
 	for _, st := range responder.Statuses {
 		out[st] = 0
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT status, COUNT(*) FROM outbox GROUP BY status`)
+	rows, err := s.query(ctx, `SELECT status, COUNT(*) FROM outbox GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("count outbox rows: %w", err)
 	}
@@ -244,7 +244,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[responder.Status]int, er
 // hold, or its creation when it has none.
 func (s *Store) NextAvailable(ctx context.Context) (time.Time, error) {
 	var next sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
+	err := s.queryRow(ctx, `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
 		FROM outbox WHERE status = 'pending'`).Scan(&next)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next available outbox row: %w", err)
