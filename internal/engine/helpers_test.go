@@ -3,8 +3,8 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,7 +36,7 @@ type env struct {
 
 type envOption func(*engine.Options)
 
-func withModel(m llm.Model) envOption          { return func(o *engine.Options) { o.Model = m } }
+func withModel(m llm.Model) envOption           { return func(o *engine.Options) { o.Model = m } }
 func withSecrets(s map[string]string) envOption { return func(o *engine.Options) { o.Secrets = s } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
