@@ -232,12 +232,13 @@ func (ms *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type fault int
 
 const (
-	passThrough  fault = iota
-	status500          // answer 500 without forwarding
-	status429          // answer 429 without forwarding
-	resetBefore        // drop the connection without forwarding
-	resetAfter         // forward, then drop the connection instead of answering
-	status502After     // forward, then answer 502 instead of the real answer
+	passThrough    fault = iota
+	status500            // answer 500 without forwarding
+	status429            // answer 429 without forwarding
+	resetBefore          // drop the connection without forwarding
+	resetAfter           // forward, then drop the connection instead of answering
+	status502After       // forward, then answer 502 instead of the real answer
+	notFound             // answer 404 without forwarding (a route the server lacks)
 )
 
 // faultProxy is a real reverse proxy in front of the engine that injects
@@ -287,6 +288,8 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case status429:
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, `{"error":{"message":"slow down","code":"http_429"}}`, http.StatusTooManyRequests)
+	case notFound:
+		http.Error(w, `{"error":{"message":"Not Found","code":"http_404"}}`, http.StatusNotFound)
 	case resetBefore:
 		hijackClose(w)
 	case resetAfter, status502After:
