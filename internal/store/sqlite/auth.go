@@ -40,7 +40,7 @@ func (s *Store) updateOne(ctx context.Context, what, id, query string, args ...a
 		return nil
 	})
 	if err != nil && responder.ErrorCode(err) == responder.EINTERNAL {
-		return fmt.Errorf("update %s %s: %w", what, id, err)
+		return fmt.Errorf("update %s: %w", strings.TrimSpace(what+" "+id), err)
 	}
 	return err
 }
@@ -213,8 +213,8 @@ func (s *Store) CreateSession(ctx context.Context, ss *responder.Session) error 
 	if err != nil {
 		return err
 	}
-	if ss.Token == "" {
-		return responder.Errorf(responder.EINVALID, "session has no token")
+	if ss.Token == "" || ss.ExpiresAt.IsZero() {
+		return responder.Errorf(responder.EINVALID, "session needs a token and an expiry")
 	}
 	at := now()
 	err = s.write(ctx, func(tx *wtx) error {

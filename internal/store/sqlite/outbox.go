@@ -114,6 +114,11 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 // single writer's transaction: no other write can run between choosing the
 // row and taking it.
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*responder.Message, error) {
+	if owner == "" {
+		// An empty owner would match the cleared lease_owner of every
+		// released, delivered or failed row.
+		return nil, responder.Errorf(responder.EINVALID, "claim needs an owner")
+	}
 	var m *responder.Message
 	err := s.write(ctx, func(tx *wtx) error {
 		at := now().UnixMilli()

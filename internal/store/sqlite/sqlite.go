@@ -206,10 +206,12 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// DB returns the write connection pool (one connection), so the embedded
-// Julep engine can keep its own tables in the same file. Every statement on
-// it is serialised with the store's writes: never call Store methods, or
-// DB() itself, while holding a transaction begun on it.
+// DB returns the write connection pool, so the embedded Julep engine can
+// keep its own tables in the same file (in WAL mode, foreign keys on, BEGIN
+// meaning BEGIN IMMEDIATE). The pool has exactly one connection, shared with
+// the store's own writes: while you hold a transaction or unclosed rows from
+// it, do not call Store methods or use DB() again from the same goroutine,
+// or it waits for itself forever. Keep transactions on it short.
 func (s *Store) DB() *sql.DB { return s.w }
 
 // Path is the database file.
