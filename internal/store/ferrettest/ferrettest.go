@@ -8,10 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
+
+// newMu serialises ferretdb.New, which sets a package-level variable of
+// FerretDB's (its version's Package field) on every call, so parallel tests
+// starting servers would race on it.
+var newMu sync.Mutex
 
 // Start runs a FerretDB server on a loopback port with its data in a fresh
 // temporary directory, stops it when the test ends, and returns its MongoDB
@@ -34,12 +40,14 @@ func Start(t testing.TB) string {
 
 	// FerretDB wants an existing directory and a trailing slash; each
 	// database becomes one SQLite file in it. (mode=memory hangs in v1.24.)
+	newMu.Lock()
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Logger:    slog.New(slog.NewTextHandler(logOut, nil)),
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + t.TempDir() + "/",
 	})
+	newMu.Unlock()
 	if err != nil {
 		t.Fatalf("start FerretDB: %v", err)
 	}
