@@ -22,6 +22,9 @@ func summarise(user string) string { return "Person asked: " + strings.SplitN(us
 // and checks everything the brief promises for a delivered row.
 func happyPath(t *testing.T, st responder.Store) {
 	ms := newModelServer(t, replyTo, summarise)
+	// Deltas are relayed live, not replayed after the end: give the
+	// dispatcher time to join the stream before the model speaks.
+	ms.delay = 200 * time.Millisecond
 	je := startEngine(t, ms.Model())
 	hub := stream.NewHub(stream.Options{})
 	u := newUser(t, st, "Priya Sharma")
