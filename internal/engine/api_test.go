@@ -108,7 +108,7 @@ func TestTaskVersionsArePinned(t *testing.T) {
 	agent := e.agent(nil)
 	const tid = "0d3c9b1e-2f4a-4b6c-8d0e-1f2a3b4c5d6e"
 	v1 := map[string]any{"name": "v", "main": []any{
-		map[string]any{"wait_for_input": map[string]any{"info": "go?"}},
+		map[string]any{"wait_for_input": map[string]any{"info": map[string]any{"q": "go?"}}},
 		map[string]any{"return": map[string]any{"version": "$ 1"}}}}
 	e.must(201, "POST", "/agents/"+agent+"/tasks/"+tid, v1)
 	first := e.start(tid, map[string]any{})

@@ -283,7 +283,7 @@ func TestFunctionToolPausesUntilResumed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	task := e.task(e.agent(nil), map[string]any{"name": "fn",
-		"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "lookup", "parameters": map[string]any{}}}},
+		"tools": []any{map[string]any{"name": "lookup", "type": "function", "function": map[string]any{"parameters": map[string]any{"type": "object"}}}},
 		"main": []any{
 			map[string]any{"tool": "lookup", "arguments": map[string]any{"q": "$ _.q"}},
 			map[string]any{"return": map[string]any{"got": "$ _.answer"}},

@@ -153,7 +153,7 @@ func (x *executor) run(ctx context.Context) {
 		step, _ := main[i].(map[string]any)
 		label, _ := step["label"].(string)
 		input := x.ck.Last
-		f := &frame{x: x, workflow: "main", history: x.ck.Steps}
+		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input}
 		out, err := f.step(ctx, step, input, fmt.Sprintf("main.%d", i))
 		var ret *returned
 		final := i == len(main)-1

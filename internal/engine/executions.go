@@ -24,7 +24,7 @@ func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if issues := validateDefinition(def); len(issues) > 0 {
+	if issues := checkTask(def); len(issues) > 0 {
 		parts := make([]string, len(issues))
 		details := make([]any, len(issues))
 		for i, is := range issues {

@@ -39,10 +39,13 @@ type frame struct {
 	x        *executor
 	workflow string
 	history  []stepRecord
+	// current is the input of the workflow step running now: Julep lists
+	// it in `steps` too, so step 0 can read steps[0].input.
+	current any
 }
 
 func (f *frame) vars(input any) map[string]any {
-	steps := make([]any, len(f.history))
+	steps := make([]any, len(f.history), len(f.history)+1)
 	inputs := make([]any, 0, len(f.history)+1)
 	outputs := make([]any, len(f.history))
 	for i, h := range f.history {
@@ -54,6 +57,7 @@ func (f *frame) vars(input any) map[string]any {
 		inputs = append(inputs, h.Input)
 	}
 	inputs = append(inputs, input)
+	steps = append(steps, map[string]any{"input": f.current})
 	f.x.stateMu.Lock()
 	state := make(map[string]any, len(f.x.ck.State))
 	for k, v := range f.x.ck.State {
@@ -82,7 +86,7 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		return nil, err
 	}
 	if list, ok := raw.([]any); ok { // a branch written as a list of steps
-		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history)}
+		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history), current: f.current}
 		return sub.sequence(ctx, list, input, path)
 	}
 	s, ok := raw.(map[string]any)
@@ -251,6 +255,7 @@ func (f *frame) sequence(ctx context.Context, steps []any, input any, path strin
 		sm, _ := raw.(map[string]any)
 		label, _ := sm["label"].(string)
 		in := out
+		f.current = in
 		v, err := f.step(ctx, raw, in, fmt.Sprintf("%s.%d", path, i))
 		var ret *returned
 		if errors.As(err, &ret) {

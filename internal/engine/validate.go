@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/astra-app/astra/internal/expr"
+	"github.com/astra-app/astra/internal/taskdef"
 )
 
 // issue is one problem in a task definition, as Julep reports it.
@@ -14,6 +15,27 @@ type issue struct {
 	Message  string
 	Severity string
 	Type     string
+}
+
+// checkTask is the check at task create: taskdef's (the same rules `astra
+// tasks validate` applies) plus the engine's own structural checks, which
+// guard what the executor relies on. Warnings do not refuse a task.
+func checkTask(def map[string]any) []issue {
+	var out []issue
+	seen := map[string]bool{}
+	for _, is := range taskdef.ValidateDefinition(def) {
+		if is.Severity == taskdef.SeverityWarning {
+			continue
+		}
+		out = append(out, issue{Location: is.Location, Message: is.Message, Severity: is.Severity, Type: is.Type})
+		seen[is.Location] = true
+	}
+	for _, is := range validateDefinition(def) {
+		if !seen[is.Location] {
+			out = append(out, is)
+		}
+	}
+	return out
 }
 
 // validateDefinition is the engine's check of a task definition at create:
