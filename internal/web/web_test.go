@@ -134,3 +134,20 @@ func TestSelectorsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptFindsItsElements checks that every element app.js looks up by id
+// exists in index.html, since a missing one only fails at run time.
+func TestScriptFindsItsElements(t *testing.T) {
+	t.Parallel()
+	js, _ := static.ReadFile("static/app.js")
+	html, _ := static.ReadFile("static/index.html")
+	ids := regexp.MustCompile(`\$\("([A-Za-z0-9-]+)"\)`).FindAllStringSubmatch(string(js), -1)
+	if len(ids) == 0 {
+		t.Fatal("no lookups found in app.js")
+	}
+	for _, m := range ids {
+		if !regexp.MustCompile(`\sid="` + regexp.QuoteMeta(m[1]) + `"`).Match(html) {
+			t.Errorf("app.js looks up #%s, which index.html does not have", m[1])
+		}
+	}
+}

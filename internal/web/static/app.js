@@ -78,6 +78,7 @@
     polling: false,
     sending: false,
     stopped: true,
+    offline: false,         // the browser said "offline": wait for "online" before reconnecting
   };
 
   // ---------- helpers ----------
@@ -255,7 +256,7 @@
   function connect() {
     if (state.stopped) return;
     clearTimeout(state.reconnectTimer);
-    if (!navigator.onLine) {
+    if (isOffline()) {
       setConn("offline");
       return;
     }
@@ -301,7 +302,7 @@
 
   async function scheduleReconnect() {
     if (state.stopped) return;
-    if (!navigator.onLine) {
+    if (isOffline()) {
       setConn("offline");
       return;
     }
@@ -326,12 +327,16 @@
     state.reconnectTimer = setTimeout(connect, delay);
   }
 
+  const isOffline = () => state.offline || !navigator.onLine;
+
   window.addEventListener("offline", () => {
+    state.offline = true;
     if (state.stopped) return;
     setConn("offline");
     if (state.ws) state.ws.close();
   });
   window.addEventListener("online", () => {
+    state.offline = false;
     if (state.stopped) return;
     state.attempt = Math.max(state.attempt, 1);
     connect();
