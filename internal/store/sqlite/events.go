@@ -12,6 +12,18 @@ import (
 
 const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key`
 
+// The event reads: keyset pages on (created_at, id), each served in order
+// by an index that ends in those columns (see TestQueryPlans).
+const (
+	latestEventsQuery = `SELECT ` + eventCols + ` FROM events
+		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`
+	userEventsAfterQuery = `SELECT ` + eventCols + ` FROM events
+		WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`
+	eventsAfterQuery = `SELECT ` + eventCols + ` FROM events
+		WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`
+	lastEventQuery = `SELECT ` + eventCols + ` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`
+)
+
 func scanEvent(sc scanner) (*responder.Event, error) {
 	var e responder.Event
 	var role string
@@ -108,8 +120,7 @@ func (s *Store) LatestEvents(ctx context.Context, userID string, n int) ([]respo
 	if n <= 0 {
 		return []responder.Event{}, nil
 	}
-	rows, err := s.query(ctx, `SELECT `+eventCols+` FROM events
-		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, userID, n)
+	rows, err := s.query(ctx, latestEventsQuery, userID, n)
 	if err != nil {
 		return nil, fmt.Errorf("latest events of user %s: %w", userID, err)
 	}
@@ -172,11 +183,9 @@ func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int
 		err  error
 	)
 	if userID != "" {
-		rows, err = s.query(ctx, `SELECT `+eventCols+` FROM events
-			WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, userID, at, id, limit)
+		rows, err = s.query(ctx, userEventsAfterQuery, userID, at, id, limit)
 	} else {
-		rows, err = s.query(ctx, `SELECT `+eventCols+` FROM events
-			WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`, at, id, limit)
+		rows, err = s.query(ctx, eventsAfterQuery, at, id, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("events after %q: %w", after, err)
@@ -190,7 +199,7 @@ func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int
 
 // LastEvent returns the newest event of all users, or nil when there is none.
 func (s *Store) LastEvent(ctx context.Context) (*responder.Event, error) {
-	e, err := scanEvent(s.queryRow(ctx, `SELECT `+eventCols+` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`))
+	e, err := scanEvent(s.queryRow(ctx, lastEventQuery))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -91,8 +91,7 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 	if limit <= 0 {
 		return out, nil
 	}
-	rows, err := s.query(ctx, `SELECT `+messageCols+` FROM outbox
-		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, userID, limit)
+	rows, err := s.query(ctx, userMessagesQuery, userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list messages of user %s: %w", userID, err)
 	}
@@ -110,6 +109,23 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 	return out, nil
 }
 
+const (
+	// claimQuery's status IN (...) term is what lets SQLite use the
+	// outbox_claim partial index, walked in (created_at, id) order.
+	claimQuery = `UPDATE outbox
+		SET status = 'processing', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = (
+			SELECT id FROM outbox INDEXED BY outbox_claim
+			WHERE status IN ('pending', 'processing')
+			  AND ((status = 'pending' AND available_at <= ?) OR (status = 'processing' AND lease_until <= ?))
+			ORDER BY created_at, id LIMIT 1)
+		RETURNING ` + messageCols
+	userMessagesQuery = `SELECT ` + messageCols + ` FROM outbox
+		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`
+	nextAvailableQuery = `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
+		FROM outbox WHERE status = 'pending'`
+)
+
 // Claim takes the oldest claimable row. One UPDATE ... RETURNING inside the
 // single writer's transaction: no other write can run between choosing the
 // row and taking it.
@@ -122,17 +138,7 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*
 	var m *responder.Message
 	err := s.write(ctx, func(tx *wtx) error {
 		at := now().UnixMilli()
-		// The status IN (...) term is what lets SQLite use the outbox_claim
-		// partial index, walked in (created_at, id) order.
-		row := tx.queryRow(`UPDATE outbox
-			SET status = 'processing', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
-			WHERE id = (
-				SELECT id FROM outbox INDEXED BY outbox_claim
-				WHERE status IN ('pending', 'processing')
-				  AND ((status = 'pending' AND available_at <= ?) OR (status = 'processing' AND lease_until <= ?))
-				ORDER BY created_at, id LIMIT 1)
-			RETURNING `+messageCols,
-			owner, at+lease.Milliseconds(), at, at, at)
+		row := tx.queryRow(claimQuery, owner, at+lease.Milliseconds(), at, at, at)
 		var err error
 		m, err = scanMessage(row)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -249,8 +255,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[responder.Status]int, er
 // hold, or its creation when it has none.
 func (s *Store) NextAvailable(ctx context.Context) (time.Time, error) {
 	var next sql.NullInt64
-	err := s.queryRow(ctx, `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
-		FROM outbox WHERE status = 'pending'`).Scan(&next)
+	err := s.queryRow(ctx, nextAvailableQuery).Scan(&next)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next available outbox row: %w", err)
 	}

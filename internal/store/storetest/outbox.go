@@ -296,6 +296,24 @@ func testExtendLeaseAndRecord(t *testing.T, s responder.Store, _ Options) {
 	wantCode(t, "ExtendLease after Deliver", s.ExtendLease(ctx, c.ID, "w1", time.Hour), responder.ECONFLICT)
 }
 
+// testExtendRevivesLease: a lease that ran out but was not taken over is
+// still the owner's; extending it keeps other claimers away.
+func testExtendRevivesLease(t *testing.T, s responder.Store, _ Options) {
+	ctx := t.Context()
+	enqueue(t, s, userID(), "lapsed")
+	c := mustClaim(t, s, "w1", time.Millisecond)
+	eventually(t, "the lease to lapse", func() bool { return time.Now().After(c.LeaseUntil) })
+	if err := s.ExtendLease(ctx, c.ID, "w1", time.Hour); err != nil {
+		t.Fatalf("ExtendLease of a lapsed lease nobody took: %v", err)
+	}
+	if m, err := s.Claim(ctx, "w2", time.Hour); err != nil || m != nil {
+		t.Fatalf("Claim after the owner extended = %v, %v; want nil, nil", m, err)
+	}
+	if err := s.Deliver(ctx, c.ID, "w1"); err != nil {
+		t.Fatalf("owner Deliver: %v", err)
+	}
+}
+
 func testReleaseRetry(t *testing.T, s responder.Store, _ Options) {
 	ctx := t.Context()
 	if next, err := s.NextAvailable(ctx); err != nil || !next.IsZero() {

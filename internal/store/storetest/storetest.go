@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Outbox/LeaseExpiryReclaim", testLeaseExpiryReclaim},
 		{"Outbox/OnlyOwnerCompletes", testOnlyOwnerCompletes},
 		{"Outbox/ExtendLeaseAndRecord", testExtendLeaseAndRecord},
+		{"Outbox/ExtendRevivesLease", testExtendRevivesLease},
 		{"Outbox/ReleaseRetry", testReleaseRetry},
 		{"Outbox/UserMessages", testUserMessages},
 		{"Outbox/CountByStatus", testCountByStatus},
