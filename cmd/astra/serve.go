@@ -1,18 +1,361 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+
+	"github.com/astra-app/astra/internal/auth"
+	"github.com/astra-app/astra/internal/config"
+	"github.com/astra-app/astra/internal/deploy"
+	"github.com/astra-app/astra/internal/dispatch"
+	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/julep"
+	"github.com/astra-app/astra/internal/llm"
+	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/server"
+	"github.com/astra-app/astra/internal/store"
+	"github.com/astra-app/astra/internal/store/mongo"
+	"github.com/astra-app/astra/internal/store/sqlite"
+	"github.com/astra-app/astra/internal/stream"
+	"github.com/astra-app/astra/internal/taskdef"
+	"github.com/astra-app/astra/internal/web"
+	"github.com/astra-app/astra/tasks"
 )
 
-// newServeCmd is replaced by the full wiring once the components land.
 func newServeCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var addr, dataDir, roles, logLevel string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the API, the live stream, sign-in, the dashboard and the dispatcher",
-		Args:  cobra.NoArgs,
+		Long: `Serve Astra's responder on one listener: the REST API, the WebSocket stream, sign-in,
+the dashboard, and (with the dispatch role) the dispatcher. With no JULEP_BASE_URL the
+embedded Julep-compatible engine is mounted at /julep and tasks/ is deployed to it at start.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := e.loadConfig(nil)
-			return err
+			flags := map[string]string{}
+			for name, key := range map[string]string{"addr": "ASTRA_ADDR", "data-dir": "ASTRA_DATA_DIR", "roles": "ASTRA_ROLES", "log-level": "ASTRA_LOG_LEVEL"} {
+				if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+					flags[key] = f.Value.String()
+				}
+			}
+			cfg, err := e.loadConfig(flags)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), e, cfg)
 		},
 	}
+	cmd.Flags().StringVar(&addr, "addr", "", "listen address (ASTRA_ADDR, default 127.0.0.1:8080)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (ASTRA_DATA_DIR, default .astra)")
+	cmd.Flags().StringVar(&roles, "roles", "", "roles to run: api, dispatch or both (ASTRA_ROLES, default api,dispatch)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "debug, info, warn or error (ASTRA_LOG_LEVEL, default info)")
+	return cmd
+}
+
+// serve runs until ctx ends, then shuts down in dependency order: stop
+// claiming (leases are finished or released), stop serving, stop the
+// engine (running executions stay resumable), close the store.
+func serve(ctx context.Context, e *env, cfg *config.Config) error {
+	log := e.logger(cfg.LogLevel)
+	generated, err := cfg.EnsureSecrets()
+	if err != nil {
+		return err
+	}
+	for _, name := range generated {
+		log.Warn("generated a secret and kept it in the data dir (mode 0600); set it explicitly in production",
+			"setting", name, "dir", cfg.DataDir)
+	}
+
+	st, backend, err := store.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (ASTRA_ADDR): %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	self := "http://" + dialAddr(ln.Addr().String())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hub := stream.NewHub(stream.Options{Logger: log})
+
+	// Julep: a configured endpoint, or the embedded engine on this listener.
+	var eng *engine.Engine
+	julepURL, julepKey, julepHeader := cfg.JulepBaseURL, cfg.JulepAPIKey, cfg.JulepAuthHeader
+	if cfg.EmbeddedEngine() {
+		eng, err = newEmbeddedEngine(ctx, cfg, st, log)
+		if err != nil {
+			return err
+		}
+		if err := eng.Start(ctx); err != nil {
+			return fmt.Errorf("start embedded engine: %w", err)
+		}
+		defer eng.Close()
+		julepURL, julepKey, julepHeader = self+"/julep", cfg.EngineKey, "Authorization"
+	}
+	jc, err := julep.New(julepURL, julepKey, julep.WithAuthHeader(julepHeader))
+	if err != nil {
+		return fmt.Errorf("JULEP_BASE_URL: %w", err)
+	}
+
+	var (
+		disp     atomic.Pointer[dispatch.Dispatcher]
+		deployed atomic.Bool
+	)
+	ready := func(ctx context.Context) error {
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if !deployed.Load() {
+			return errors.New("tasks are not deployed yet")
+		}
+		return nil
+	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	var handler http.Handler
+	if cfg.HasRole("api") {
+		sessions := auth.New(st, auth.OptionsFromConfig(cfg))
+		google, err := auth.GoogleFromConfig(cfg)
+		if err != nil {
+			return err
+		}
+		if cfg.DevLogin {
+			log.Warn("dev login is on: anyone who can reach this server can sign in as any email (ASTRA_DEV_LOGIN)")
+		}
+		deps := server.Deps{
+			Store: st, Sessions: sessions, Hub: hub, Logger: log,
+			AllowedOrigins: cfg.AllowedOrigins,
+			AuthRoutes: auth.Routes(auth.RoutesDeps{
+				Store: st, Sessions: sessions, DevLogin: cfg.DevLogin, Google: google, Logger: log,
+			}),
+			Dashboard: web.Handler(),
+			Metrics:   metrics,
+			Ready:     ready,
+			Execution: executionView(jc),
+			OnEnqueue: func(responder.Message) {
+				if d := disp.Load(); d != nil {
+					d.Wake()
+				}
+			},
+			Context: ctx,
+		}
+		if eng != nil {
+			deps.Engine = eng.Handler()
+		}
+		handler = server.New(deps)
+	} else {
+		handler = opsHandler(ready, metrics, eng)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	taskID, err := responderTask(ctx, cfg, jc, eng != nil)
+	if err != nil {
+		return err
+	}
+	deployed.Store(true)
+
+	var wg sync.WaitGroup
+	if cfg.HasRole("dispatch") {
+		var dispHub *stream.Hub
+		if cfg.HasRole("api") {
+			dispHub = hub // same process: publish in process, after the commit
+		}
+		d := dispatch.New(dispatch.Options{
+			Store: st, Julep: jc, Hub: dispHub, TaskID: taskID,
+			Lease: cfg.DispatchLease, Sweep: cfg.DispatchSweep,
+			MaxInFlight: cfg.DispatchInFlight, MaxAttempts: cfg.DispatchAttempts,
+			ShutdownGrace: cfg.ShutdownTimeout / 2,
+			Logger:        log, Metrics: reg,
+		})
+		disp.Store(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("dispatcher stopped", "err", err)
+			}
+		}()
+	}
+	if cfg.HasRole("api") {
+		// One feed per instance: events written by other instances (or
+		// processes) reach this instance's sockets; the hub drops repeats.
+		p := &stream.Poller{Store: st, Hub: hub, Interval: cfg.StreamPoll, Logger: log}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	}
+
+	log.Info("astra serving", "url", self, "store", backend, "embedded_engine", eng != nil,
+		"offline_model", eng != nil && cfg.LLMBaseURL == "", "roles", cfg.Roles, "dev_login", cfg.DevLogin && cfg.HasRole("api"))
+	fmt.Fprintf(e.stdout, "astra listening on %s\n", self)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	wg.Wait() // the dispatcher finishes or releases its rows within its grace
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if eng != nil {
+		eng.Close() // ends engine SSE streams Shutdown would wait for
+	}
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+// newEmbeddedEngine keeps the engine's state in the project's database.
+func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Store, log *slog.Logger) (*engine.Engine, error) {
+	var (
+		state engine.State
+		err   error
+	)
+	switch s := st.(type) {
+	case *sqlite.Store:
+		state, err = sqlitestate.New(ctx, s.DB())
+	case *mongo.Store:
+		_ = s // TODO(integrator): mongostate once it lands
+		var ss *sqlite.Store
+		if ss, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, store.SQLiteFile)); err == nil {
+			state, err = sqlitestate.New(ctx, ss.DB())
+		}
+	default:
+		err = fmt.Errorf("no engine state for store %T", st)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded engine state: %w", err)
+	}
+	model := llm.Offline()
+	if cfg.LLMBaseURL != "" {
+		model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
+	}
+	return engine.New(engine.Options{
+		Key: cfg.EngineKey, State: state, Model: model,
+		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: cfg.Secrets,
+	})
+}
+
+// responderTask returns the responder task's id. For the embedded engine it
+// first deploys the project (ASTRA_TASKS_DIR when present, else the copy
+// built into the binary); a remote Julep is deployed with `astra tasks push`.
+func responderTask(ctx context.Context, cfg *config.Config, jc *julep.Client, embedded bool) (string, error) {
+	dir := cfg.TasksDir
+	if _, err := os.Stat(filepath.Join(dir, taskdef.ManifestName)); err != nil {
+		if !embedded {
+			return "", fmt.Errorf("ASTRA_TASKS_DIR %q has no %s: the responder task id comes from its lock file", dir, taskdef.ManifestName)
+		}
+		if dir, err = unpackTasks(cfg.DataDir); err != nil {
+			return "", err
+		}
+	}
+	if !embedded {
+		return dispatch.TaskIDFromLock(dir)
+	}
+	p, issues := taskdef.LoadProject(dir)
+	if taskdef.HasErrors(issues) || p == nil {
+		for _, i := range issues {
+			if taskdef.HasErrors([]taskdef.Issue{i}) {
+				return "", fmt.Errorf("tasks: %s", i)
+			}
+		}
+		return "", fmt.Errorf("tasks: cannot load %s", dir)
+	}
+	lock, err := taskdef.ReadLock(p.LockPath())
+	if err != nil {
+		return "", err
+	}
+	ids, err := deploy.Sync(ctx, jc, p, lock)
+	if err != nil {
+		return "", err
+	}
+	id, ok := ids[dispatch.ResponderTaskPath]
+	if !ok {
+		return "", fmt.Errorf("tasks: %s has no %s", dir, dispatch.ResponderTaskPath)
+	}
+	return id, nil
+}
+
+// unpackTasks writes the built-in project to the data dir.
+func unpackTasks(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "tasks")
+	err := fs.WalkDir(tasks.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dir, filepath.FromSlash(path))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		b, err := tasks.FS.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o600)
+	})
+	if err != nil {
+		return "", fmt.Errorf("unpack built-in tasks to %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// executionView feeds the dashboard's execution panel.
+func executionView(jc *julep.Client) func(context.Context, string) (any, error) {
+	return func(ctx context.Context, id string) (any, error) {
+		ex, err := jc.GetExecution(ctx, id)
+		if err != nil {
+			if julep.IsNotFound(err) {
+				return nil, responder.Errorf(responder.ENOTFOUND, "Execution not found")
+			}
+			return nil, responder.Errorf(responder.EUNAVAILABLE, "Julep is unavailable")
+		}
+		trs, err := jc.ListTransitions(ctx, id)
+		if err != nil {
+			return nil, responder.Errorf(responder.EUNAVAILABLE, "Julep is unavailable")
+		}
+		return map[string]any{"execution": ex, "transitions": trs}, nil
+	}
+}
+
+// opsHandler is what a dispatch-only instance serves: health, metrics and,
+// with the embedded engine, the engine.
+func opsHandler(ready func(context.Context) error, metrics http.Handler, eng *engine.Engine) http.Handler {
+	r := chi.NewRouter()
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	r.Handle("/metrics", metrics)
+	if eng != nil {
+		r.Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
+	}
+	return r
 }
