@@ -97,11 +97,17 @@ func decodeMeta(s string) map[string]any {
 
 // filterSQL turns a ListQuery into WHERE/ORDER/LIMIT clauses. Metadata keys
 // go into a JSON path as quoted members so any key text is safe.
+//
+// A metadata value's text is the string itself, or for any other non-null
+// value its JSON text (true, 42, {"a":1}): the text the engine's API makes of
+// a typed filter value. (CAST(json_extract(...) AS TEXT) would give "1" for
+// true.) JSON null has no text and never matches.
 func filterSQL(q engine.ListQuery, where []string, args []any) (string, []any) {
 	for k, v := range q.MetadataFilter {
 		path := `$."` + strings.ReplaceAll(k, `"`, `\"`) + `"`
-		where = append(where, "CAST(json_extract(metadata, ?) AS TEXT) = ?")
-		args = append(args, path, v)
+		where = append(where, `(CASE json_type(metadata, ?) WHEN 'text' THEN json_extract(metadata, ?)
+			WHEN 'null' THEN NULL ELSE metadata -> ? END) = ?`)
+		args = append(args, path, path, path, v)
 	}
 	s := ""
 	if len(where) > 0 {
@@ -401,6 +407,9 @@ func (s *State) ExecutionsByStatus(ctx context.Context, statuses ...string) ([]e
 // Advance updates an execution and appends transitions in one transaction,
 // guarded by the expected current status.
 func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, trs []engine.Transition) error {
+	if len(from) == 0 {
+		return engine.ErrConflict // no status is expected, so none matches
+	}
 	meta, err := metaText(e.Metadata)
 	if err != nil {
 		return fmt.Errorf("encode execution metadata: %w", err)
