@@ -60,6 +60,7 @@ type Google struct {
 
 	mu       sync.Mutex
 	provider *oidc.Provider // discovered lazily, so a start-up never depends on reaching Google
+	verifier *oidc.IDTokenVerifier
 }
 
 // NewGoogle checks opt and returns Google sign-in.
@@ -165,7 +166,10 @@ func (g *Google) discover(ctx context.Context) (*oidc.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discover OIDC issuer %s: %w", g.opt.Issuer, err)
 	}
+	// One verifier for the provider's lifetime, so its signing keys are
+	// cached between sign-ins (and refetched when a new key id appears).
 	g.provider = p
+	g.verifier = p.Verifier(&oidc.Config{ClientID: g.opt.ClientID, Now: g.opt.Now})
 	return p, nil
 }
 
@@ -344,7 +348,10 @@ func (d RoutesDeps) finishGoogle(r *http.Request) (*responder.User, error) {
 		return nil, &signInError{status: http.StatusBadGateway, title: "Google could not sign you in",
 			detail: "Google's answer carried no identity.", err: errors.New("token response has no id_token")}
 	}
-	idt, err := p.VerifierContext(ctx, &oidc.Config{ClientID: g.opt.ClientID, Now: g.opt.Now}).Verify(ctx, raw)
+	g.mu.Lock()
+	verifier := g.verifier
+	g.mu.Unlock()
+	idt, err := verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, &signInError{status: http.StatusBadGateway, title: "Google could not sign you in",
 			detail: "Google's answer could not be verified.", err: fmt.Errorf("verify id token: %w", err)}
