@@ -119,6 +119,24 @@ func (b *browser) waitFor(t *testing.T, what, expr string) {
 	}
 }
 
+// screenshot saves the viewport as <ASTRA_SCREENSHOT_DIR>/<name>.png when
+// that variable is set, for a person to look at the layout.
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	dir := os.Getenv("ASTRA_SCREENSHOT_DIR")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
 func evalJS[T any](t *testing.T, b *browser, expr string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
@@ -183,6 +201,7 @@ func TestBrowserSignInScreen(t *testing.T) {
 		document.querySelector('[data-testid=boot]').hidden &&
 		!document.querySelector('[data-testid=devlogin-form]').hidden &&
 		document.querySelector('[data-testid=login-google]').hidden`)
+	b.screenshot(t, "signin-375")
 	if w := evalJS[int](t, b, `document.documentElement.scrollWidth`); w > 375 {
 		t.Errorf("page is %d px wide at a 375 px viewport", w)
 	}
@@ -320,6 +339,7 @@ func TestBrowserConversation(t *testing.T) {
 			p.querySelector('[data-testid=execution-status]').textContent === 'succeeded' &&
 			[...p.querySelectorAll('[data-testid=transition]')].map(r => r.dataset.type).join(',') === 'init,step,finish'; })()`)
 
+	b.screenshot(t, "conversation-375")
 	if w := evalJS[int](t, b, `document.documentElement.scrollWidth`); w > 375 {
 		t.Errorf("conversation is %d px wide at a 375 px viewport", w)
 	}
