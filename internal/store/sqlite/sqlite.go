@@ -84,6 +84,13 @@ func open(ctx context.Context, path string) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, errors.New("is a directory")
 	}
+	// The file holds session and OAuth tokens: create it private. SQLite
+	// gives its -wal and -shm files the database file's permissions.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
 
 	// wal_autocheckpoint(0): the checkpointer goroutine, on its own
 	// connection, copies the WAL back into the database, so a commit never

@@ -86,6 +86,25 @@ func TestOpenUnwritableDir(t *testing.T) {
 	}
 }
 
+func TestNewFileIsPrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "astra.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", filepath.Base(p), perm)
+		}
+	}
+}
+
 func TestReopenKeepsDataAndSchema(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
