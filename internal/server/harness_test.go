@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -36,7 +37,17 @@ type env struct {
 	enqueued chan responder.Message
 }
 
-func newEnv(t testing.TB, configure ...func(*Deps, *stream.Options)) *env {
+// envConfig is what a test may change before its env starts.
+type envConfig struct {
+	deps *Deps
+	hub  *stream.Options
+	auth *auth.Options
+	// smallBuffers shrinks the kernel send buffer of every accepted
+	// connection, so a client that stops reading stalls the server fast.
+	smallBuffers bool
+}
+
+func newEnv(t testing.TB, configure ...func(*envConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "astra.db"))
@@ -44,10 +55,9 @@ func newEnv(t testing.TB, configure ...func(*Deps, *stream.Options)) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, store: st, sessions: auth.New(st, auth.Options{Secret: testSecret}), enqueued: make(chan responder.Message, 1024)}
+	e := &env{t: t, store: st, enqueued: make(chan responder.Message, 1024)}
 	deps := Deps{
 		Store:          st,
-		Sessions:       e.sessions,
 		AllowedOrigins: []string{testOrigin},
 		OnEnqueue: func(m responder.Message) {
 			select {
@@ -57,12 +67,20 @@ func newEnv(t testing.TB, configure ...func(*Deps, *stream.Options)) *env {
 		},
 	}
 	var hubOpts stream.Options
+	authOpts := auth.Options{Secret: testSecret}
+	cfg := envConfig{deps: &deps, hub: &hubOpts, auth: &authOpts}
 	for _, f := range configure {
-		f(&deps, &hubOpts)
+		f(&cfg)
 	}
+	e.sessions = auth.New(st, authOpts)
+	deps.Sessions = e.sessions
 	e.hub = stream.NewHub(hubOpts)
 	deps.Hub = e.hub
-	e.srv = httptest.NewServer(New(deps))
+	e.srv = httptest.NewUnstartedServer(New(deps))
+	if cfg.smallBuffers {
+		e.srv.Listener = smallBufferListener{e.srv.Listener}
+	}
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -244,4 +262,14 @@ func writeJSON(ctx context.Context, t testing.TB, c *websocket.Conn, v any) {
 	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
 		t.Fatalf("write: %v", err)
 	}
+}
+
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(8 << 10) // fixed size: no autotuning up to megabytes
+	}
+	return c, err
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/astra-app/astra/internal/auth"
 	"github.com/astra-app/astra/internal/responder"
-	"github.com/astra-app/astra/internal/stream"
 )
 
 const (
@@ -167,8 +166,8 @@ func socketAttempt(t *testing.T, e *env, cookie, origin string) (int, []byte) {
 
 func TestHealthEndpoints(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(d *Deps, _ *stream.Options) {
-		d.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("astra_up 1\n")) })
+	e := newEnv(t, func(c *envConfig) {
+		c.deps.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("astra_up 1\n")) })
 	})
 	if r := e.do(http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
 		t.Errorf("/healthz %d %s", r.status, r.body)

@@ -42,6 +42,10 @@ type (
 		Type string    `json:"type"` // messages:append
 		Data eventJSON `json:"data"`
 	}
+	resumeFrame struct {
+		Type  string `json:"type"` // messages:resume
+		After string `json:"after"`
+	}
 	heartbeatFrame struct {
 		Type string `json:"type"` // heartbeat
 		TS   int64  `json:"ts"`
@@ -165,9 +169,16 @@ func (c *socket) handleClient(ctx context.Context, data []byte) error {
 	case "heartbeat":
 		return c.write(ctx, heartbeatFrame{"heartbeat", time.Now().UnixMilli()})
 	case "resume":
+		// Live frames may have been sent since the client wrote this, so
+		// the replay starts with a marker: the client drops what it got
+		// between sending resume and the marker; after the marker come
+		// the events after f.After, in order, then live ones, once each.
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		c.sub.Close() // what it held is in the history replay() reads next
+		if err := c.writeLocked(ctx, resumeFrame{"messages:resume", f.After}); err != nil {
+			return err
+		}
 		return c.replay(ctx, f.After)
 	default:
 		return c.write(ctx, errorFrame{"error", "Unknown message type"})
@@ -212,7 +223,7 @@ func (c *socket) replay(ctx context.Context, after string) error {
 		}
 	} else {
 		for i := range history {
-			if err := c.writeLocked(ctx, appendFrame{"messages:append", toEventJSON(&history[i])}); err != nil {
+			if err := c.writeAppend(ctx, &history[i]); err != nil {
 				return err
 			}
 		}
@@ -304,18 +315,26 @@ func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
 		c.skip = nil
 	}
 	for _, f := range frames {
-		var v any = f.Data
+		v := f.Data
 		if f.Event != nil {
 			if slices.Contains(c.skip, f.Event.ID) {
 				continue
 			}
-			v = appendFrame{"messages:append", toEventJSON(f.Event)}
+			if err := c.writeAppend(ctx, f.Event); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := c.writeLocked(ctx, v); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeAppend sends one event as messages:append. Called with wmu held.
+func (c *socket) writeAppend(ctx context.Context, e *responder.Event) error {
+	return c.writeLocked(ctx, appendFrame{"messages:append", toEventJSON(e)})
 }
 
 // write sends one frame outside the history/live order (heartbeats, errors).
