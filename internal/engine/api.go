@@ -492,6 +492,7 @@ func (e *Engine) updateSecret(r *http.Request, id string) (int, any, error) {
 }
 
 func (e *Engine) deleteSecret(r *http.Request, id string) (int, any, error) {
+	defer e.cache.dropSecrets()
 	if err := e.state.DeleteResource(r.Context(), KindSecret, id); err != nil {
 		return 0, nil, stateErr(err, "secret", id)
 	}

@@ -48,6 +48,7 @@ type Engine struct {
 	now     func() time.Time
 	sem     chan struct{}
 	changes *hub
+	cache   cache
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
@@ -96,6 +97,7 @@ func New(opts Options) (*Engine, error) {
 		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{},
+		cache: cache{tasks: map[string]Task{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
@@ -150,7 +152,11 @@ func (e *Engine) Close() error {
 
 // enqueue runs the execution when a slot is free. Waiting goroutines are
 // cheap; the semaphore bounds the work.
-func (e *Engine) enqueue(id string) {
+func (e *Engine) enqueue(id string) { e.enqueueTracked(id, nil) }
+
+// enqueueTracked enqueues id; when x is given it becomes the in-memory
+// snapshot followers read while the execution runs here.
+func (e *Engine) enqueueTracked(id string, x *Execution) {
 	e.mu.Lock()
 	if e.closed || !e.started {
 		e.mu.Unlock()
@@ -159,6 +165,9 @@ func (e *Engine) enqueue(id string) {
 	if _, ok := e.running[id]; ok {
 		e.mu.Unlock()
 		return
+	}
+	if x != nil {
+		e.changes.track(*x)
 	}
 	ctx, cancel := context.WithCancelCause(e.ctx)
 	r := &run{cancel: cancel, deltas: newDeltaLog()}
@@ -171,6 +180,7 @@ func (e *Engine) enqueue(id string) {
 			e.mu.Lock()
 			delete(e.running, id)
 			e.mu.Unlock()
+			e.changes.untrack(id)
 			r.deltas.finish()
 			cancel(nil)
 		}()
@@ -205,4 +215,109 @@ const (
 
 func terminal(status string) bool {
 	return status == StatusSucceeded || status == StatusFailed || status == StatusCancelled
+}
+
+// WaitTerminal blocks until the execution is terminal (or ctx ends) and
+// returns its last status. In-process callers (tests, benchmarks, the CLI)
+// use it instead of the status stream.
+func (e *Engine) WaitTerminal(ctx context.Context, id string) string {
+	for {
+		ch := e.changes.wait(id)
+		x, err := e.execution(ctx, id)
+		if err != nil {
+			return ""
+		}
+		if terminal(x.Status) {
+			return x.Status
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return x.Status
+		case <-e.ctx.Done():
+			return x.Status
+		}
+	}
+}
+
+// execution reads an execution: from memory while this process runs it,
+// else from the state.
+func (e *Engine) execution(ctx context.Context, id string) (Execution, error) {
+	if x, ok := e.changes.snapshot(id); ok {
+		return x, nil
+	}
+	return e.state.GetExecution(ctx, id)
+}
+
+// cache keeps what executions read at start. Task versions never change, so
+// they are kept; agents and secrets are kept briefly (another process may
+// share the database) and dropped at once when this process changes them.
+type cache struct {
+	mu       sync.Mutex
+	tasks    map[string]Task // id@version
+	agents   map[string]cached[map[string]any]
+	secrets  cached[map[string]string]
+	validFor time.Duration
+}
+
+type cached[T any] struct {
+	v  T
+	at time.Time
+}
+
+func (c *cache) dropAgent(id string) {
+	c.mu.Lock()
+	delete(c.agents, id)
+	c.mu.Unlock()
+}
+
+func (c *cache) dropSecrets() {
+	c.mu.Lock()
+	c.secrets = cached[map[string]string]{}
+	c.mu.Unlock()
+}
+
+func (e *Engine) taskVersion(ctx context.Context, id string, version int) (Task, error) {
+	key := fmt.Sprintf("%s@%d", id, version)
+	e.cache.mu.Lock()
+	t, ok := e.cache.tasks[key]
+	e.cache.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := e.state.GetTask(ctx, id, version)
+	if err != nil {
+		return t, err
+	}
+	e.cache.mu.Lock()
+	if len(e.cache.tasks) >= 1024 {
+		clear(e.cache.tasks)
+	}
+	e.cache.tasks[key] = t
+	e.cache.mu.Unlock()
+	return t, nil
+}
+
+func (e *Engine) agentBody(ctx context.Context, id string) (map[string]any, error) {
+	e.cache.mu.Lock()
+	a, ok := e.cache.agents[id]
+	e.cache.mu.Unlock()
+	if ok && time.Since(a.at) < e.cache.validFor {
+		return a.v, nil
+	}
+	r, err := e.state.GetResource(ctx, KindAgent, id)
+	if errors.Is(err, ErrNotFound) {
+		return map[string]any{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load agent %s: %w", id, err)
+	}
+	body := decodeBody(r.Body)
+	e.cache.mu.Lock()
+	if len(e.cache.agents) >= 1024 {
+		clear(e.cache.agents)
+	}
+	e.cache.agents[id] = cached[map[string]any]{body, time.Now()}
+	e.cache.mu.Unlock()
+	return body, nil
 }

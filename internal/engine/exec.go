@@ -41,7 +41,7 @@ func (r *returned) Error() string { return "return" }
 // execute runs an execution from its checkpoint until it finishes, fails,
 // pauses, is cancelled, or the engine shuts down (which leaves it resumable).
 func (e *Engine) execute(ctx context.Context, id string, r *run) {
-	ex, err := e.state.GetExecution(ctx, id)
+	ex, err := e.execution(ctx, id)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			e.log.Error("engine: load execution", "execution_id", id, "err", err)
@@ -51,6 +51,7 @@ func (e *Engine) execute(ctx context.Context, id string, r *run) {
 	if terminal(ex.Status) || ex.Status == StatusAwaitingInput {
 		return
 	}
+	e.changes.track(ex)
 	x, err := e.prepare(ctx, &ex, r)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -75,7 +76,7 @@ type executor struct {
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
-	t, err := e.state.GetTask(ctx, ex.TaskID, ex.TaskVersion)
+	t, err := e.taskVersion(ctx, ex.TaskID, ex.TaskVersion)
 	if err != nil {
 		return nil, fmt.Errorf("load task %s version %d: %w", ex.TaskID, ex.TaskVersion, err)
 	}
@@ -87,10 +88,8 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 		"metadata": t.Metadata, "input_schema": x.def["input_schema"]}
 	x.agent = map[string]any{}
 	if t.AgentID != "" {
-		if a, err := e.state.GetResource(ctx, KindAgent, t.AgentID); err == nil {
-			_ = json.Unmarshal(a.Body, &x.agent)
-		} else if !errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("load agent %s: %w", t.AgentID, err)
+		if x.agent, err = e.agentBody(ctx, t.AgentID); err != nil {
+			return nil, err
 		}
 	}
 	if x.secrets, err = e.secretValues(ctx); err != nil {
@@ -130,7 +129,7 @@ func (x *executor) advance(ctx context.Context, status string, trs ...Transition
 		return err
 	}
 	*x.ex = next
-	x.e.changes.notify(x.ex.ID)
+	x.e.changes.publish(*x.ex)
 	return nil
 }
 
@@ -249,7 +248,7 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 		return
 	}
 	*ex = next
-	e.changes.notify(ex.ID)
+	e.changes.publish(next)
 }
 
 // scope fills the scope ids of a transition's cursors: the main workflow's

@@ -141,7 +141,7 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	if err := e.state.CreateExecution(r.Context(), x); err != nil {
 		return 0, nil, err
 	}
-	e.enqueue(x.ID)
+	e.enqueueTracked(x.ID, &x)
 	v := executionView(x)
 	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
 	return http.StatusCreated, v, nil
@@ -236,10 +236,10 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
+		e.changes.publish(next)
 		if rn := e.runFor(id); rn != nil {
 			rn.cancel(errors.New("cancelled"))
 		}
-		e.changes.notify(id)
 		return http.StatusOK, nil, nil
 	case StatusRunning:
 		if x.Status != StatusAwaitingInput {
@@ -275,7 +275,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		e.changes.notify(id)
+		e.changes.publish(next)
 		e.enqueue(id)
 		return http.StatusOK, nil, nil
 	}

@@ -120,6 +120,7 @@ func (e *Engine) putAgent(ctx context.Context, id string, in map[string]any) (ma
 			body[k] = v
 		}
 	}
+	defer e.cache.dropAgent(id)
 	return e.putResource(ctx, KindAgent, id, "", meta, body)
 }
 
@@ -554,11 +555,18 @@ func (e *Engine) putSecret(ctx context.Context, id string, in map[string]any, up
 	if d, ok := in["description"].(string); ok {
 		body["description"] = d
 	}
+	defer e.cache.dropSecrets()
 	return e.putResource(ctx, KindSecret, id, "", meta, body)
 }
 
 // secretValues maps secret names to values for `secrets` in expressions.
 func (e *Engine) secretValues(ctx context.Context) (map[string]string, error) {
+	e.cache.mu.Lock()
+	c := e.cache.secrets
+	e.cache.mu.Unlock()
+	if c.v != nil && time.Since(c.at) < e.cache.validFor {
+		return c.v, nil
+	}
 	rs, err := e.state.ListResources(ctx, ListQuery{Kind: KindSecret})
 	if err != nil {
 		return nil, fmt.Errorf("load secrets: %w", err)
@@ -570,5 +578,8 @@ func (e *Engine) secretValues(ctx context.Context) (map[string]string, error) {
 		v, _ := b["value"].(string)
 		out[n] = v
 	}
+	e.cache.mu.Lock()
+	e.cache.secrets = cached[map[string]string]{out, time.Now()}
+	e.cache.mu.Unlock()
 	return out, nil
 }

@@ -12,15 +12,22 @@ import (
 var pingEvery = 15 * time.Second
 
 // hub wakes stream handlers when an execution changes. A waiter takes the
-// channel first, then reads the state, so a change between the two is not lost.
+// channel first, then reads the state, so a change between the two is not
+// lost. For executions running in this process it also keeps the latest
+// record, so followers are served from memory instead of the database.
 type hub struct {
-	mu     sync.Mutex
-	chans  map[string]chan struct{}
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	chans   map[string]chan struct{}
+	latest  map[string]Execution
+	tracked map[string]bool
+	closed  bool
+	done    chan struct{}
 }
 
-func newHub() *hub { return &hub{chans: map[string]chan struct{}{}, done: make(chan struct{})} }
+func newHub() *hub {
+	return &hub{chans: map[string]chan struct{}{}, latest: map[string]Execution{}, tracked: map[string]bool{},
+		done: make(chan struct{})}
+}
 
 func (h *hub) wait(id string) <-chan struct{} {
 	h.mu.Lock()
@@ -36,13 +43,40 @@ func (h *hub) wait(id string) <-chan struct{} {
 	return ch
 }
 
-func (h *hub) notify(id string) {
+// publish records x as the latest state of a tracked execution and wakes
+// its waiters.
+func (h *hub) publish(x Execution) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ch, ok := h.chans[id]; ok {
-		close(ch)
-		delete(h.chans, id)
+	if h.tracked[x.ID] {
+		h.latest[x.ID] = x
 	}
+	if ch, ok := h.chans[x.ID]; ok {
+		close(ch)
+		delete(h.chans, x.ID)
+	}
+}
+
+// track starts keeping the latest record of an execution this process runs.
+func (h *hub) track(x Execution) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tracked[x.ID] = true
+	h.latest[x.ID] = x
+}
+
+func (h *hub) untrack(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.tracked, id)
+	delete(h.latest, id)
+}
+
+func (h *hub) snapshot(id string) (Execution, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	x, ok := h.latest[id]
+	return x, ok
 }
 
 func (h *hub) closeAll() {
@@ -179,7 +213,7 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 			return
 		}
 		ch := e.changes.wait(id)
-		if ex, err = e.state.GetExecution(ctx, id); err != nil {
+		if ex, err = e.execution(ctx, id); err != nil {
 			return
 		}
 		if ex.Status != lastStatus || ex.TransitionCount != lastCount {
@@ -252,7 +286,7 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 				wake = wk
 			}
 		}
-		ex, err := e.state.GetExecution(ctx, id)
+		ex, err := e.execution(ctx, id)
 		if err != nil {
 			return
 		}

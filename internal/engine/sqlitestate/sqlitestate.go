@@ -49,6 +49,19 @@ type State struct {
 	// and a deferred transaction upgrading to a write lock can fail with
 	// SQLITE_BUSY without waiting; queuing here avoids that entirely.
 	mu sync.Mutex
+
+	// Group commit: execution writes queue here and one transaction
+	// commits every write waiting, each in its own savepoint, so a hundred
+	// executions advancing at once cost a handful of commits, not a hundred.
+	qmu     sync.Mutex
+	queue   []*op
+	writing bool
+}
+
+// op is one queued write: fn runs inside the batch's transaction.
+type op struct {
+	fn   func(tx *sql.Tx) error
+	done chan error
 }
 
 var _ engine.State = (*State)(nil)
@@ -321,12 +334,13 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 	if err != nil {
 		return fmt.Errorf("encode execution output: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err = s.db.ExecContext(ctx, `INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
+	err = s.batch(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
 		metadata, input, output, error, transition_count, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
-		e.TransitionCount, string(e.Checkpoint))
+			e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
+			e.TransitionCount, string(e.Checkpoint))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("create execution %s: %w", e.ID, err)
 	}
@@ -430,32 +444,111 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	for _, st := range from {
 		args = append(args, st)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("advance execution %s: %w", e.ID, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	res, err := tx.ExecContext(ctx, `UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
+	err = s.batch(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
 		error = ?, transition_count = ?, checkpoint = ? WHERE id = ? AND status IN (?`+strings.Repeat(", ?", max(len(from)-1, 0))+`)`,
-		args...)
-	if err != nil {
-		return fmt.Errorf("advance execution %s: %w", e.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return engine.ErrConflict
-	}
-	for i, tr := range trs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
-			VALUES (?, ?, ?, ?, ?, ?)`, tr.ID, e.ID, tr.Seq, tr.Type, nanos(tr.CreatedAt), bodies[i]); err != nil {
-			return fmt.Errorf("append transition %d of %s: %w", tr.Seq, e.ID, err)
+			args...)
+		if err != nil {
+			return err
 		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return engine.ErrConflict
+		}
+		for i, tr := range trs {
+			if _, err := tx.Exec(`INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
+			VALUES (?, ?, ?, ?, ?, ?)`, tr.ID, e.ID, tr.Seq, tr.Type, nanos(tr.CreatedAt), bodies[i]); err != nil {
+				return fmt.Errorf("append transition %d: %w", tr.Seq, err)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, engine.ErrConflict) {
+		return err
 	}
-	if err := tx.Commit(); err != nil {
+	if err != nil {
 		return fmt.Errorf("advance execution %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// batch queues fn and waits until the transaction holding it commits. The
+// first caller to find no writer running becomes the writer and commits
+// batches until the queue is empty.
+func (s *State) batch(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, o)
+	lead := !s.writing
+	if lead {
+		s.writing = true
+	}
+	s.qmu.Unlock()
+	if lead {
+		for {
+			s.qmu.Lock()
+			ops := s.queue
+			s.queue = nil
+			if len(ops) == 0 {
+				s.writing = false
+				s.qmu.Unlock()
+				break
+			}
+			s.qmu.Unlock()
+			s.commit(ops)
+		}
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		// The write may still commit; the caller treats it as unknown.
+		return ctx.Err()
+	}
+}
+
+// commit runs ops in one transaction, each in a savepoint so one failing
+// op leaves the others intact.
+func (s *State) commit(ops []*op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(err error) {
+		for _, o := range ops {
+			o.done <- err
+		}
+	}
+	// The batch is not tied to any one caller's context: it carries others' writes.
+	tx, err := s.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	errs := make([]error, len(ops))
+	for i, o := range ops {
+		if _, err := tx.Exec("SAVEPOINT op"); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		if errs[i] = o.fn(tx); errs[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO op"); err != nil {
+				_ = tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.Exec("RELEASE op"); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, o := range ops {
+		o.done <- errs[i]
+	}
 }
 
 type transitionBody struct {
