@@ -222,19 +222,24 @@ func terminal(status string) bool {
 // use it instead of the status stream.
 func (e *Engine) WaitTerminal(ctx context.Context, id string) string {
 	for {
-		ch := e.changes.wait(id)
+		ch, release := e.changes.wait(id)
 		x, err := e.execution(ctx, id)
 		if err != nil {
+			release()
 			return ""
 		}
 		if terminal(x.Status) {
+			release()
 			return x.Status
 		}
 		select {
 		case <-ch:
+			release()
 		case <-ctx.Done():
+			release()
 			return x.Status
 		case <-e.ctx.Done():
+			release()
 			return x.Status
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,7 +18,7 @@ var pingEvery = 15 * time.Second
 // record, so followers are served from memory instead of the database.
 type hub struct {
 	mu      sync.Mutex
-	chans   map[string]chan struct{}
+	chans   map[string]*waiters
 	latest  map[string]Execution
 	tracked map[string]bool
 	closed  bool
@@ -25,22 +26,38 @@ type hub struct {
 }
 
 func newHub() *hub {
-	return &hub{chans: map[string]chan struct{}{}, latest: map[string]Execution{}, tracked: map[string]bool{},
+	return &hub{chans: map[string]*waiters{}, latest: map[string]Execution{}, tracked: map[string]bool{},
 		done: make(chan struct{})}
 }
 
-func (h *hub) wait(id string) <-chan struct{} {
+// waiters is the channel the next change of one execution closes, shared
+// by everyone waiting for it; n counts them so the last to leave removes it.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
+// wait returns a channel closed at the execution's next change, and a
+// release function the caller must call when it stops waiting on it.
+func (h *hub) wait(id string) (<-chan struct{}, func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return h.done
+		return h.done, func() {}
 	}
-	ch, ok := h.chans[id]
+	w, ok := h.chans[id]
 	if !ok {
-		ch = make(chan struct{})
-		h.chans[id] = ch
+		w = &waiters{ch: make(chan struct{})}
+		h.chans[id] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if w.n--; w.n == 0 && h.chans[id] == w {
+			delete(h.chans, id)
+		}
+	}
 }
 
 // publish records x as the latest state of a tracked execution and wakes
@@ -51,8 +68,8 @@ func (h *hub) publish(x Execution) {
 	if h.tracked[x.ID] {
 		h.latest[x.ID] = x
 	}
-	if ch, ok := h.chans[x.ID]; ok {
-		close(ch)
+	if w, ok := h.chans[x.ID]; ok {
+		close(w.ch)
 		delete(h.chans, x.ID)
 	}
 }
@@ -212,27 +229,33 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 		if e.ctx.Err() != nil {
 			return
 		}
-		ch := e.changes.wait(id)
+		ch, release := e.changes.wait(id)
 		if ex, err = e.execution(ctx, id); err != nil {
+			release()
 			return
 		}
 		if ex.Status != lastStatus || ex.TransitionCount != lastCount {
 			if s.event("", statusEvent(ex)) != nil {
+				release()
 				return
 			}
 			lastStatus, lastCount = ex.Status, ex.TransitionCount
 		}
 		if terminal(ex.Status) {
+			release()
 			return
 		}
+		stop := false
 		select {
 		case <-ctx.Done():
-			return
+			stop = true
 		case <-ch:
 		case <-ping.C:
-			if s.ping() != nil {
-				return
-			}
+			stop = s.ping() != nil
+		}
+		release()
+		if stop {
+			return
 		}
 	}
 }
@@ -262,46 +285,58 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 		if e.ctx.Err() != nil {
 			return
 		}
-		ch := e.changes.wait(id)
-		if rn := e.runFor(id); rn != nil && rn.deltas != cur {
-			cur, seen = rn.deltas, 0
-		}
-		var wake <-chan struct{}
-		if cur != nil {
-			evs, ended, wk := cur.since(seen)
-			seen += len(evs)
-			for _, ev := range evs {
-				var err error
-				if ev.done {
-					err = s.event("done", map[string]any{"index": index, "delta": "", "done": true})
-				} else {
-					err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
-					index++
-				}
-				if err != nil {
-					return
-				}
-			}
-			if !ended {
-				wake = wk
-			}
-		}
-		ex, err := e.execution(ctx, id)
-		if err != nil {
+		ch, release := e.changes.wait(id)
+		if !e.deltaRound(ctx, s, id, ch, ping.C, &cur, &seen, &index) {
+			release()
 			return
 		}
-		if terminal(ex.Status) && (cur == nil || wake == nil) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-wake:
-		case <-ping.C:
-			if s.ping() != nil {
-				return
+		release()
+	}
+}
+
+// deltaRound sends what the execution's delta log has beyond seen and
+// waits for more; it reports whether the stream should go on.
+func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan struct{}, ping <-chan time.Time,
+	curp **deltaLog, seenp, indexp *int) bool {
+	cur, seen, index := *curp, *seenp, *indexp
+	defer func() { *curp, *seenp, *indexp = cur, seen, index }()
+	if rn := e.runFor(id); rn != nil && rn.deltas != cur {
+		cur, seen = rn.deltas, 0
+	}
+	var wake <-chan struct{}
+	if cur != nil {
+		evs, ended, wk := cur.since(seen)
+		seen += len(evs)
+		for _, ev := range evs {
+			var err error
+			if ev.done {
+				err = s.event("done", map[string]any{"index": index, "delta": "", "done": true})
+			} else {
+				err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
+				index++
 			}
+			if err != nil {
+				return false
+			}
+		}
+		if !ended {
+			wake = wk
 		}
 	}
+	ex, err := e.execution(ctx, id)
+	if err != nil {
+		return false
+	}
+	if terminal(ex.Status) && (cur == nil || wake == nil) {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-ch:
+	case <-wake:
+	case <-ping:
+		return s.ping() == nil
+	}
+	return true
 }
