@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -80,7 +84,7 @@ func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after := r.URL.Query().Get("after")
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // checkOrigin already ran, with our own rules
 	})
 	if err != nil {
@@ -116,41 +120,38 @@ type socket struct {
 	skip      []string // ids sent from history that a feed may still deliver live
 	skipUntil time.Time
 
-	pending   atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
-	closing   atomic.Bool
-	pingTimer *time.Timer
-	authTimer *time.Timer
+	pending      atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
+	closing      atomic.Bool
+	pingTimer    *time.Timer
+	authTimer    *time.Timer
+	stopShutdown func() bool
 }
 
+// serve sends the history, then hands the connection to a new goroutine
+// that reads from the client. The request's goroutine, whose stack grew
+// while it went through the router and queried the store, ends here, so
+// an idle socket keeps only a small stack.
 func (c *socket) serve(after string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stop := context.AfterFunc(c.srv.Context, func() { c.close(websocket.StatusGoingAway, "Server shutting down") })
-	defer stop()
-
-	defer func() {
-		c.wmu.Lock()
-		if c.sub != nil {
-			c.sub.Close()
-		}
-		c.wmu.Unlock()
-	}()
+	ctx := context.Background()
 	c.wmu.Lock()
 	err := c.replay(ctx, after)
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)
+		c.finish()
 		return
 	}
+	c.stopShutdown = context.AfterFunc(c.srv.Context, func() { c.close(websocket.StatusGoingAway, "Server shutting down") })
 	c.pingTimer = time.AfterFunc(c.srv.PingInterval, c.ping)
-	defer c.pingTimer.Stop()
 	c.authTimer = time.AfterFunc(c.nextAuthCheck(), c.checkSession)
-	defer c.authTimer.Stop()
+	go c.readLoop(ctx)
+}
 
+func (c *socket) readLoop(ctx context.Context) {
+	defer c.finish()
 	for {
 		_, data, err := c.ws.Read(ctx)
 		if err != nil {
-			c.ws.CloseNow()
 			return
 		}
 		if err := c.handleClient(ctx, data); err != nil {
@@ -158,6 +159,21 @@ func (c *socket) serve(after string) {
 			return
 		}
 	}
+}
+
+// finish releases everything the socket holds.
+func (c *socket) finish() {
+	if c.stopShutdown != nil {
+		c.stopShutdown()
+		c.pingTimer.Stop()
+		c.authTimer.Stop()
+	}
+	c.wmu.Lock()
+	if c.sub != nil {
+		c.sub.Close()
+	}
+	c.wmu.Unlock()
+	c.ws.CloseNow()
 }
 
 func (c *socket) handleClient(ctx context.Context, data []byte) error {
@@ -415,4 +431,36 @@ func (c *socket) nextAuthCheck() time.Duration {
 		d = max(until, 10*time.Millisecond)
 	}
 	return d
+}
+
+// Buffer sizes of a socket's connection. net/http hands a hijacked
+// connection over with 4 KiB read and 4 KiB write buffers; a socket reads
+// tiny client frames and writes one frame at a time, so smaller buffers
+// cost a syscall now and then on a large frame and save 7 KiB per idle socket.
+const (
+	socketReadBuffer  = 512
+	socketWriteBuffer = 1024
+)
+
+// smallBuffers is a ResponseWriter whose Hijack swaps net/http's buffers
+// for small ones, keeping any bytes the client already sent.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, socketReadBuffer), bufio.NewWriterSize(conn, socketWriteBuffer)), nil
 }
