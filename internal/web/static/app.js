@@ -421,14 +421,17 @@
   }
 
   // Which outbox rows are shown as their own "sent" bubble: those without a
-  // user event mirroring them, sent from this page or recent enough to sit
-  // inside the loaded history.
+  // user event mirroring them, sent from this page, answered by an event in
+  // the loaded history (a message always predates its reply), or recent
+  // enough to sit inside that history.
   function sentRows() {
     const mirrored = new Set();
+    const answered = new Set();
     let oldest = null;
     for (const e of state.events.values()) {
       const ob = outboxIdOf(e);
       if (ob && e.role === "user") mirrored.add(ob);
+      else if (ob) answered.add(ob);
       const k = eventKey(e);
       if (!oldest || before(k, oldest)) oldest = k;
     }
@@ -436,7 +439,7 @@
     for (const m of state.outbox.values()) {
       if (mirrored.has(m.id)) continue;
       const t = timeOf(m.createdAt);
-      if (state.localSent.has(m.id) || !oldest || (t && t.getTime() >= oldest[0])) rows.push(m);
+      if (state.localSent.has(m.id) || answered.has(m.id) || !oldest || (t && t.getTime() >= oldest[0])) rows.push(m);
     }
     return rows;
   }
