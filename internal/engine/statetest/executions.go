@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -523,4 +524,110 @@ func testJSONRoundTrip(t *testing.T, s engine.State) {
 	for i, tr := range got {
 		sameValue(t, fmt.Sprintf("transition %d output", i), tr.Output, outputs[i])
 	}
+}
+
+func testAdvanceReadersSeeWholeAdvances(t *testing.T, s engine.State) {
+	// Two workers append batches of two transitions to one execution, each
+	// re-reading and retrying when the other got there first, while a reader
+	// lists the log. Every listing must be whole advances (an even count
+	// between the execution's count before and after it) and a prefix of the
+	// final log, so it never shows half an advance, an advance whose
+	// execution write is not visible, or a losing attempt's transitions.
+	const batch, rounds = 2, 6
+	e := newExecution("e1", "t1", 1, "running")
+	createExecution(t, s, e)
+
+	ctx := t.Context()
+	var (
+		wg      sync.WaitGroup
+		errs    = make(chan error, 3)
+		stop    = make(chan struct{})
+		readerD = make(chan [][]string, 1)
+	)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r, attempt := 0, 0; r < rounds; attempt++ {
+				if attempt > 100*rounds {
+					errs <- fmt.Errorf("worker %d: gave up after %d attempts", w, attempt)
+					return
+				}
+				cur, err := s.GetExecution(ctx, "e1")
+				if err != nil {
+					errs <- fmt.Errorf("worker %d: %w", w, err)
+					return
+				}
+				next, trs := transitions(cur, batch, fmt.Sprintf("w%d-a%d", w, attempt), 10*attempt)
+				if err := s.Advance(ctx, next, []string{"running"}, trs); err == nil {
+					r++
+				}
+				// Any error is a lost race here: ErrConflict, or a
+				// backend's duplicate-position error.
+			}
+		}()
+	}
+	go func() {
+		var seen [][]string
+		defer func() { readerD <- seen }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			before, err := s.GetExecution(ctx, "e1")
+			if err != nil {
+				errs <- err
+				return
+			}
+			trs, err := s.ListTransitions(ctx, "e1", 0, 0, false)
+			if err != nil {
+				errs <- err
+				return
+			}
+			after, err := s.GetExecution(ctx, "e1")
+			if err != nil {
+				errs <- err
+				return
+			}
+			n := len(trs)
+			if n < before.TransitionCount || n > after.TransitionCount || n%batch != 0 {
+				errs <- fmt.Errorf("listed %d transitions %v between counts %d and %d", n, seqs(trs), before.TransitionCount, after.TransitionCount)
+				return
+			}
+			for i, tr := range trs {
+				if tr.Seq != i+1 {
+					errs <- fmt.Errorf("listed positions %v", seqs(trs))
+					return
+				}
+			}
+			seen = append(seen, ids(trs, func(tr engine.Transition) string { return tr.ID }))
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	seen := <-readerD
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+
+	final := listTransitions(t, s, "e1", 0, 0, false)
+	if len(final) != 2*rounds*batch {
+		t.Fatalf("final log has %d transitions, want %d", len(final), 2*rounds*batch)
+	}
+	if got := getExecution(t, s, "e1").TransitionCount; got != len(final) {
+		t.Errorf("final transition count %d, log %d", got, len(final))
+	}
+	finalIDs := ids(final, func(tr engine.Transition) string { return tr.ID })
+	for _, l := range seen {
+		if !slices.Equal(l, finalIDs[:len(l)]) {
+			t.Fatalf("a reader saw %v, not a prefix of the final log %v", l, finalIDs)
+		}
+	}
+	t.Logf("%d listings checked", len(seen))
 }

@@ -69,6 +69,7 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Advance/ConflictWritesNothing", testAdvanceConflict},
 		{"Advance/ConcurrentOneWins", testAdvanceConcurrent},
 		{"Advance/ConcurrentSameStatusOneWins", testAdvanceConcurrentSameStatus},
+		{"Advance/ReadersSeeWholeAdvances", testAdvanceReadersSeeWholeAdvances},
 		{"Transitions/Paging", testTransitionPaging},
 		{"Checkpoint/RoundTrip", testCheckpoint},
 		{"JSON/RoundTrip", testJSONRoundTrip},
