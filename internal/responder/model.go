@@ -125,6 +125,28 @@ type Account struct {
 	UpdatedAt             time.Time `json:"updatedAt"`
 }
 
+// Blob is a binary object a user owns, such as the audio of a spoken reply.
+type Blob struct {
+	ID          string
+	UserID      string
+	ContentType string
+	Data        []byte
+	CreatedAt   time.Time
+}
+
+// CheckBlob says what is wrong with a blob before it is stored.
+func CheckBlob(b *Blob) error {
+	switch {
+	case b.UserID == "":
+		return Errorf(EINVALID, "blob has no owner")
+	case b.ContentType == "":
+		return Errorf(EINVALID, "blob has no content type")
+	case len(b.Data) > MaxBlobBytes:
+		return Errorf(ETOOLARGE, "blob of %d bytes is over the %d byte limit", len(b.Data), MaxBlobBytes)
+	}
+	return nil
+}
+
 // julepUserNamespace scopes the UUIDv5 ids Astra gives Julep users, so the
 // same auth user always maps to the same Julep user and retries are harmless.
 var julepUserNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://astra.app/julep-user"))

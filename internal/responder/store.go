@@ -19,6 +19,7 @@ type Store interface {
 	Outbox
 	Events
 	Auth
+	Blobs
 
 	// Ping checks that the backend answers (readiness).
 	Ping(ctx context.Context) error
@@ -108,4 +109,16 @@ type Auth interface {
 	ExtendSession(ctx context.Context, token string, expiresAt time.Time) error
 	// DeleteSession removes a session; deleting a missing one is not an error.
 	DeleteSession(ctx context.Context, token string) error
+}
+
+// MaxBlobBytes bounds one stored blob (a spoken reply is well under it).
+const MaxBlobBytes = 8 << 20
+
+// Blobs keeps binary objects a user owns, such as spoken replies.
+type Blobs interface {
+	// PutBlob stores b. It sets ID and CreatedAt; a blob over MaxBlobBytes
+	// is ETOOLARGE, one without a UserID or ContentType EINVALID.
+	PutBlob(ctx context.Context, b *Blob) error
+	// Blob returns one blob by id; callers check it belongs to the caller.
+	Blob(ctx context.Context, id string) (*Blob, error)
 }

@@ -59,6 +59,7 @@ type Store struct {
 	users    *mongo.Collection
 	sessions *mongo.Collection
 	accounts *mongo.Collection
+	blobs    *mongo.Collection
 }
 
 var _ responder.Store = (*Store)(nil)
@@ -99,6 +100,7 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		users:    db.Collection(user),
 		sessions: db.Collection(session),
 		accounts: db.Collection(account),
+		blobs:    db.Collection(blobsCollection),
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(context.Background())

@@ -73,6 +73,8 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Events/UserIsolation", testUserIsolation},
 		{"Events/NotFound", testEventsNotFound},
 
+		{"Blobs/PutAndGet", testBlobs},
+
 		{"Auth/Users", testUsers},
 		{"Auth/UserNotFound", testUserNotFound},
 		{"Auth/Accounts", testAccounts},
