@@ -379,7 +379,7 @@ func TestSocketRefusesPlainHTTP(t *testing.T) {
 	e := newEnv(t)
 	u := e.newUser("Ada")
 	r := e.do(http.MethodGet, "/api/responder/socket", u.withCookie(), nil)
-	if r.status == http.StatusSwitchingProtocols || r.status < 400 {
-		t.Errorf("a plain GET to the socket got %d", r.status)
+	if r.status != http.StatusUpgradeRequired || string(r.body) != "{\"error\":\"Expected a WebSocket upgrade\"}\n" {
+		t.Errorf("a plain GET to the socket got %d %s", r.status, r.body)
 	}
 }
