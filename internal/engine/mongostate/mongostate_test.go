@@ -17,7 +17,7 @@ import (
 )
 
 // connect opens a client to uri, disconnected when the test ends.
-func connect(t *testing.T, uri string) *mongo.Client {
+func connect(t testing.TB, uri string) *mongo.Client {
 	t.Helper()
 	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second))
 	if err != nil {
@@ -35,7 +35,19 @@ func connect(t *testing.T, uri string) *mongo.Client {
 // test ends.
 func newState(t *testing.T, client *mongo.Client) *mongostate.State {
 	t.Helper()
-	db := client.Database("t" + responder.NewID())
+	return newStateOn(t, client, "t"+responder.NewID()).state
+}
+
+type testState struct {
+	state *mongostate.State
+	db    *mongo.Database
+}
+
+// newStateOn returns a state on database name of client, dropped when the
+// test ends.
+func newStateOn(t *testing.T, client *mongo.Client, name string) testState {
+	t.Helper()
+	db := client.Database(name)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -45,7 +57,7 @@ func newState(t *testing.T, client *mongo.Client) *mongostate.State {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return s
+	return testState{state: s, db: db}
 }
 
 // TestConformanceFerretDB runs the shared suite on an embedded FerretDB,

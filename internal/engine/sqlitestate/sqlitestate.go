@@ -440,13 +440,16 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 		}
 		bodies[i] = string(b)
 	}
-	args := []any{e.Status, nanos(e.UpdatedAt), meta, out, e.Error, e.TransitionCount, string(e.Checkpoint), e.ID}
+	// The count guard makes a writer that read the execution before another
+	// one advanced it lose with ErrConflict even when the status is unchanged.
+	args := []any{e.Status, nanos(e.UpdatedAt), meta, out, e.Error, e.TransitionCount, string(e.Checkpoint), e.ID,
+		e.TransitionCount - len(trs)}
 	for _, st := range from {
 		args = append(args, st)
 	}
 	err = s.batch(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
-		error = ?, transition_count = ?, checkpoint = ? WHERE id = ? AND status IN (?`+strings.Repeat(", ?", max(len(from)-1, 0))+`)`,
+		error = ?, transition_count = ?, checkpoint = ? WHERE id = ? AND transition_count = ? AND status IN (?`+strings.Repeat(", ?", max(len(from)-1, 0))+`)`,
 			args...)
 		if err != nil {
 			return err

@@ -358,8 +358,9 @@ func testAdvanceConcurrent(t *testing.T, s engine.State) {
 func testAdvanceConcurrentSameStatus(t *testing.T, s engine.State) {
 	// Two workers that both read the execution at count 1 append their
 	// own transition 2 and keep it running: the status check alone cannot
-	// tell them apart, yet only one may write, and the loser's transition
-	// must not replace or join the winner's.
+	// tell them apart, yet only one may write, the other learns with
+	// ErrConflict that another worker moved the execution on, and its
+	// transition must not replace or join the winner's.
 	for round := range 8 {
 		id := name("e", round)
 		e := createExecution(t, s, newExecution(id, "t1", round, "queued"))
@@ -380,12 +381,12 @@ func testAdvanceConcurrentSameStatus(t *testing.T, s engine.State) {
 			wantTr engine.Transition
 		)
 		switch {
-		case errA == nil && errB != nil:
+		case errA == nil && errors.Is(errB, engine.ErrConflict):
 			want, wantTr = a, atrs[0]
-		case errB == nil && errA != nil:
+		case errB == nil && errors.Is(errA, engine.ErrConflict):
 			want, wantTr = b, btrs[0]
 		default:
-			t.Fatalf("round %d: worker a: %v, worker b: %v; want exactly one to succeed", round, errA, errB)
+			t.Fatalf("round %d: worker a: %v, worker b: %v; want exactly one nil and one ErrConflict", round, errA, errB)
 		}
 		sameExecution(t, getExecution(t, s, id), want)
 		got := listTransitions(t, s, id, 0, 0, false)
@@ -559,11 +560,13 @@ func testAdvanceReadersSeeWholeAdvances(t *testing.T, s engine.State) {
 					return
 				}
 				next, trs := transitions(cur, batch, fmt.Sprintf("w%d-a%d", w, attempt), 10*attempt)
-				if err := s.Advance(ctx, next, []string{"running"}, trs); err == nil {
+				switch err := s.Advance(ctx, next, []string{"running"}, trs); {
+				case err == nil:
 					r++
+				case !errors.Is(err, engine.ErrConflict):
+					errs <- fmt.Errorf("worker %d: %w", w, err)
+					return
 				}
-				// Any error is a lost race here: ErrConflict, or a
-				// backend's duplicate-position error.
 			}
 		}()
 	}
