@@ -210,10 +210,8 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 			class:  reasonExecFailed,
 		}
 	}
-	// A row another owner has taken over is theirs to settle.
-	if err := d.o.Store.ExtendLease(ctx, r.m.ID, d.o.Owner, d.o.Lease); err != nil {
-		return storeErr("check lease", err)
-	}
+	// No lease check first: if another owner has taken the row over, the
+	// dedupe key makes both appends one event and only one Deliver passes.
 	meta := map[string]any{"executionId": x.Id, "outboxId": r.m.ID, "taskId": d.o.TaskID}
 	if summary != "" {
 		meta["summary"] = summary
