@@ -90,9 +90,11 @@ func New(ctx context.Context, db *mongo.Database) (*State, error) {
 		// ListExecutions and ExecutionsByStatus.
 		{s.executions, "engine_executions_task", asc("task_id", "created_at", "ord"), false},
 		{s.executions, "engine_executions_status", asc("status", "created_at"), false},
-		// ListTransitions and Advance's clean-up. Not unique: an attempt
-		// that loses a race briefly holds its own copy of a position.
+		// ListTransitions and Advance's sweep. Not unique: an attempt that
+		// loses a race briefly holds its own copy of a position.
 		{s.transitions, "engine_transitions_seq", asc("execution_id", "seq"), false},
+		// One Advance call's entries, to commit or discard them.
+		{s.transitions, "engine_transitions_token", asc("token"), false},
 	} {
 		opts := options.Index().SetName(ix.name)
 		if ix.unique {
@@ -617,8 +619,10 @@ type transitionBody struct {
 //     nothing, another call got there first: delete this call's
 //     transitions and return ErrConflict.
 //  5. Mark this call's transitions committed and delete what calls that
-//     lost, or stopped before cleaning up, left at positions now taken.
-//     Both are tidying that the next Advance or reader does not need.
+//     lost, or stopped before cleaning up, left at the positions this call
+//     took. Both are tidying that the next Advance or reader does not need.
+//     (A loser deletes its own entries; only one that stops before doing
+//     so, after this sweep, leaves entries behind, which no reader shows.)
 //
 // Each call's transitions are separate documents under its own token, so a
 // loser never overwrites the winner's entries at the same positions.
@@ -711,20 +715,20 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	// 5. Tidy.
 	if len(docs) > 0 {
 		_ = s.commitTransitions(ctx, e.ID, token)
+		_, _ = s.transitions.DeleteMany(ctx, bson.D{
+			{Key: "execution_id", Value: e.ID},
+			{Key: "seq", Value: bson.D{{Key: "$gt", Value: prevCount}, {Key: "$lte", Value: e.TransitionCount}}},
+			{Key: "committed", Value: false},
+			{Key: "token", Value: bson.D{{Key: "$ne", Value: token}}},
+		})
 	}
-	_, _ = s.transitions.DeleteMany(ctx, bson.D{
-		{Key: "execution_id", Value: e.ID},
-		{Key: "seq", Value: bson.D{{Key: "$lte", Value: e.TransitionCount}}},
-		{Key: "committed", Value: false},
-		{Key: "token", Value: bson.D{{Key: "$ne", Value: token}}},
-	})
 	return nil
 }
 
 // commitTransitions marks the transitions a winning Advance call wrote.
 func (s *State) commitTransitions(ctx context.Context, executionID, token string) error {
 	_, err := s.transitions.UpdateMany(ctx,
-		bson.D{{Key: "execution_id", Value: executionID}, {Key: "token", Value: token}, {Key: "committed", Value: false}},
+		bson.D{{Key: "token", Value: token}, {Key: "execution_id", Value: executionID}, {Key: "committed", Value: false}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "committed", Value: true}}}})
 	if err != nil {
 		return fmt.Errorf("commit transitions: %w", err)
