@@ -60,6 +60,10 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 		}
 		// After the stream ends (terminal or broken), or as the poll itself.
 		x, gerr := d.o.Julep.GetExecution(fctx, execID)
+		if switched && gerr == nil && !d.noStatusSS.Swap(true) {
+			// The execution exists, so the 404 was the stream's own.
+			d.log.Info("Julep has no status stream; polling executions")
+		}
 		switch {
 		case gerr == nil && julep.IsTerminal(x.Status):
 			return x, nil
@@ -71,9 +75,6 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 			}
 		case gerr != nil:
 			err = gerr
-		case switched && !d.noStatusSS.Swap(true):
-			// The execution exists, so the 404 was the stream's own.
-			d.log.Info("Julep has no status stream; polling executions")
 		}
 		if fctx.Err() != nil {
 			return nil, r.followEnded(ctx, fctx)
