@@ -52,6 +52,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
+	kept    map[string]keptDeltas
 	started bool
 	closed  bool
 	ctx     context.Context
@@ -96,7 +97,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
-		changes: newHub(), running: map[string]*run{},
+		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -128,7 +129,40 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.log.Info("engine: resuming execution", "execution_id", ex.ID, "status", ex.Status)
 		e.enqueue(ex.ID)
 	}
+	e.wg.Add(1)
+	go e.sweep()
 	return nil
+}
+
+// sweepEvery is how often the engine looks for executions that should be
+// running but are not (a safety net: e.g. a write that committed after its
+// caller gave up). One engine per database is assumed.
+var sweepEvery = 5 * time.Second
+
+func (e *Engine) sweep() {
+	defer e.wg.Done()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		pending, err := e.state.ExecutionsByStatus(e.ctx, StatusQueued, StatusStarting, StatusRunning)
+		if err != nil {
+			if e.ctx.Err() == nil {
+				e.log.Warn("engine: sweep", "err", err)
+			}
+			continue
+		}
+		for _, ex := range pending {
+			if e.runFor(ex.ID) == nil && e.now().Sub(ex.UpdatedAt) > time.Second {
+				e.log.Info("engine: sweep found an idle execution", "execution_id", ex.ID, "status", ex.Status)
+				e.enqueue(ex.ID)
+			}
+		}
+	}
 }
 
 // Close stops the executor: running executions are interrupted between or
@@ -177,11 +211,12 @@ func (e *Engine) enqueueTracked(id string, x *Execution) {
 	go func() {
 		defer e.wg.Done()
 		defer func() {
+			r.deltas.finish()
 			e.mu.Lock()
 			delete(e.running, id)
+			e.keep(id, r.deltas)
 			e.mu.Unlock()
 			e.changes.untrack(id)
-			r.deltas.finish()
 			cancel(nil)
 		}()
 		select {

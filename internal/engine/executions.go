@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,7 +139,9 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	now := e.now()
 	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now}
-	if err := e.state.CreateExecution(r.Context(), x); err != nil {
+	// Not the request's context: once the row may be written, the client
+	// going away must not leave it queued with nobody running it.
+	if err := e.state.CreateExecution(context.WithoutCancel(r.Context()), x); err != nil {
 		return 0, nil, err
 	}
 	e.enqueueTracked(x.ID, &x)
@@ -210,7 +213,8 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	ctx := r.Context()
+	// The update must finish (and a resume be enqueued) even if the client leaves.
+	ctx := context.WithoutCancel(r.Context())
 	x, err := e.state.GetExecution(ctx, id)
 	if err != nil {
 		return 0, nil, stateErr(err, "execution", id)

@@ -300,8 +300,8 @@ func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan st
 	curp **deltaLog, seenp, indexp *int) bool {
 	cur, seen, index := *curp, *seenp, *indexp
 	defer func() { *curp, *seenp, *indexp = cur, seen, index }()
-	if rn := e.runFor(id); rn != nil && rn.deltas != cur {
-		cur, seen = rn.deltas, 0
+	if d := e.deltasFor(id); d != nil && d != cur {
+		cur, seen = d, 0
 	}
 	var wake <-chan struct{}
 	if cur != nil {
@@ -339,4 +339,42 @@ func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan st
 		return s.ping() == nil
 	}
 	return true
+}
+
+// keepDeltas is how long a finished run's deltas stay available, so a
+// client that opens the stream just after a fast prompt still gets them.
+const keepDeltas = 30 * time.Second
+
+type keptDeltas struct {
+	log   *deltaLog
+	until time.Time
+}
+
+// deltasFor returns the delta log of the execution's current run, or of
+// its last run if that ended recently.
+func (e *Engine) deltasFor(id string) *deltaLog {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.running[id]; r != nil {
+		return r.deltas
+	}
+	if k, ok := e.kept[id]; ok && time.Now().Before(k.until) {
+		return k.log
+	}
+	return nil
+}
+
+// keep retains a finished run's deltas for keepDeltas; called with e.mu held.
+func (e *Engine) keep(id string, d *deltaLog) {
+	now := time.Now()
+	if len(e.kept) >= 256 {
+		for k, v := range e.kept {
+			if now.After(v.until) {
+				delete(e.kept, k)
+			}
+		}
+	}
+	if len(e.kept) < 4096 && len(d.events) > 0 {
+		e.kept[id] = keptDeltas{log: d, until: now.Add(keepDeltas)}
+	}
 }
