@@ -25,6 +25,7 @@ import (
 	"github.com/astra-app/astra/internal/deploy"
 	"github.com/astra-app/astra/internal/dispatch"
 	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/engine/mongostate"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
@@ -239,11 +240,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	case *sqlite.Store:
 		state, err = sqlitestate.New(ctx, s.DB())
 	case *mongo.Store:
-		_ = s // TODO(integrator): mongostate once it lands
-		var ss *sqlite.Store
-		if ss, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, store.SQLiteFile)); err == nil {
-			state, err = sqlitestate.New(ctx, ss.DB())
-		}
+		state, err = mongostate.New(ctx, s.Database())
 	default:
 		err = fmt.Errorf("no engine state for store %T", st)
 	}
