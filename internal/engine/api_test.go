@@ -1,8 +1,11 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -256,6 +259,29 @@ func TestAPICallTool(t *testing.T) {
 	}
 	if out["auth"] != "Bearer [redacted]" { // the output is stored, so the secret is redacted
 		t.Fatalf("auth %v", out["auth"])
+	}
+}
+
+// A binary body (speech audio) comes back base64-encoded, byte for byte.
+func TestAPICallBinaryResponse(t *testing.T) {
+	t.Parallel()
+	audio := []byte{0xff, 0xfb, 0x90, 0x00, 0x80, 0xfe, 0x01}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "audio/mpeg")
+		w.Write(audio)
+	}))
+	t.Cleanup(srv.Close)
+	e := newEnv(t)
+	task := e.task(e.agent(nil), map[string]any{"name": "bin",
+		"tools": []any{map[string]any{"name": "speak", "type": "api_call", "api_call": map[string]any{"method": "POST", "url": srv.URL}}},
+		"main": []any{
+			map[string]any{"tool": "speak", "arguments": map[string]any{"json": map[string]any{"input": "hi"}}},
+			map[string]any{"return": map[string]any{"encoding": "$ _.encoding", "b64": "$ _.content", "type": "$ _.headers['content-type']"}},
+		}})
+	out := succeeded(t, e.run(task, map[string]any{}))
+	got, err := base64.StdEncoding.DecodeString(fmt.Sprint(out["b64"]))
+	if err != nil || !bytes.Equal(got, audio) || out["encoding"] != "base64" || out["type"] != "audio/mpeg" {
+		t.Fatalf("output %v (decoded %x, %v)", out, got, err)
 	}
 }
 

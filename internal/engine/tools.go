@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/llm"
@@ -393,8 +395,14 @@ func (f *frame) apiCall(ctx context.Context, spec, args map[string]any, input an
 	for k := range resp.Header {
 		headers[strings.ToLower(k)] = resp.Header.Get(k)
 	}
-	out := map[string]any{"status_code": float64(resp.StatusCode), "headers": headers,
-		"content": string(b), "text": string(b)}
+	out := map[string]any{"status_code": float64(resp.StatusCode), "headers": headers}
+	if !utf8.Valid(b) {
+		// Binary bodies (audio, images) cannot travel as JSON text: an astra
+		// extension gives them base64-encoded, marked by "encoding".
+		out["content"], out["text"], out["encoding"] = base64.StdEncoding.EncodeToString(b), "", "base64"
+		return out, nil
+	}
+	out["content"], out["text"] = string(b), string(b)
 	var j any
 	if json.Unmarshal(b, &j) == nil {
 		out["json"] = j
