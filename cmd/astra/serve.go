@@ -253,8 +253,21 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	}
 	return engine.New(engine.Options{
 		Key: cfg.EngineKey, State: state, Model: model,
-		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: cfg.Secrets,
+		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: taskSecrets(cfg),
 	})
+}
+
+// taskSecrets are the secrets tasks see: every ASTRA_SECRET_<NAME>, plus
+// TTS_URL from ASTRA_TTS_URL (the responder task speaks only when it is set).
+func taskSecrets(cfg *config.Config) map[string]string {
+	secrets := make(map[string]string, len(cfg.Secrets)+1)
+	for k, v := range cfg.Secrets {
+		secrets[k] = v
+	}
+	if _, ok := secrets["TTS_URL"]; !ok && cfg.TTSURL != "" {
+		secrets["TTS_URL"] = cfg.TTSURL
+	}
+	return secrets
 }
 
 // responderTask returns the responder task's id. For the embedded engine it
