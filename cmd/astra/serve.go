@@ -100,6 +100,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub := stream.NewHub(stream.Options{Logger: log})
+	registerHubMetrics(reg, hub)
 
 	// Julep: a configured endpoint, or the embedded engine on this listener.
 	var eng *engine.Engine
@@ -368,4 +369,21 @@ func opsHandler(ready func(context.Context) error, metrics http.Handler, eng *en
 		r.Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
 	}
 	return r
+}
+
+// registerHubMetrics exposes the live stream's counters, read at scrape time.
+func registerHubMetrics(reg prometheus.Registerer, hub *stream.Hub) {
+	stat := func(f func(stream.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(hub.Stats())) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "astra_stream_subscribers", Help: "Open socket subscriptions."},
+			stat(func(s stream.Stats) int64 { return s.Subscribers })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_published_total", Help: "Events fanned out to subscribers."},
+			stat(func(s stream.Stats) int64 { return s.Published })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_duplicate_total", Help: "Events dropped as already delivered (in-process publisher and feed both saw them)."},
+			stat(func(s stream.Stats) int64 { return s.Duplicates })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_overflows_total", Help: "Sockets closed because they could not keep up."},
+			stat(func(s stream.Stats) int64 { return s.Overflows })),
+	)
 }
