@@ -26,6 +26,7 @@ func (s *server) routes() http.Handler {
 		r.With(s.Sessions.Require).Post("/messages", s.handlePostMessage)
 		r.With(s.Sessions.Require).Get("/messages", s.handleListMessages)
 		r.With(s.Sessions.Require).Get("/messages/{id}/execution", s.handleExecution)
+		r.With(s.Sessions.Require).Get("/audio/{id}", s.handleAudio)
 		// The socket authenticates itself: it keeps the session token to
 		// re-check it while the connection lives.
 		r.Get("/socket", s.handleSocket)

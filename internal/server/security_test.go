@@ -36,6 +36,10 @@ func TestSecurity(t *testing.T) {
 	}
 	e.event(alice.ID, "event "+aliceMarker)
 	e.event(bob.ID, "event "+bobMarker)
+	aliceAudio := responder.Blob{UserID: alice.ID, ContentType: "audio/mpeg", Data: []byte("audio " + aliceMarker)}
+	if err := e.store.PutBlob(ctx, &aliceAudio); err != nil {
+		t.Fatal(err)
+	}
 
 	expired := e.newSession(alice.ID, time.Now().Add(-time.Minute))
 	deleted := e.newSession(alice.ID, time.Now().Add(time.Hour))
@@ -60,8 +64,8 @@ func TestSecurity(t *testing.T) {
 		{name: "deleted session", cookie: cookieFor(deleted.Token), want: unauthorized},
 		{name: "unknown token", cookie: cookieFor("no-such-token"), want: unauthorized},
 		{name: "another user's session", cookie: bob.withCookie(), want: func(route string) int {
-			if route == "execution" {
-				return http.StatusNotFound // never reveal that Alice's message exists
+			if route == "execution" || route == "audio" {
+				return http.StatusNotFound // never reveal that Alice's message or audio exists
 			}
 			return 0
 		}},
@@ -77,6 +81,7 @@ func TestSecurity(t *testing.T) {
 		{"post", http.MethodPost, "/api/responder/messages", []byte(`{"content":"hi"}`), http.StatusAccepted},
 		{"list", http.MethodGet, "/api/responder/messages", nil, http.StatusOK},
 		{"execution", http.MethodGet, "/api/responder/messages/" + aliceMsg.ID + "/execution", nil, http.StatusOK},
+		{"audio", http.MethodGet, AudioPath(aliceAudio.ID), nil, http.StatusOK},
 		{"socket", "", "", nil, http.StatusSwitchingProtocols},
 	}
 	for _, c := range creds {
@@ -103,6 +108,9 @@ func TestSecurity(t *testing.T) {
 				}
 				if !c.owner && (bytes.Contains(body, []byte(aliceMarker)) || bytes.Contains(body, []byte(aliceMsg.ID))) {
 					t.Errorf("Alice's data leaked: %s", body)
+				}
+				if !c.owner && bytes.Contains(body, []byte(aliceAudio.ID)) {
+					t.Errorf("Alice's audio id leaked: %s", body)
 				}
 				if c.owner && rt.name != "post" && !bytes.Contains(body, []byte(aliceMarker)) && !bytes.Contains(body, []byte(aliceMsg.ID)) {
 					t.Errorf("the owner does not see her own data: %s", body)
