@@ -2,9 +2,11 @@ package dispatch
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"strings"
 	"sync"
 	"time"
@@ -217,6 +219,9 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 	if summary != "" {
 		meta["summary"] = summary
 	}
+	if url := d.storeAudio(ctx, r.m.UserID, x.Output); url != "" {
+		meta["audioUrl"] = url
+	}
 	if strings.TrimSpace(reply) == "WAIT" {
 		// The persona's "nothing in memory answers this": kept as is, marked
 		// so a client can show it as such.
@@ -266,4 +271,33 @@ func outputOf(out any) (reply, summary string) {
 	}
 	b, _ := json.Marshal(out)
 	return string(b), ""
+}
+
+// storeAudio keeps the spoken reply the task returned as
+// audio: {content_type, base64} and returns the URL its owner plays it
+// from. Audio is an extra: anything wrong with it is logged and the reply
+// stays text. Only audio/* types are kept, so a misbehaving speech endpoint
+// cannot make the service serve a page from its own origin.
+func (d *Dispatcher) storeAudio(ctx context.Context, userID string, out any) string {
+	o, _ := out.(map[string]any)
+	a, _ := o["audio"].(map[string]any)
+	if a == nil {
+		return ""
+	}
+	b64, _ := a["base64"].(string)
+	data, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(data) == 0 {
+		d.log.Warn("spoken reply dropped: audio is not base64", "err", err)
+		return ""
+	}
+	ct, _ := a["content_type"].(string)
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || !strings.HasPrefix(mt, "audio/") {
+		ct = "audio/mpeg"
+	}
+	blob := &responder.Blob{UserID: userID, ContentType: ct, Data: data}
+	if err := d.o.Store.PutBlob(ctx, blob); err != nil {
+		d.log.Warn("spoken reply dropped: cannot store audio", "err", err, "bytes", len(data))
+		return ""
+	}
+	return responder.AudioPath(blob.ID)
 }

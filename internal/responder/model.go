@@ -134,6 +134,10 @@ type Blob struct {
 	CreatedAt   time.Time
 }
 
+// AudioPath is the URL path where the service serves a spoken reply stored
+// as blob id, to its owner only; reply events link it as metadata.audioUrl.
+func AudioPath(blobID string) string { return "/api/responder/audio/" + blobID }
+
 // CheckBlob says what is wrong with a blob before it is stored.
 func CheckBlob(b *Blob) error {
 	switch {

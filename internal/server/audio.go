@@ -10,10 +10,6 @@ import (
 	"github.com/astra-app/astra/internal/responder"
 )
 
-// AudioPath is where a spoken reply stored as blob id is served; the
-// dispatcher puts this URL in the reply event's metadata.audioUrl.
-func AudioPath(blobID string) string { return "/api/responder/audio/" + blobID }
-
 var errAudioNotFound = responder.Errorf(responder.ENOTFOUND, "Audio not found")
 
 // handleAudio serves a spoken reply to its owner only; another user's blob

@@ -81,7 +81,7 @@ func TestSecurity(t *testing.T) {
 		{"post", http.MethodPost, "/api/responder/messages", []byte(`{"content":"hi"}`), http.StatusAccepted},
 		{"list", http.MethodGet, "/api/responder/messages", nil, http.StatusOK},
 		{"execution", http.MethodGet, "/api/responder/messages/" + aliceMsg.ID + "/execution", nil, http.StatusOK},
-		{"audio", http.MethodGet, AudioPath(aliceAudio.ID), nil, http.StatusOK},
+		{"audio", http.MethodGet, responder.AudioPath(aliceAudio.ID), nil, http.StatusOK},
 		{"socket", "", "", nil, http.StatusSwitchingProtocols},
 	}
 	for _, c := range creds {
