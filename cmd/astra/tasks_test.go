@@ -243,7 +243,7 @@ func TestTasksPushCreatesThenUnchanged(t *testing.T) {
 	task := s.tasks[taskID]
 	agent := s.agents[agentID]
 	s.mu.Unlock()
-	if task["name"] != "Astra responder" || len(task["main"].([]any)) != 6 || task["agent_id"] != agentID {
+	if task["name"] != "Astra responder" || len(task["main"].([]any)) != 7 || task["agent_id"] != agentID {
 		t.Errorf("task stored: %v", task)
 	}
 	if agent["name"] != "Jadugar" || agent["model"] != "gpt-4o-mini" || len(agent["instructions"].([]any)) < 5 {
