@@ -186,7 +186,7 @@ func (g *Google) oauth2Config(p *oidc.Provider) *oauth2.Config {
 func (d RoutesDeps) googleStart(w http.ResponseWriter, r *http.Request) {
 	g := d.Google
 	if g == nil {
-		writeJSON(w, http.StatusNotFound, errorBody{"Google sign-in is not configured"})
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "Google sign-in is not configured"})
 		return
 	}
 	p, err := g.discover(r.Context())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/astra-app/astra/internal/httpjson"
 	"github.com/astra-app/astra/internal/responder"
 )
 
@@ -144,7 +145,7 @@ const (
 
 func (d RoutesDeps) devLogin(w http.ResponseWriter, r *http.Request) {
 	if !d.DevLogin {
-		writeJSON(w, http.StatusNotFound, errorBody{"Not found"})
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "Not found"})
 		return
 	}
 	// Requiring JSON also keeps a cross-site HTML form from signing someone
@@ -222,50 +223,11 @@ func validDevLogin(emailIn, nameIn *string) (email, name string, err error) {
 	return email, name, nil
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
+type errorBody = httpjson.ErrorBody
 
-// fail answers err as {"error": message} with the status of its code;
-// internal details are logged, never shown.
+// fail answers err as {"error": message} with the status of its code.
 func (d RoutesDeps) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := responder.ErrorCode(err)
-	status := statusFor(code)
-	msg := responder.ErrorMessage(err)
-	switch code {
-	case responder.EINTERNAL, responder.EUNAVAILABLE:
-		d.logger().Error("auth request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		msg = "Service unavailable"
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, errorBody{msg})
+	httpjson.Error(w, r, d.logger(), err)
 }
 
-func statusFor(code string) int {
-	switch code {
-	case responder.EINVALID:
-		return http.StatusBadRequest
-	case responder.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case responder.EFORBIDDEN:
-		return http.StatusForbidden
-	case responder.ENOTFOUND:
-		return http.StatusNotFound
-	case responder.ECONFLICT:
-		return http.StatusConflict
-	case responder.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case responder.EUNSUPPORTED:
-		return http.StatusUnsupportedMediaType
-	case responder.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

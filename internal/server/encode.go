@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,59 +8,18 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/astra-app/astra/internal/httpjson"
 	"github.com/astra-app/astra/internal/responder"
 )
 
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-// statusFor maps an application error code to an HTTP status; it is the
-// only place that does.
-func statusFor(code string) int {
-	switch code {
-	case responder.EINVALID:
-		return http.StatusBadRequest
-	case responder.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case responder.EFORBIDDEN:
-		return http.StatusForbidden
-	case responder.ENOTFOUND:
-		return http.StatusNotFound
-	case responder.ECONFLICT:
-		return http.StatusConflict
-	case responder.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case responder.EUNSUPPORTED:
-		return http.StatusUnsupportedMediaType
-	case responder.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
+type errorBody = httpjson.ErrorBody
 
 // encode writes v as a JSON response with the given status.
-func encode(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only our own response types reach here; failing to encode one is a bug.
-		b, status = []byte(`{"error":"Internal error"}`), http.StatusInternalServerError
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
+func encode(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
-// writeError answers with err as {"error": "..."}. Internal errors are
-// logged with their details and shown only as "Internal error".
+// writeError answers with err as {"error": "..."}; see httpjson.Error.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := responder.ErrorCode(err)
-	if code == responder.EINTERNAL {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	encode(w, statusFor(code), errorBody{responder.ErrorMessage(err)})
+	httpjson.Error(w, r, s.log, err)
 }
 
 // decode reads a JSON request body of at most limit bytes and hands it to
@@ -108,5 +66,5 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 }
 
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
-	encode(w, http.StatusNotFound, errorBody{"Not found"})
+	encode(w, http.StatusNotFound, errorBody{Error: "Not found"})
 }

@@ -20,7 +20,7 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.Ready(ctx); err != nil {
 		// The reason is for operators and load balancers; it names a
 		// dependency, not user data.
-		encode(w, http.StatusServiceUnavailable, errorBody{"Not ready: " + err.Error()})
+		encode(w, http.StatusServiceUnavailable, errorBody{Error: "Not ready: " + err.Error()})
 		return
 	}
 	encode(w, http.StatusOK, struct {
@@ -37,7 +37,7 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 func (s *server) checkOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := r.Header.Get("Origin"); o != "" && !s.originAllowed(o, r.Host) {
-			encode(w, http.StatusForbidden, errorBody{"Forbidden origin"})
+			encode(w, http.StatusForbidden, errorBody{Error: "Forbidden origin"})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -12,7 +12,7 @@ func (s *server) routes() http.Handler {
 	r.Use(s.recoverer)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusMethodNotAllowed, errorBody{"Method not allowed"})
+		encode(w, http.StatusMethodNotAllowed, errorBody{Error: "Method not allowed"})
 	})
 
 	r.Get("/healthz", s.handleHealthz)

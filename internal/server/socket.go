@@ -86,7 +86,7 @@ func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
 		w.Header().Set("Upgrade", "websocket")
-		encode(w, http.StatusUpgradeRequired, errorBody{"Expected a WebSocket upgrade"})
+		encode(w, http.StatusUpgradeRequired, errorBody{Error: "Expected a WebSocket upgrade"})
 		return
 	}
 	after := r.URL.Query().Get("after")
