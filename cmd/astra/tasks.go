@@ -133,6 +133,23 @@ func newTasksValidateCmd(e *env, f *tasksFlags) *cobra.Command {
 	}
 }
 
+// project reads the configuration, the task project and its lock file.
+func (f *tasksFlags) project(e *env) (*config.Config, *taskdef.Project, *taskdef.Lock, error) {
+	cfg, err := f.config(e)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := e.loadProject(cfg.TasksDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lock, err := taskdef.ReadLock(p.LockPath())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, p, lock, nil
+}
+
 // loadProject loads the project and prints its issues; errors stop the command.
 func (e *env) loadProject(dir string) (*taskdef.Project, error) {
 	p, issues := taskdef.LoadProject(dir)
@@ -205,15 +222,7 @@ func newTasksPushCmd(e *env, f *tasksFlags) *cobra.Command {
 			"Unchanged entries are only checked to exist. --dry-run sends nothing and writes nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(e)
-			if err != nil {
-				return err
-			}
-			p, err := e.loadProject(cfg.TasksDir)
-			if err != nil {
-				return err
-			}
-			lock, err := taskdef.ReadLock(p.LockPath())
+			cfg, p, lock, err := f.project(e)
 			if err != nil {
 				return err
 			}
@@ -298,15 +307,7 @@ func newTasksDiffCmd(e *env, f *tasksFlags) *cobra.Command {
 		Short: "Show what push would change: local files against the lock and the remote definitions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config(e)
-			if err != nil {
-				return err
-			}
-			p, err := e.loadProject(cfg.TasksDir)
-			if err != nil {
-				return err
-			}
-			lock, err := taskdef.ReadLock(p.LockPath())
+			cfg, p, lock, err := f.project(e)
 			if err != nil {
 				return err
 			}
