@@ -126,11 +126,34 @@ func taskBody(def any) (contentType string, body []byte, err error) {
 		if body, err = json.Marshal(def); err != nil {
 			return "", nil, responder.Errorf(responder.EINVALID, "task definition does not encode as JSON: %v", err)
 		}
+		switch def.(type) {
+		case TaskInput, *TaskInput:
+			if body, err = dropUnsetTaskFields(body); err != nil {
+				return "", nil, responder.Errorf(responder.EINVALID, "task definition does not encode as JSON: %v", err)
+			}
+		}
 	}
 	if !json.Valid(body) {
 		return "", nil, responder.Errorf(responder.EINVALID, "task definition is not valid JSON")
 	}
 	return "application/json", body, nil
+}
+
+// dropUnsetTaskFields removes the optional fields a TaskInput encodes even
+// when unset: its generated MarshalJSON (which must carry sub-workflow keys)
+// ignores omitempty, and Julep refuses the empty canonical_name it would send.
+func dropUnsetTaskFields(body []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"canonical_name", "description", "inherit_tools", "metadata"} {
+		switch string(m[k]) {
+		case `""`, "false", "null":
+			delete(m, k)
+		}
+	}
+	return json.Marshal(m)
 }
 
 // CreateTask creates a task with a server-assigned id (not repeated after an
