@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -181,6 +182,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	}
 	deployed.Store(true)
 
+	// Writes by other instances arrive by MongoDB change streams where the
+	// server has them, else by polling; decided once, here.
+	watch := changeStreamStore(ctx, st, log)
+
 	var wg sync.WaitGroup
 	if cfg.HasRole("dispatch") {
 		var dispHub *stream.Hub
@@ -202,13 +207,21 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 				log.Error("dispatcher stopped", "err", err)
 			}
 		}()
+		if watch != nil {
+			// Rows enqueued by other instances wake this one at once; the
+			// sweep stays the safety net.
+			log.Info("dispatch wake-up: change stream on the outbox, plus the sweep", "sweep", cfg.DispatchSweep)
+			w := &mongo.OutboxWaker{Store: watch, Wake: d.Wake, Logger: log}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = w.Run(ctx) }()
+		}
 	}
 	if cfg.HasRole("api") {
 		// One feed per instance: events written by other instances (or
 		// processes) reach this instance's sockets; the hub drops repeats.
-		p := &stream.Poller{Store: st, Hub: hub, Interval: cfg.StreamPoll, Logger: log}
+		feed := eventFeed(watch, st, hub, cfg.StreamPoll, log)
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+		go func() { defer wg.Done(); _ = feed.Run(ctx) }()
 	}
 
 	log.Info("astra serving", "url", self, "store", backend, "embedded_engine", eng != nil,
@@ -231,6 +244,33 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// changeStreamStore returns st's MongoDB store when its server has change
+// streams, else nil: SQLite, a standalone MongoDB and FerretDB poll.
+func changeStreamStore(ctx context.Context, st responder.Store, log *slog.Logger) *mongo.Store {
+	ms, ok := st.(*mongo.Store)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := ms.CheckChangeStreams(ctx); err != nil {
+		log.Info("MongoDB change streams unavailable; polling instead", "reason", err)
+		return nil
+	}
+	return ms
+}
+
+// eventFeed is the instance's one feed of events into the hub: a change
+// stream on watch when there is one, else the poller on st.
+func eventFeed(watch *mongo.Store, st responder.Store, hub *stream.Hub, poll time.Duration, log *slog.Logger) stream.Feed {
+	if watch != nil {
+		log.Info("stream feed: change stream")
+		return &mongo.EventFeed{Store: watch, Publish: func(e responder.Event) { hub.PublishEvent(e) }, Logger: log}
+	}
+	log.Info(fmt.Sprintf("stream feed: polling every %v", cmp.Or(poll, stream.DefaultPollInterval)))
+	return &stream.Poller{Store: st, Hub: hub, Interval: poll, Logger: log}
 }
 
 // newEmbeddedEngine keeps the engine's state in the project's database.
