@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,8 +157,14 @@ func startFeed(t *testing.T, hooks watchHooks) *feedFixture {
 			close(opened)
 		}
 	}
-	f := &EventFeed{Store: feedStore, Publish: func(e responder.Event) { fx.got <- e }, hooks: hooks}
 	ctx, cancel := context.WithCancel(t.Context())
+	publish := func(e responder.Event) {
+		select {
+		case fx.got <- e:
+		case <-ctx.Done(): // the test has stopped reading
+		}
+	}
+	f := &EventFeed{Store: feedStore, Publish: publish, hooks: hooks}
 	go func() { fx.done <- f.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -265,6 +272,10 @@ func TestEventFeedResumesMongoDB(t *testing.T) {
 			}
 		},
 	})
+	// Registered after startFeed's cleanup, so it runs first: a failing
+	// test must not leave the feed blocked in its hook.
+	release := sync.OnceFunc(func() { close(gapWritten) })
+	t.Cleanup(release)
 	user := responder.NewID()
 	before := fx.appendN(t, user, "before", 5)
 	got := fx.collectThrough(t, before[len(before)-1])
@@ -277,7 +288,7 @@ func TestEventFeedResumesMongoDB(t *testing.T) {
 		t.Fatalf("feed stopped instead of reopening: %v", err)
 	}
 	gap := fx.appendN(t, user, "gap", 5)
-	close(gapWritten)
+	release()
 	after := fx.appendN(t, user, "after", 2)
 
 	got = append(got, fx.collectThrough(t, after[len(after)-1])...)
@@ -302,7 +313,12 @@ func TestOutboxWakerMongoDB(t *testing.T) {
 			default:
 			}
 		},
-		hooks: watchHooks{opened: func(*mongo.ChangeStream, func()) { opened <- struct{}{} }},
+		hooks: watchHooks{opened: func(*mongo.ChangeStream, func()) {
+			select {
+			case opened <- struct{}{}:
+			default:
+			}
+		}},
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
