@@ -30,9 +30,9 @@ const (
 // CheckChangeStreams reports whether change streams work on this server:
 // nil on a replica set or sharded cluster where a stream on responder_events
 // opens, else an error saying why not. A standalone server and FerretDB have
-// none; FerretDB answers both questions at once, without hanging, with or
-// without a deadline. Decide once at start: the answer does not change
-// while a deployment runs.
+// none, and say so at once (FerretDB's hello names no replica set; it also
+// refuses $changeStream quickly, with or without a deadline). Decide once at
+// start: the answer does not change while a deployment runs.
 func (s *Store) CheckChangeStreams(ctx context.Context) error {
 	var hello struct {
 		SetName string `bson:"setName"`
