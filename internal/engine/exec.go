@@ -73,6 +73,7 @@ type executor struct {
 	ck      checkpoint
 	r       *run
 	stateMu sync.Mutex
+	mem     memo // conversions of the run's unchanging values
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -111,7 +112,7 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 // advance persists the execution with new transitions; ErrConflict means
 // someone else (a cancel) changed the status and this run must stop.
 func (x *executor) advance(ctx context.Context, status string, trs ...Transition) error {
-	ck, err := json.Marshal(x.ck)
+	ck, err := x.encodeCheckpoint()
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -233,7 +234,7 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 	}
 	ck := ex.Checkpoint
 	if x != nil {
-		ck, _ = json.Marshal(x.ck)
+		ck, _ = x.encodeCheckpoint()
 	}
 	next := *ex
 	next.Status, next.Error, next.UpdatedAt, next.Checkpoint = StatusFailed, msg, e.now(), ck

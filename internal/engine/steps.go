@@ -44,20 +44,28 @@ type frame struct {
 	current any
 }
 
-func (f *frame) vars(input any) map[string]any {
+// vars are the names an expression sees. With shared set, the values the
+// execution never changes (step inputs and outputs, the execution input,
+// agent, task) are handed over as frozen Starlark values from the run's memo.
+func (f *frame) vars(input any, shared bool) map[string]any {
+	conv := func(v any) any { return v }
+	if shared {
+		conv = f.x.mem.starlark
+	}
 	steps := make([]any, len(f.history), len(f.history)+1)
 	inputs := make([]any, 0, len(f.history)+1)
 	outputs := make([]any, len(f.history))
 	for i, h := range f.history {
-		m := map[string]any{"input": h.Input, "output": h.Output}
+		in, out := conv(h.Input), conv(h.Output)
+		m := map[string]any{"input": in, "output": out}
 		if h.Label != "" {
 			m["label"] = h.Label
 		}
-		steps[i], outputs[i] = m, h.Output
-		inputs = append(inputs, h.Input)
+		steps[i], outputs[i] = m, out
+		inputs = append(inputs, in)
 	}
-	inputs = append(inputs, input)
-	steps = append(steps, map[string]any{"input": f.current})
+	inputs = append(inputs, conv(input))
+	steps = append(steps, map[string]any{"input": conv(f.current)})
 	f.x.stateMu.Lock()
 	state := make(map[string]any, len(f.x.ck.State))
 	for k, v := range f.x.ck.State {
@@ -69,15 +77,20 @@ func (f *frame) vars(input any) map[string]any {
 		secrets[k] = v
 	}
 	return map[string]any{
-		"_": input, "steps": steps, "inputs": inputs, "outputs": outputs, "state": state,
-		"agent": f.x.agent, "task": f.x.task, "secrets": secrets,
-		"execution": map[string]any{"id": f.x.ex.ID, "input": f.x.ex.Input, "metadata": f.x.ex.Metadata},
+		"_": conv(input), "steps": steps, "inputs": inputs, "outputs": outputs, "state": state,
+		"agent": conv(f.x.agent), "task": conv(f.x.task), "secrets": secrets,
+		"execution": map[string]any{"id": f.x.ex.ID, "input": conv(f.x.ex.Input), "metadata": f.x.ex.Metadata},
 	}
 }
 
 // eval evaluates v (a string, or maps/lists of them) with `_` = input.
 func (f *frame) eval(ctx context.Context, v any, input any) (any, error) {
-	return expr.EvaluateValue(ctx, v, f.vars(input))
+	out, err := expr.EvaluateValue(ctx, v, f.vars(input, true))
+	if frozenError(err) {
+		// The expression changes a value in place: give it its own copies.
+		out, err = expr.EvaluateValue(ctx, v, f.vars(input, false))
+	}
+	return out, err
 }
 
 // step runs one step. path names it uniquely and stably across replays.
@@ -334,9 +347,15 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 		return nil, fmt.Errorf("map-reduce reduce: %w", err)
 	}
 	for i, o := range outs {
-		vars := f.vars(o)
+		vars := f.vars(o, true)
 		vars["results"] = acc
-		if acc, err = prog.Eval(ctx, vars); err != nil {
+		next, err := prog.Eval(ctx, vars)
+		if frozenError(err) {
+			vars = f.vars(o, false)
+			vars["results"] = acc
+			next, err = prog.Eval(ctx, vars)
+		}
+		if acc = next; err != nil {
 			return nil, fmt.Errorf("map-reduce reduce (item %d): %w", i, err)
 		}
 	}
