@@ -291,19 +291,21 @@ func (t *wtx) queryRow(query string, args ...any) *sql.Row {
 }
 
 // queryRow and query read through the read pool's prepared statements.
+// A statement missing from the cache is prepared before the query runs, not
+// after: the rows of a query hold a read connection until the caller is
+// done with them, and preparing while holding one could wait forever for
+// another when every connection of the pool is held the same way.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := s.rstmts.lookup(query); st != nil {
+	if st := s.rstmts.prepared(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	defer s.rstmts.preparePending(ctx)
 	return s.r.QueryRowContext(ctx, query, args...)
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := s.rstmts.lookup(query); st != nil {
+	if st := s.rstmts.prepared(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	defer s.rstmts.preparePending(ctx)
 	return s.r.QueryContext(ctx, query, args...)
 }
 
@@ -332,6 +334,30 @@ func (c *stmtCache) lookup(query string) *sql.Stmt {
 	if st == nil {
 		c.pending[query] = true
 	}
+	return st
+}
+
+// prepared returns the statement for query, preparing it now on a miss
+// (for pools with connections to spare: the read pool). It returns nil when
+// preparing fails; the query then runs unprepared and reports its own error.
+func (c *stmtCache) prepared(ctx context.Context, query string) *sql.Stmt {
+	c.mu.Lock()
+	st := c.m[query]
+	c.mu.Unlock()
+	if st != nil {
+		return st
+	}
+	st, err := c.db.PrepareContext(ctx, query) // borrows a connection and gives it back
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.m[query]; old != nil {
+		st.Close() // another caller prepared it first
+		return old
+	}
+	c.m[query] = st
 	return st
 }
 

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -255,6 +256,39 @@ func TestTwoStoresOneFile(t *testing.T) {
 	for id, n := range claimed {
 		if n != 1 {
 			t.Errorf("row %s claimed %d times", id, n)
+		}
+	}
+}
+
+// TestConcurrentFirstReads: many readers using queries the store has not
+// prepared yet, at once, all finish. Preparing a statement while holding a
+// read connection once deadlocked the read pool when every connection was
+// held that way (seen as a dispatcher that stopped working after a restart).
+func TestConcurrentFirstReads(t *testing.T) {
+	t.Parallel()
+	for round := range 20 {
+		s := openTemp(t)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 128)
+		for range 96 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := s.UserMessages(ctx, "u", 20)
+				errs <- err
+			}()
+		}
+		close(start)
+		wg.Wait()
+		cancel()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v (a read waited for a connection that never came back)", round, err)
+			}
 		}
 	}
 }
