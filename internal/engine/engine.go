@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/astra-app/astra/internal/llm"
 )
@@ -98,7 +99,7 @@ func New(opts Options) (*Engine, error) {
 		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
-		cache: cache{tasks: map[string]Task{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
+		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
@@ -294,7 +295,8 @@ func (e *Engine) execution(ctx context.Context, id string) (Execution, error) {
 // share the database) and dropped at once when this process changes them.
 type cache struct {
 	mu       sync.Mutex
-	tasks    map[string]Task // id@version
+	tasks    map[string]Task               // id@version
+	schemas  map[string]*jsonschema.Schema // id@version
 	agents   map[string]cached[map[string]any]
 	secrets  cached[map[string]string]
 	validFor time.Duration

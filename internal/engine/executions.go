@@ -96,6 +96,30 @@ func compileSchema(s any) (*jsonschema.Schema, error) {
 	return c.Compile("input_schema.json")
 }
 
+// inputSchema is the compiled input schema of a task version (nil when it
+// has none). Versions never change, so each is compiled once: compiling
+// cost more than the rest of a create.
+func (e *Engine) inputSchema(t Task) (*jsonschema.Schema, error) {
+	key := fmt.Sprintf("%s@%d", t.ID, t.Version)
+	e.cache.mu.Lock()
+	sc, ok := e.cache.schemas[key]
+	e.cache.mu.Unlock()
+	if ok {
+		return sc, nil
+	}
+	sc, err := compileSchema(decodeBody(t.Body)["input_schema"])
+	if err != nil {
+		return nil, err
+	}
+	e.cache.mu.Lock()
+	if len(e.cache.schemas) >= 1024 {
+		clear(e.cache.schemas)
+	}
+	e.cache.schemas[key] = sc
+	e.cache.mu.Unlock()
+	return sc, nil
+}
+
 // createExecution validates the input and queues a new execution pinned to
 // the task's current version.
 func (e *Engine) createExecution(r *http.Request) (int, any, error) {
@@ -120,8 +144,7 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, validationError([]any{fieldError("metadata", err.Error())})
 	}
-	def := decodeBody(t.Body)
-	schema, err := compileSchema(def["input_schema"])
+	schema, err := e.inputSchema(t)
 	if err != nil {
 		return 0, nil, errorf(http.StatusBadRequest, "the task's input_schema is invalid: %v", err)
 	}

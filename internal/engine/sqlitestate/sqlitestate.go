@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +47,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS engine_transitions_seq ON engine_transitions (
 // State is the SQLite engine.State.
 type State struct {
 	db *sql.DB
+	// rdb reads. On a file database it is a pool of read-only connections
+	// of its own: the store's *sql.DB is its single writer connection, and
+	// reads queued behind group commits there (WAL lets them run beside).
+	rdb *sql.DB
 	// mu serialises this process's write transactions: SQLite has one writer,
 	// and a deferred transaction upgrading to a write lock can fail with
 	// SQLITE_BUSY without waiting; queuing here avoids that entirely.
@@ -76,7 +82,46 @@ func New(ctx context.Context, db *sql.DB) (*State, error) {
 			return nil, fmt.Errorf("create engine tables: %w", err)
 		}
 	}
-	return &State{db: db}, nil
+	s := &State{db: db, rdb: db}
+	if r, err := openReaders(ctx, db); err != nil {
+		return nil, err
+	} else if r != nil {
+		s.rdb = r
+		// A State has no owner that closes it; its readers close when it
+		// is collected (and idle ones close themselves meanwhile).
+		runtime.AddCleanup(s, func(r *sql.DB) { r.Close() }, r)
+	}
+	return s, nil
+}
+
+// openReaders opens read-only connections to db's file, or returns nil
+// when db is not a WAL file database (in memory, or another journal mode,
+// where a second connection would see less or block).
+func openReaders(ctx context.Context, db *sql.DB) (*sql.DB, error) {
+	var file, mode string
+	if err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return nil, fmt.Errorf("find the database file: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return nil, fmt.Errorf("read the journal mode: %w", err)
+	}
+	if file == "" || !strings.EqualFold(mode, "wal") {
+		return nil, nil
+	}
+	esc := strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F").Replace(filepath.ToSlash(file))
+	r, err := sql.Open("sqlite", "file:"+esc+"?_pragma=busy_timeout(10000)&_query_only=1")
+	if err != nil {
+		return nil, fmt.Errorf("open engine readers: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxIdleTime(time.Minute)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open engine readers: %w", err)
+	}
+	return r, nil
 }
 
 func nanos(t time.Time) int64 { return t.UTC().UnixNano() }
@@ -151,13 +196,14 @@ func (s *State) PutResource(ctx context.Context, r engine.Resource) error {
 	if err != nil {
 		return fmt.Errorf("encode metadata: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err = s.db.ExecContext(ctx, `INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
+	err = s.batch(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, updated_at = excluded.updated_at,
 			metadata = excluded.metadata, body = excluded.body`,
-		r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
+			r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("put %s %s: %w", r.Kind, r.ID, err)
 	}
@@ -182,7 +228,7 @@ const resourceCols = "kind, id, parent, created_at, updated_at, metadata, body"
 
 // GetResource reads one resource.
 func (s *State) GetResource(ctx context.Context, kind, id string) (engine.Resource, error) {
-	r, err := scanResource(s.db.QueryRowContext(ctx,
+	r, err := scanResource(s.rdb.QueryRowContext(ctx,
 		"SELECT "+resourceCols+" FROM engine_resources WHERE kind = ? AND id = ?", kind, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, engine.ErrNotFound
@@ -200,7 +246,7 @@ func (s *State) ListResources(ctx context.Context, q engine.ListQuery) ([]engine
 		where, args = append(where, "parent = ?"), append(args, q.Parent)
 	}
 	tail, args := filterSQL(q, where, args)
-	rows, err := s.db.QueryContext(ctx, "SELECT "+resourceCols+" FROM engine_resources"+tail, args...)
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+resourceCols+" FROM engine_resources"+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", q.Kind, err)
 	}
@@ -286,7 +332,7 @@ func (s *State) GetTask(ctx context.Context, id string, version int) (engine.Tas
 		q = "SELECT " + taskCols + " FROM engine_tasks WHERE id = ? AND version = ?"
 		args = append(args, version)
 	}
-	t, err := scanTask(s.db.QueryRowContext(ctx, q, args...))
+	t, err := scanTask(s.rdb.QueryRowContext(ctx, q, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, engine.ErrNotFound
 	}
@@ -304,7 +350,7 @@ func (s *State) ListTasks(ctx context.Context, q engine.ListQuery) ([]engine.Tas
 		where, args = append(where, "agent_id = ?"), append(args, q.Parent)
 	}
 	tail, args := filterSQL(q, where, args)
-	rows, err := s.db.QueryContext(ctx, "SELECT "+taskCols+" FROM engine_tasks"+tail, args...)
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+taskCols+" FROM engine_tasks"+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -372,7 +418,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error)
 
 // GetExecution reads one execution.
 func (s *State) GetExecution(ctx context.Context, id string) (engine.Execution, error) {
-	e, err := scanExecution(s.db.QueryRowContext(ctx, "SELECT "+execCols+" FROM engine_executions WHERE id = ?", id))
+	e, err := scanExecution(s.rdb.QueryRowContext(ctx, "SELECT "+execCols+" FROM engine_executions WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, engine.ErrNotFound
 	}
@@ -383,7 +429,7 @@ func (s *State) GetExecution(ctx context.Context, id string) (engine.Execution, 
 }
 
 func (s *State) queryExecutions(ctx context.Context, q string, args ...any) ([]engine.Execution, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list executions: %w", err)
 	}
@@ -571,7 +617,7 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, seq, type, created_at, body FROM engine_transitions
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, seq, type, created_at, body FROM engine_transitions
 		WHERE execution_id = ? ORDER BY seq `+dir+` LIMIT ? OFFSET ?`, executionID, limit, offset)
 	if err != nil {
 		return nil, fmt.Errorf("list transitions of %s: %w", executionID, err)
