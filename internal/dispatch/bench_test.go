@@ -129,14 +129,21 @@ func reportCPU(b *testing.B, since time.Duration, n int) {
 	}
 }
 
-func reportPercentiles(b *testing.B, lat []time.Duration) {
+func reportPercentiles(b *testing.B, lat []time.Duration) { reportPercentilesAs(b, lat, "") }
+
+// reportPercentilesAs reports p50 and p99 in ms, the units prefixed with
+// prefix when there are several series.
+func reportPercentilesAs(b *testing.B, lat []time.Duration, prefix string) {
 	if len(lat) == 0 {
 		return
 	}
+	if prefix != "" {
+		prefix += "-"
+	}
 	slices.Sort(lat)
 	p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(p(0.5), "p50-ms")
-	b.ReportMetric(p(0.99), "p99-ms")
+	b.ReportMetric(p(0.5), prefix+"p50-ms")
+	b.ReportMetric(p(0.99), prefix+"p99-ms")
 }
 
 // BenchmarkEnqueueToExecutionCreated: a POST's insert and Wake, to Julep
