@@ -46,6 +46,13 @@ func TestHelperDispatcher(t *testing.T) {
 		ShutdownGrace: 2 * time.Second,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
+	// Tell the parent SIGTERM is handled from now on: one sent earlier
+	// would kill the process instead of shutting it down.
+	if f := os.Getenv("ASTRA_HELPER_READY"); f != "" {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fmt.Fprintln(os.Stderr, "helper: running")
 	if err := d.Run(ctx); err != nil {
 		t.Fatal(err)
@@ -54,17 +61,19 @@ func TestHelperDispatcher(t *testing.T) {
 
 // child is one running dispatcher process.
 type child struct {
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	done chan struct{}
+	cmd   *exec.Cmd
+	logs  *bytes.Buffer
+	done  chan struct{}
+	ready string // a file the child creates once it handles SIGTERM
 }
 
 func startChild(t *testing.T, db, julepURL, taskID string, n int) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDispatcher$", "-test.count=1", "-test.v")
+	ready := filepath.Join(t.TempDir(), "ready")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", "ASTRA_HELPER_DB="+db, "ASTRA_HELPER_JULEP="+julepURL,
-		"ASTRA_HELPER_TASK="+taskID, fmt.Sprintf("ASTRA_HELPER_OWNER=child-%d", n))
-	c := &child{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
+		"ASTRA_HELPER_TASK="+taskID, fmt.Sprintf("ASTRA_HELPER_OWNER=child-%d", n), "ASTRA_HELPER_READY="+ready)
+	c := &child{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{}), ready: ready}
 	cmd.Stdout, cmd.Stderr = c.logs, c.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,6 +90,12 @@ func (c *child) kill(t *testing.T) {
 
 func (c *child) terminate(t *testing.T) {
 	t.Helper()
+	// When the work is done before the child has even started (fast
+	// runs), SIGTERM must still find its handler installed.
+	waitFor(t, 20*time.Second, "the child to handle SIGTERM", func() bool {
+		_, err := os.Stat(c.ready)
+		return err == nil
+	})
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.done:
