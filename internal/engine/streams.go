@@ -309,12 +309,14 @@ func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan st
 		seen += len(evs)
 		for _, ev := range evs {
 			var err error
+			// Every event, the end-of-step marker too, has its own index,
+			// so a reader dropping repeats by index never drops a fragment.
 			if ev.done {
 				err = s.event("done", map[string]any{"index": index, "delta": "", "done": true})
 			} else {
 				err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
-				index++
 			}
+			index++
 			if err != nil {
 				return false
 			}

@@ -444,6 +444,36 @@ func TestEngineStreamDeltas(t *testing.T) {
 	}
 }
 
+// Two prompt steps: every event of the stream, the end-of-step markers too,
+// has its own index, so dropping repeats by index loses nothing.
+func TestEngineStreamDeltasTwoPrompts(t *testing.T) {
+	t.Parallel()
+	c, ctx := newClient(t), t.Context()
+	_, taskID := agentWithTask(t, c, julep.TaskInput{Name: "talk twice",
+		Main: steps(t, `{"prompt": "first answer", "unwrap": true}`, `{"prompt": "second answer", "unwrap": true}`)})
+	x := must(c.CreateExecution(ctx, taskID, map[string]any{}, nil))(t)
+	var deltas []julep.Delta
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.StreamDeltas(sctx, x.Id, func(d julep.Delta) error { deltas = append(deltas, d); return nil }); err != nil {
+		t.Fatalf("stream deltas: %v", err)
+	}
+	markers := 0
+	var text strings.Builder
+	for i, d := range deltas {
+		if d.Index != i {
+			t.Fatalf("event %d has index %d: %s", i, d.Index, toJSON(deltas))
+		}
+		if d.Delta == "" {
+			markers++
+		}
+		text.WriteString(d.Delta)
+	}
+	if markers != 2 || !strings.Contains(text.String(), "first answer") || !strings.Contains(text.String(), "second answer") {
+		t.Fatalf("%d end markers, text %q", markers, text.String())
+	}
+}
+
 // waitTask asks for a name, then greets it.
 const waitTask = `{"name": "ask", "main": [
 	{"wait_for_input": {"info": {"question": "$ 'your name, ' + _.greeting + '?'"}}},

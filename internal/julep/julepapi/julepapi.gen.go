@@ -344,10 +344,10 @@ type Execution struct {
 
 // ExecutionDelta The `data:` of one deltas.stream event (Astra extension).
 type ExecutionDelta struct {
-	// Delta The next fragment of text.
+	// Delta The next fragment of text. An empty delta (SSE event `done`) marks the end of one prompt step's output; fragments of a later prompt step follow it.
 	Delta string `json:"delta"`
 
-	// Index Position of this fragment in the execution's stream, from 0, so a reader can drop repeats.
+	// Index Position of this event in the execution's stream, from 0, so a reader can drop repeats.
 	Index int `json:"index"`
 }
 
