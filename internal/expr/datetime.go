@@ -58,23 +58,7 @@ func (d *datetimeValue) iso(sep string) string {
 func (d *datetimeValue) strftime(f string) string { return strftime(d.t, f) }
 
 func (d *datetimeValue) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool, error) {
-	o := y.(*datetimeValue)
-	c := d.t.Compare(o.t)
-	switch op {
-	case syntax.EQL:
-		return c == 0, nil
-	case syntax.NEQ:
-		return c != 0, nil
-	case syntax.LT:
-		return c < 0, nil
-	case syntax.LE:
-		return c <= 0, nil
-	case syntax.GT:
-		return c > 0, nil
-	case syntax.GE:
-		return c >= 0, nil
-	}
-	return false, fmt.Errorf("unsupported comparison")
+	return threewayCompare(op, int64(d.t.Compare(y.(*datetimeValue).t)))
 }
 
 func (d *datetimeValue) Binary(op syntax.Token, y starlark.Value, side starlark.Side) (starlark.Value, error) {

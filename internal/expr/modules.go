@@ -693,43 +693,41 @@ func statisticsModule() *starlarkstruct.Module {
 
 // ---- base64 ----
 
+// base64Arg reads the one str or bytes argument of a base64 function.
+func base64Arg(name string, args starlark.Tuple) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("%s expected 1 argument", name)
+	}
+	var s string
+	switch x := args[0].(type) {
+	case starlark.String:
+		s = string(x)
+	case starlark.Bytes:
+		s = string(x)
+	default:
+		return "", fmt.Errorf("%s: a str or bytes is required, not %s", name, x.Type())
+	}
+	if len(s) > maxInputString {
+		return "", fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+	}
+	return s, nil
+}
+
 func base64Module() *starlarkstruct.Module {
 	enc := func(name string, e *base64.Encoding) *starlark.Builtin {
 		return fn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-			if len(args) != 1 {
-				return nil, fmt.Errorf("%s expected 1 argument", name)
-			}
-			var s string
-			switch x := args[0].(type) {
-			case starlark.String:
-				s = string(x)
-			case starlark.Bytes:
-				s = string(x)
-			default:
-				return nil, fmt.Errorf("%s: a str or bytes is required, not %s", name, x.Type())
-			}
-			if len(s) > maxInputString {
-				return nil, fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+			s, err := base64Arg(name, args)
+			if err != nil {
+				return nil, err
 			}
 			return starlark.String(e.EncodeToString([]byte(s))), nil
 		})
 	}
 	dec := func(name string, e *base64.Encoding) *starlark.Builtin {
 		return fn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-			if len(args) != 1 {
-				return nil, fmt.Errorf("%s expected 1 argument", name)
-			}
-			var s string
-			switch x := args[0].(type) {
-			case starlark.String:
-				s = string(x)
-			case starlark.Bytes:
-				s = string(x)
-			default:
-				return nil, fmt.Errorf("%s: a str or bytes is required, not %s", name, x.Type())
-			}
-			if len(s) > maxInputString {
-				return nil, fmt.Errorf("%s: string exceeds maximum length of %d", name, maxInputString)
+			s, err := base64Arg(name, args)
+			if err != nil {
+				return nil, err
 			}
 			s = strings.TrimSpace(s)
 			out, err := e.DecodeString(s)
