@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/astra-app/astra/internal/engine"
-	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/engine/enginetest"
 	"github.com/astra-app/astra/internal/julep"
-	"github.com/astra-app/astra/internal/llm"
-	"github.com/astra-app/astra/internal/store/sqlite"
 )
 
 // runEnv is the embedded engine over HTTP with tasks/ pushed to it by
@@ -25,29 +22,8 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "engine.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	state, err := sqlitestate.New(context.Background(), st.DB())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const key = "run-test-key"
-	eng, err := engine.New(engine.Options{Key: key, State: state, Model: llm.Offline(), Concurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(eng.Handler())
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		eng.Close()
-	})
+	srv := enginetest.Start(t, engine.Options{Key: key, Concurrency: 4})
 	dir := project(t)
 	env := map[string]string{"ASTRA_TASKS_DIR": dir, "ASTRA_DATA_DIR": filepath.Join(filepath.Dir(dir), "data"),
 		"JULEP_BASE_URL": srv.URL, "JULEP_API_KEY": key}

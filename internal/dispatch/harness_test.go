@@ -21,7 +21,7 @@ import (
 
 	"github.com/astra-app/astra/internal/dispatch"
 	"github.com/astra-app/astra/internal/engine"
-	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/engine/enginetest"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/responder"
@@ -45,32 +45,9 @@ type julepEnv struct {
 // startEngine runs an engine with model m (nil: the offline model).
 func startEngine(t testing.TB, m llm.Model) *julepEnv {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "engine.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	state, err := sqlitestate.New(context.Background(), st.DB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m == nil {
-		m = llm.Offline()
-	}
-	eng, err := engine.New(engine.Options{Key: engineKey, State: state, Model: m, Concurrency: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(eng.Handler())
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		eng.Close()
-	})
-	je := &julepEnv{eng: eng, srv: srv, URL: srv.URL}
+	srv := enginetest.Start(t, engine.Options{Key: engineKey, Model: m, Concurrency: 64})
+	eng := srv.Engine
+	je := &julepEnv{eng: eng, srv: srv.Server, URL: srv.URL}
 	je.Client = newClient(t, srv.URL)
 	je.TaskID = pushResponder(t, je.Client)
 	return je

@@ -12,18 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/astra-app/astra/internal/engine"
-	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/engine/enginetest"
 	"github.com/astra-app/astra/internal/julep"
-	"github.com/astra-app/astra/internal/llm"
-	"github.com/astra-app/astra/internal/store/sqlite"
 )
 
 const engineKey = "sk-engine-test-2b7e1516"
@@ -36,29 +32,8 @@ type engineServer struct {
 
 func newEngine(t *testing.T) *engineServer {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "astra.db"))
-	if err != nil {
-		t.Fatalf("open sqlite: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	state, err := sqlitestate.New(t.Context(), st.DB())
-	if err != nil {
-		t.Fatalf("engine state: %v", err)
-	}
-	eng, err := engine.New(engine.Options{Key: engineKey, State: state, Model: llm.Offline(), Concurrency: 4})
-	if err != nil {
-		t.Fatalf("new engine: %v", err)
-	}
-	if err := eng.Start(t.Context()); err != nil {
-		t.Fatalf("start engine: %v", err)
-	}
-	srv := httptest.NewServer(eng.Handler())
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		eng.Close()
-	})
-	return &engineServer{url: srv.URL, eng: eng}
+	srv := enginetest.Start(t, engine.Options{Key: engineKey, Concurrency: 4})
+	return &engineServer{url: srv.URL, eng: srv.Engine}
 }
 
 // client returns a client of the engine with key; no retries, so a test
