@@ -163,7 +163,8 @@ func FuzzParseYAML(f *testing.F) {
 			issues = append(issues, ValidateTask(d)...)
 			_, _ = Hash(d.Value)
 		}
-		lines := strings.Count(string(data), "\n") + 2
+		// YAML breaks lines at \r\n, \n and a lone \r alike.
+		lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 2
 		for _, is := range issues {
 			if is.Line < 0 || is.Line > lines || is.Message == "" {
 				t.Fatalf("issue out of range: %+v", is)
