@@ -276,6 +276,11 @@ func fnSlice(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []s
 	if hi, err = idx(args[2], hi); err != nil {
 		return nil, err
 	}
+	// An empty range, as Python gives for '0000'[7:0]: Slice itself
+	// requires lo <= hi going forwards and lo >= hi going backwards.
+	if (step > 0 && hi < lo) || (step < 0 && hi > lo) {
+		hi = lo
+	}
 	v := sl.Slice(lo, hi, step)
 	if _, isStr := v.(starlark.String); isStr && step == 1 {
 		return v, nil // shares the original's memory
