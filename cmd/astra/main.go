@@ -17,8 +17,12 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		var ue *usageError
-		if !errors.As(err, &ue) || !ue.printed {
+		var (
+			ue *usageError
+			ee *exitError
+		)
+		// An exitError's command has already said what went wrong.
+		if !errors.As(err, &ee) && (!errors.As(err, &ue) || !ue.printed) {
 			fmt.Fprintln(os.Stderr, "astra:", err)
 		}
 		os.Exit(exitCode(err))
