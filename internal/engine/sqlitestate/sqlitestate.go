@@ -89,6 +89,51 @@ func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// maxCachedQueries bounds a cache: list queries vary with their metadata
+// filters (and the order Go iterates them in), and a query beyond the bound
+// is simply run unprepared.
+const maxCachedQueries = 128
+
+// query runs a read through q's prepared statement, preparing it on first
+// use while the cache has room.
+func (c *stmtCache) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := c.cached(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return c.db.QueryContext(ctx, q, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow is query for a single row.
+func (c *stmtCache) queryRow(ctx context.Context, q string, args ...any) (*sql.Row, error) {
+	st, err := c.cached(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return c.db.QueryRowContext(ctx, q, args...), nil
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
+// cached returns q's statement, or nil when the cache is full.
+func (c *stmtCache) cached(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	st, ok := c.m[q]
+	full := len(c.m) >= maxCachedQueries
+	c.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	if full {
+		return nil, nil
+	}
+	return c.get(ctx, q)
+}
+
 // lookup returns q's statement if it is prepared already.
 func (c *stmtCache) lookup(q string) *sql.Stmt {
 	c.mu.Lock()
@@ -103,6 +148,10 @@ const (
 		metadata, input, output, error, transition_count, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	insertTransitionSQL = `INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
 		VALUES (?, ?, ?, ?, ?, ?)`
+	putResourceSQL = `INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, updated_at = excluded.updated_at,
+			metadata = excluded.metadata, body = excluded.body`
 )
 
 // advanceSQL updates an execution expected in one of n statuses.
@@ -113,7 +162,7 @@ func advanceSQL(n int) string {
 }
 
 func writerStatements() []string {
-	qs := []string{insertExecutionSQL, insertTransitionSQL, "SAVEPOINT op", "ROLLBACK TO op", "RELEASE op"}
+	qs := []string{insertExecutionSQL, insertTransitionSQL, putResourceSQL, "SAVEPOINT op", "ROLLBACK TO op", "RELEASE op"}
 	for n := 1; n <= 4; n++ {
 		qs = append(qs, advanceSQL(n))
 	}
@@ -268,11 +317,7 @@ func (s *State) PutResource(ctx context.Context, r engine.Resource) error {
 		return fmt.Errorf("encode metadata: %w", err)
 	}
 	err = s.batch(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, updated_at = excluded.updated_at,
-			metadata = excluded.metadata, body = excluded.body`,
-			r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
+		_, err := s.txExec(tx, putResourceSQL, r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
 		return err
 	})
 	if err != nil {
@@ -299,8 +344,11 @@ const resourceCols = "kind, id, parent, created_at, updated_at, metadata, body"
 
 // GetResource reads one resource.
 func (s *State) GetResource(ctx context.Context, kind, id string) (engine.Resource, error) {
-	r, err := scanResource(s.rdb.QueryRowContext(ctx,
-		"SELECT "+resourceCols+" FROM engine_resources WHERE kind = ? AND id = ?", kind, id))
+	row, err := s.rstmts.queryRow(ctx, "SELECT "+resourceCols+" FROM engine_resources WHERE kind = ? AND id = ?", kind, id)
+	if err != nil {
+		return engine.Resource{}, fmt.Errorf("get %s %s: %w", kind, id, err)
+	}
+	r, err := scanResource(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, engine.ErrNotFound
 	}
@@ -317,7 +365,7 @@ func (s *State) ListResources(ctx context.Context, q engine.ListQuery) ([]engine
 		where, args = append(where, "parent = ?"), append(args, q.Parent)
 	}
 	tail, args := filterSQL(q, where, args)
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+resourceCols+" FROM engine_resources"+tail, args...)
+	rows, err := s.rstmts.query(ctx, "SELECT "+resourceCols+" FROM engine_resources"+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", q.Kind, err)
 	}
@@ -403,7 +451,11 @@ func (s *State) GetTask(ctx context.Context, id string, version int) (engine.Tas
 		q = "SELECT " + taskCols + " FROM engine_tasks WHERE id = ? AND version = ?"
 		args = append(args, version)
 	}
-	t, err := scanTask(s.rdb.QueryRowContext(ctx, q, args...))
+	row, err := s.rstmts.queryRow(ctx, q, args...)
+	if err != nil {
+		return engine.Task{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, engine.ErrNotFound
 	}
@@ -703,7 +755,7 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT id, seq, type, created_at, body FROM engine_transitions
+	rows, err := s.rstmts.query(ctx, `SELECT id, seq, type, created_at, body FROM engine_transitions
 		WHERE execution_id = ? ORDER BY seq `+dir+` LIMIT ? OFFSET ?`, executionID, limit, offset)
 	if err != nil {
 		return nil, fmt.Errorf("list transitions of %s: %w", executionID, err)
