@@ -55,7 +55,15 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 		var err error
 		switched := false
 		if !poll {
-			err = d.o.Julep.StreamStatus(fctx, execID, func(julep.StatusEvent) error { return nil })
+			var ev julep.StatusEvent
+			ev, err = d.o.Julep.AwaitTerminal(fctx, execID)
+			if err == nil {
+				// Astra's engine sends the result with the terminal status;
+				// from a real Julep it takes the GET below.
+				if x, ok := julep.ExecutionFromStatus(ev); ok {
+					return x, nil
+				}
+			}
 			if errors.Is(err, julep.ErrNotSupported) {
 				poll, switched, err = true, true, nil
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -204,14 +205,24 @@ func statusEvent(ex Execution) map[string]any {
 	if meta == nil {
 		meta = map[string]any{}
 	}
-	return map[string]any{"execution_id": ex.ID, "status": ex.Status, "updated_at": ts(ex.UpdatedAt),
+	ev := map[string]any{"execution_id": ex.ID, "status": ex.Status, "updated_at": ts(ex.UpdatedAt),
 		"error": errv, "transition_count": ex.TransitionCount, "metadata": meta}
+	if terminal(ex.Status) {
+		// Astra extension (api/julep.yaml): the result comes with the
+		// terminal status, so a follower needs no GET /executions/{id}.
+		ev["output"] = ex.Output
+		ev["created_at"] = ts(ex.CreatedAt)
+	}
+	return ev
 }
 
 // serveStatusStream sends the execution's status now and on every change,
-// and returns after sending a terminal status.
+// and returns after sending a terminal status. With ?terminal_only=true (an
+// Astra extension) it sends the terminal status alone: a follower waiting
+// for the result is spared an event per step.
 func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
+	terminalOnly, _ := strconv.ParseBool(r.URL.Query().Get("terminal_only"))
 	ex, err := e.state.GetExecution(ctx, id)
 	if err != nil {
 		e.writeErr(w, r, stateErr(err, "execution", id))
@@ -234,7 +245,7 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 			release()
 			return
 		}
-		if ex.Status != lastStatus || ex.TransitionCount != lastCount {
+		if (ex.Status != lastStatus || ex.TransitionCount != lastCount) && (!terminalOnly || terminal(ex.Status)) {
 			if s.event("", statusEvent(ex)) != nil {
 				release()
 				return

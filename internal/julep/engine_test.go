@@ -773,3 +773,60 @@ func TestEngineAuthHeaderVariants(t *testing.T) {
 		t.Fatalf("users %s", toJSON(users))
 	}
 }
+
+// The engine sends a terminal status alone when asked, with the result in
+// it (an Astra extension): the same output, error and times GetExecution gives.
+func TestEngineAwaitTerminalCarriesTheResult(t *testing.T) {
+	t.Parallel()
+	c, ctx := newClient(t), t.Context()
+	_, okTask := agentWithTask(t, c, julep.TaskInput{Name: "ok", Main: steps(t,
+		`{"evaluate": {"a": "$ 1 + 1"}}`,
+		`{"evaluate": {"b": "$ _.a * 10"}}`,
+		`{"return": {"b": "$ _.b"}}`)})
+	_, badTask := agentWithTask(t, c, julep.TaskInput{Name: "bad", Main: steps(t,
+		`{"evaluate": {"a": "$ 1 // 0"}}`)})
+	for _, tc := range []struct {
+		task   string
+		status julep.ExecutionStatus
+	}{{okTask, julep.StatusSucceeded}, {badTask, julep.StatusFailed}} {
+		x := must(c.CreateExecution(ctx, tc.task, map[string]any{}, map[string]any{"outbox_id": "ob"}))(t)
+		ev, err := c.AwaitTerminal(ctx, x.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := julep.ExecutionFromStatus(ev)
+		if !ok {
+			t.Fatalf("terminal event without the result: %s", toJSON(ev))
+		}
+		want := must(c.GetExecution(ctx, x.Id))(t)
+		if got.Status != tc.status || got.Status != want.Status || got.Id != x.Id ||
+			toJSON(got.Output) != toJSON(want.Output) || got.Error != want.Error ||
+			!got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) ||
+			got.TransitionCount != want.TransitionCount || got.Metadata["outbox_id"] != "ob" {
+			t.Fatalf("from the event %s, from GET %s", toJSON(got), toJSON(want))
+		}
+		if tc.status == julep.StatusSucceeded && toJSON(got.Output) != `{"b":20}` {
+			t.Fatalf("output %s", toJSON(got.Output))
+		}
+		if tc.status == julep.StatusFailed && got.Error == "" {
+			t.Fatalf("failed without an error: %s", toJSON(got))
+		}
+	}
+}
+
+// Only a terminal event carries the result; the plain stream still sends
+// every status change.
+func TestEngineStatusEventsBeforeTheEndCarryNoResult(t *testing.T) {
+	t.Parallel()
+	c, ctx := newClient(t), t.Context()
+	_, taskID := agentWithTask(t, c, julep.TaskInput{Name: "ok", Main: steps(t,
+		`{"evaluate": {"a": "$ 1"}}`, `{"return": {"a": "$ _.a"}}`)})
+	x := must(c.CreateExecution(ctx, taskID, map[string]any{}, nil))(t)
+	evs := follow(t, c, x.Id, "")
+	for i, ev := range evs {
+		_, ok := julep.ExecutionFromStatus(ev)
+		if last := i == len(evs)-1; ok != last {
+			t.Fatalf("event %d of %d: result present %v: %s", i, len(evs), ok, toJSON(evs))
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/astra-app/astra/internal/julep/julepapi"
 )
 
 // maxEventLine bounds one SSE line; status and delta events are small.
@@ -25,13 +27,47 @@ const maxEventLine = 1 << 20
 // wrapping ErrNotSupported: poll GetExecution instead. A stream that ends or
 // goes silent before a terminal status gives ErrStreamInterrupted (transient).
 func (c *Client) StreamStatus(ctx context.Context, execID string, fn func(StatusEvent) error) error {
+	return c.streamStatus(ctx, execID, nil, fn)
+}
+
+// AwaitTerminal follows the status stream until the execution is terminal
+// and returns that last event. It asks the server for the terminal event
+// only (terminal_only, an Astra extension); a server that ignores the
+// request sends every event, and the ones before are skipped. Errors are as
+// for StreamStatus. Pass the event to ExecutionFromStatus to save a
+// GetExecution where the server sent the result with it.
+func (c *Client) AwaitTerminal(ctx context.Context, execID string) (StatusEvent, error) {
+	var last StatusEvent
+	err := c.streamStatus(ctx, execID, &julepapi.StreamExecutionStatusParams{TerminalOnly: true},
+		func(ev StatusEvent) error { last = ev; return nil })
+	return last, err
+}
+
+// ExecutionFromStatus returns the execution a terminal status event
+// describes, when the event carries its output (an Astra extension; a real
+// Julep's events do not, and then ok is false: call GetExecution). The
+// execution's input and task id are not in the event and stay empty.
+func ExecutionFromStatus(ev StatusEvent) (x *Execution, ok bool) {
+	if !IsTerminal(ev.Status) || len(ev.Output) == 0 {
+		return nil, false
+	}
+	x = &Execution{Id: ev.ExecutionId, Status: ev.Status, Error: ev.Error, Metadata: ev.Metadata,
+		TransitionCount: ev.TransitionCount, CreatedAt: ev.CreatedAt, UpdatedAt: ev.UpdatedAt}
+	if err := json.Unmarshal(ev.Output, &x.Output); err != nil {
+		return nil, false
+	}
+	return x, true
+}
+
+func (c *Client) streamStatus(ctx context.Context, execID string, params *julepapi.StreamExecutionStatusParams,
+	fn func(StatusEvent) error) error {
 	op := "stream status of execution " + execID
 	if err := requireID(op, execID); err != nil {
 		return err
 	}
 	terminal := false
 	err := c.stream(ctx, op, func(ctx context.Context) (*http.Response, error) {
-		return c.api.StreamExecutionStatus(ctx, execID, acceptEventStream)
+		return c.api.StreamExecutionStatus(ctx, execID, params, acceptEventStream)
 	}, func(data []byte) error {
 		var ev StatusEvent
 		if err := json.Unmarshal(data, &ev); err != nil {

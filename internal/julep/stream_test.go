@@ -2,6 +2,7 @@ package julep
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -179,5 +180,61 @@ func TestReadEventsMultiLineData(t *testing.T) {
 	}
 	if len(got) != 2 || string(got[0].data) != "first\nsecond" || got[1].event != "status" || string(got[1].data) != "x" {
 		t.Errorf("events %+v", got)
+	}
+}
+
+// AwaitTerminal asks for the terminal event only; a server that ignores
+// the request (a real Julep) sends every event, and the last one counts.
+// Without an output in it, ExecutionFromStatus says to GET the execution.
+func TestAwaitTerminalFromAServerWithoutTheExtension(t *testing.T) {
+	t.Parallel()
+	s := newScripted(t, exchange{method: "GET", path: "/executions/" + execID + "/status.stream",
+		query: map[string]string{"terminal_only": "true"},
+		serve: sse(true,
+			"data: "+statusData("running", 1)+"\n\n",
+			"data: "+statusData("succeeded", 2)+"\n\n")})
+	c, _ := s.client()
+	ev, err := c.AwaitTerminal(context.Background(), execID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Status != StatusSucceeded || ev.TransitionCount != 2 {
+		t.Fatalf("last event %+v", ev)
+	}
+	if x, ok := ExecutionFromStatus(ev); ok {
+		t.Fatalf("an execution from an event without output: %+v", x)
+	}
+}
+
+func TestExecutionFromStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		data   string
+		ok     bool
+		output string
+	}{
+		{`{"execution_id":"e","status":"succeeded","output":{"reply":"hi"},"created_at":"2025-03-01T10:00:00Z","updated_at":"2025-03-01T10:00:01Z"}`, true, `{"reply":"hi"}`},
+		{`{"execution_id":"e","status":"failed","error":"boom","output":null}`, true, `null`},
+		{`{"execution_id":"e","status":"succeeded"}`, false, ""},
+		{`{"execution_id":"e","status":"running","output":{"reply":"hi"}}`, false, ""},
+	} {
+		var ev StatusEvent
+		if err := json.Unmarshal([]byte(tc.data), &ev); err != nil {
+			t.Fatal(err)
+		}
+		x, ok := ExecutionFromStatus(ev)
+		if ok != tc.ok {
+			t.Fatalf("%s: ok %v, want %v", tc.data, ok, tc.ok)
+		}
+		if !ok {
+			continue
+		}
+		out, _ := json.Marshal(x.Output)
+		if string(out) != tc.output || x.Id != "e" || x.Status != ev.Status || x.Error != ev.Error {
+			t.Fatalf("%s: execution %+v (output %s)", tc.data, x, out)
+		}
+		if tc.ok && tc.output != "null" && x.UpdatedAt.Sub(x.CreatedAt) != time.Second {
+			t.Fatalf("%s: times %v %v", tc.data, x.CreatedAt, x.UpdatedAt)
+		}
 	}
 }

@@ -367,13 +367,22 @@ type ExecutionList struct {
 // ExecutionStatus succeeded, failed and cancelled are terminal.
 type ExecutionStatus string
 
-// ExecutionStatusEvent The `data:` of one status.stream event.
+// ExecutionStatusEvent The `data:` of one status.stream event. Astra extension: with a terminal status
+// the event also carries `output` (the execution's output, JSON `null` when it has
+// none) and `created_at`, so a follower needs no GET /executions/{id} afterwards.
+// They are absent from other statuses and from servers that do not send them (a
+// real Julep): then read the execution with GET /executions/{id}.
 type ExecutionStatusEvent struct {
-	Error       string `json:"error,omitempty,omitzero"`
-	ExecutionId UUID   `json:"execution_id"`
+	// CreatedAt Astra extension, sent with a terminal status only.
+	CreatedAt   time.Time `json:"created_at,omitempty,omitzero"`
+	Error       string    `json:"error,omitempty,omitzero"`
+	ExecutionId UUID      `json:"execution_id"`
 
 	// Metadata Free-form metadata; list filters compare its values as text.
 	Metadata Metadata `json:"metadata,omitempty,omitzero"`
+
+	// Output Any JSON value, kept as raw bytes.
+	Output RawJSON `json:"output,omitempty,omitzero"`
 
 	// Status succeeded, failed and cancelled are terminal.
 	Status          ExecutionStatus `json:"status"`
@@ -611,6 +620,15 @@ type ListTasksParams struct {
 	Offset    *Offset    `form:"offset,omitempty" json:"offset,omitempty"`
 	SortBy    *SortBy    `form:"sort_by,omitempty" json:"sort_by,omitempty"`
 	Direction *Direction `form:"direction,omitempty" json:"direction,omitempty"`
+}
+
+// StreamExecutionStatusParams defines parameters for StreamExecutionStatus.
+type StreamExecutionStatusParams struct {
+	// TerminalOnly Astra extension, not part of Julep: `true` sends only the terminal status
+	// event (still with pings meanwhile), for a client that waits for the end
+	// and has no use for the steps between. A real Julep ignores it and sends
+	// every event, so a client must still skip non-terminal ones.
+	TerminalOnly bool `form:"terminal_only,omitempty" json:"terminal_only,omitempty,omitzero"`
 }
 
 // ListExecutionTransitionsParams defines parameters for ListExecutionTransitions.
@@ -1359,7 +1377,7 @@ type ClientInterface interface {
 	// Server-sent events: one event whose `data:` is an ExecutionStatusEvent (JSON)
 	// on each status change, `: ping` comments every 15 s, and the stream closes
 	// after a terminal status (succeeded, failed, cancelled).
-	StreamExecutionStatus(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StreamExecutionStatus(ctx context.Context, id ID, params *StreamExecutionStatusParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListExecutionTransitions performs a GET /executions/{id}/transitions (the `ListExecutionTransitions` operationId) request.
 	//
@@ -1739,8 +1757,8 @@ func (c *Client) StreamExecutionDeltas(ctx context.Context, id ID, reqEditors ..
 // Server-sent events: one event whose `data:` is an ExecutionStatusEvent (JSON)
 // on each status change, `: ping` comments every 15 s, and the stream closes
 // after a terminal status (succeeded, failed, cancelled).
-func (c *Client) StreamExecutionStatus(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStreamExecutionStatusRequest(c.Server, id)
+func (c *Client) StreamExecutionStatus(ctx context.Context, id ID, params *StreamExecutionStatusParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamExecutionStatusRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2642,7 +2660,7 @@ func NewStreamExecutionDeltasRequest(server string, id ID) (*http.Request, error
 }
 
 // NewStreamExecutionStatusRequest constructs an http.Request for the StreamExecutionStatus method
-func NewStreamExecutionStatusRequest(server string, id ID) (*http.Request, error) {
+func NewStreamExecutionStatusRequest(server string, id ID, params *StreamExecutionStatusParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2665,6 +2683,29 @@ func NewStreamExecutionStatusRequest(server string, id ID) (*http.Request, error
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "terminal_only", params.TerminalOnly, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3749,7 +3790,7 @@ type ClientWithResponsesInterface interface {
 	// after a terminal status (succeeded, failed, cancelled).
 	//
 	// Returns a wrapper object for the known response body format(s).
-	StreamExecutionStatusWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*StreamExecutionStatusResponse, error)
+	StreamExecutionStatusWithResponse(ctx context.Context, id ID, params *StreamExecutionStatusParams, reqEditors ...RequestEditorFn) (*StreamExecutionStatusResponse, error)
 
 	// ListExecutionTransitionsWithResponse performs a GET /executions/{id}/transitions (the `ListExecutionTransitions` operationId) request.
 	//
@@ -5412,8 +5453,8 @@ func (c *ClientWithResponses) StreamExecutionDeltasWithResponse(ctx context.Cont
 // after a terminal status (succeeded, failed, cancelled).
 //
 // Returns a wrapper object for the known response body format(s).
-func (c *ClientWithResponses) StreamExecutionStatusWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*StreamExecutionStatusResponse, error) {
-	rsp, err := c.StreamExecutionStatus(ctx, id, reqEditors...)
+func (c *ClientWithResponses) StreamExecutionStatusWithResponse(ctx context.Context, id ID, params *StreamExecutionStatusParams, reqEditors ...RequestEditorFn) (*StreamExecutionStatusResponse, error) {
+	rsp, err := c.StreamExecutionStatus(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
