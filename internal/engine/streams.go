@@ -22,13 +22,21 @@ type hub struct {
 	chans   map[string]*waiters
 	latest  map[string]Execution
 	tracked map[string]bool
-	closed  bool
-	done    chan struct{}
+	// ended keeps the last few executions that finished here, terminal
+	// and so unchanging: a follower woken by the terminal status reads
+	// it from memory even when the run has already untracked it.
+	ended     map[string]Execution
+	endedFIFO []string
+	closed    bool
+	done      chan struct{}
 }
+
+// keepEnded bounds hub.ended.
+const keepEnded = 256
 
 func newHub() *hub {
 	return &hub{chans: map[string]*waiters{}, latest: map[string]Execution{}, tracked: map[string]bool{},
-		done: make(chan struct{})}
+		ended: map[string]Execution{}, done: make(chan struct{})}
 }
 
 // waiters is the channel the next change of one execution closes, shared
@@ -86,6 +94,16 @@ func (h *hub) track(x Execution) {
 func (h *hub) untrack(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if x, ok := h.latest[id]; ok && terminal(x.Status) {
+		if _, dup := h.ended[id]; !dup {
+			if len(h.endedFIFO) >= keepEnded {
+				delete(h.ended, h.endedFIFO[0])
+				h.endedFIFO = h.endedFIFO[1:]
+			}
+			h.endedFIFO = append(h.endedFIFO, id)
+		}
+		h.ended[id] = x
+	}
 	delete(h.tracked, id)
 	delete(h.latest, id)
 }
@@ -93,7 +111,10 @@ func (h *hub) untrack(id string) {
 func (h *hub) snapshot(id string) (Execution, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	x, ok := h.latest[id]
+	if x, ok := h.latest[id]; ok {
+		return x, true
+	}
+	x, ok := h.ended[id]
 	return x, ok
 }
 
@@ -172,6 +193,16 @@ func startSSE(w http.ResponseWriter) (*sse, bool) {
 }
 
 func (s *sse) event(name string, v any) error {
+	if err := s.write(name, v); err != nil {
+		return err
+	}
+	s.f.Flush()
+	return nil
+}
+
+// write buffers an event without flushing it, so several sent together
+// cost one write to the connection.
+func (s *sse) write(name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -181,11 +212,8 @@ func (s *sse) event(name string, v any) error {
 			return err
 		}
 	}
-	if _, err := fmt.Fprintf(s.w, "data: %s\n\n", b); err != nil {
-		return err
-	}
-	s.f.Flush()
-	return nil
+	_, err = fmt.Fprintf(s.w, "data: %s\n\n", b)
+	return err
 }
 
 func (s *sse) ping() error {
@@ -223,7 +251,7 @@ func statusEvent(ex Execution) map[string]any {
 func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
 	terminalOnly, _ := strconv.ParseBool(r.URL.Query().Get("terminal_only"))
-	ex, err := e.state.GetExecution(ctx, id)
+	ex, err := e.execution(ctx, id)
 	if err != nil {
 		e.writeErr(w, r, stateErr(err, "execution", id))
 		return
@@ -276,7 +304,7 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 // done` when a prompt step ends; it returns when the execution is terminal.
 func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
-	if _, err := e.state.GetExecution(ctx, id); err != nil {
+	if _, err := e.execution(ctx, id); err != nil {
 		e.writeErr(w, r, stateErr(err, "execution", id))
 		return
 	}
@@ -323,14 +351,17 @@ func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan st
 			// Every event, the end-of-step marker too, has its own index,
 			// so a reader dropping repeats by index never drops a fragment.
 			if ev.done {
-				err = s.event("done", map[string]any{"index": index, "delta": "", "done": true})
+				err = s.write("done", map[string]any{"index": index, "delta": "", "done": true})
 			} else {
-				err = s.event("delta", map[string]any{"index": index, "delta": ev.delta})
+				err = s.write("delta", map[string]any{"index": index, "delta": ev.delta})
 			}
 			index++
 			if err != nil {
 				return false
 			}
+		}
+		if len(evs) > 0 {
+			s.f.Flush()
 		}
 		if !ended {
 			wake = wk
