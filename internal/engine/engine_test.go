@@ -1,9 +1,12 @@
 package engine_test
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -141,18 +144,33 @@ func TestInputValidatedAgainstSchema(t *testing.T) {
 
 func TestRestartResumesFromLastCompletedStep(t *testing.T) {
 	t.Parallel()
+	// With a secret in step 0's output, the checkpoint cannot refer to the
+	// (redacted) transition for it: the resumed step must still see the value.
+	for _, secret := range []string{"", "sk-restart-secret"} {
+		t.Run(fmt.Sprintf("secret=%t", secret != ""), func(t *testing.T) {
+			t.Parallel()
+			testRestartResumes(t, secret)
+		})
+	}
+}
+
+func testRestartResumes(t *testing.T, secret string) {
 	// The model blocks on its first request, so the engine is closed while
 	// step 1 runs; the second engine must not redo step 0.
 	var (
 		mu       sync.Mutex
 		calls    int
+		lastBody string
 		released = make(chan struct{})
 		entered  = make(chan struct{}, 1)
 	)
 	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		mu.Lock()
 		calls++
 		n := calls
+		lastBody = string(body)
 		mu.Unlock()
 		if n == 1 {
 			entered <- struct{}{}
@@ -167,12 +185,16 @@ func TestRestartResumesFromLastCompletedStep(t *testing.T) {
 	t.Cleanup(model.Close)
 	t.Cleanup(func() { close(released) })
 	m := llm.NewOpenAI(model.URL, "k", "test-model", nil)
+	opts := []envOption{withModel(m)}
+	if secret != "" {
+		opts = append(opts, withSecrets(map[string]string{"K": secret}))
+	}
 
-	e1 := newEnv(t, withModel(m))
+	e1 := newEnv(t, opts...)
 	task := e1.task(e1.agent(nil), map[string]any{"name": "restart", "main": []any{
-		map[string]any{"evaluate": map[string]any{"who": "$ _.who"}},
-		map[string]any{"prompt": "$ 'hello ' + _.who", "unwrap": true},
-		map[string]any{"return": map[string]any{"answer": "$ _", "first": "$ steps[0].output.who"}},
+		map[string]any{"evaluate": map[string]any{"who": "$ _.who", "key": "$ secrets.get('K', 'none')"}},
+		map[string]any{"prompt": "$ 'hello ' + _.who + ' ' + _.key", "unwrap": true},
+		map[string]any{"return": map[string]any{"answer": "$ _", "first": "$ steps[0].output.who", "input": "$ steps[0].input.who"}},
 	}})
 	id := e1.start(task, map[string]any{"who": "ada"})
 	<-entered
@@ -185,10 +207,16 @@ func TestRestartResumesFromLastCompletedStep(t *testing.T) {
 		t.Fatalf("after close: status %s", x.Status)
 	}
 
-	e2 := startEnv(t, e1.store, withModel(m))
+	e2 := startEnv(t, e1.store, opts...)
 	out := succeeded(t, e2.wait(id))
-	if out["answer"] != "resumed answer" || out["first"] != "ada" {
+	if out["answer"] != "resumed answer" || out["first"] != "ada" || out["input"] != "ada" {
 		t.Fatalf("output %v", out)
+	}
+	mu.Lock()
+	sent := lastBody
+	mu.Unlock()
+	if want := "hello ada " + cmp.Or(secret, "none"); !strings.Contains(sent, want) {
+		t.Fatalf("the resumed prompt lost step 0's output: want %q in %s", want, sent)
 	}
 	trs := e2.transitions(id)
 	if got := types(trs); got != "init,step,step,finish" {
@@ -198,6 +226,9 @@ func TestRestartResumesFromLastCompletedStep(t *testing.T) {
 		if int(tr["current"].(map[string]any)["step"].(float64)) != max(i-1, 0) {
 			t.Fatalf("transition %d at %v", i, tr["current"])
 		}
+	}
+	if secret != "" && strings.Contains(jsonString(trs), secret) {
+		t.Fatalf("secret in transitions: %s", jsonString(trs))
 	}
 }
 

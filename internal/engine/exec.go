@@ -16,12 +16,20 @@ type checkpoint struct {
 	State   map[string]any `json:"state"`   // set/get values
 	Waiting string         `json:"waiting"` // the pause path the execution awaits input at
 	Resumes map[string]any `json:"resumes"` // inputs given to pauses of the current step
+
+	// links holds what the compact form wrote as references, until
+	// resolve replaces them with values (see checkpoint.go).
+	links *ckLinks
 }
 
 type stepRecord struct {
 	Input  any    `json:"input"`
 	Output any    `json:"output"`
 	Label  string `json:"label,omitempty"`
+	// Ref is the seq of the transition that holds Output unredacted (0:
+	// none); the compact checkpoint then refers to it instead of repeating
+	// it with every later step.
+	Ref int `json:"-"`
 }
 
 // pause stops the execution until PUT /executions/{id} resumes it; Path
@@ -98,6 +106,9 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 	}
 	if len(ex.Checkpoint) > 0 {
 		if err := json.Unmarshal(ex.Checkpoint, &x.ck); err != nil {
+			return nil, fmt.Errorf("decode checkpoint: %w", err)
+		}
+		if err := x.ck.resolve(ctx, ex, e.state); err != nil {
 			return nil, fmt.Errorf("decode checkpoint: %w", err)
 		}
 	} else {
@@ -177,10 +188,16 @@ func (x *executor) run(ctx context.Context) {
 			x.e.fail(ctx, x.ex, x, fmt.Sprintf("workflow %q, step %s: %v", "main", stepName(i, label), err))
 			return
 		}
-		x.ck.Steps = append(x.ck.Steps, stepRecord{Input: input, Output: out, Label: label})
-		x.ck.Step, x.ck.Last, x.ck.Resumes, x.ck.Waiting = i+1, out, nil, ""
-		tr := Transition{Type: "step", Output: out, Current: Cursor{Workflow: "main", Step: i},
+		tr := Transition{Type: "step", Output: redactValue(out, x.secrets), Current: Cursor{Workflow: "main", Step: i},
 			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label}
+		rec := stepRecord{Input: input, Output: out, Label: label}
+		if _, ok := identityOf(out); ok && sameValue(tr.Output, out) {
+			// The transition below (the next seq, in the same commit as
+			// this checkpoint) carries the output as it is.
+			rec.Ref = x.ex.TransitionCount + 1
+		}
+		x.ck.Steps = append(x.ck.Steps, rec)
+		x.ck.Step, x.ck.Last, x.ck.Resumes, x.ck.Waiting = i+1, out, nil, ""
 		status := StatusRunning
 		if final {
 			x.ck.Step = len(main)
@@ -188,6 +205,7 @@ func (x *executor) run(ctx context.Context) {
 			x.ex.Output = out
 		}
 		if err := x.advance(ctx, status, tr); err != nil {
+			x.ck.Steps[len(x.ck.Steps)-1].Ref = 0 // that transition was not written
 			x.stop(ctx, err)
 			return
 		}

@@ -276,18 +276,9 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		if input == nil {
 			input = map[string]any{}
 		}
-		var ck checkpoint
-		if err := json.Unmarshal(x.Checkpoint, &ck); err != nil {
-			return 0, nil, fmt.Errorf("decode checkpoint of %s: %w", id, err)
-		}
-		if ck.Resumes == nil {
-			ck.Resumes = map[string]any{}
-		}
-		ck.Resumes[ck.Waiting] = map[string]any(input)
-		ck.Waiting = ""
-		raw, err := json.Marshal(ck)
+		raw, err := resumeCheckpoint(x.Checkpoint, input)
 		if err != nil {
-			return 0, nil, fmt.Errorf("encode checkpoint of %s: %w", id, err)
+			return 0, nil, fmt.Errorf("checkpoint of %s: %w", id, err)
 		}
 		next := x
 		next.Status, next.UpdatedAt, next.Checkpoint = StatusRunning, now, raw
@@ -308,6 +299,33 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 	}
 	return 0, nil, validationError([]any{map[string]any{"loc": []any{"body", "status"},
 		"msg": "must be cancelled or running", "type": "value_error"}})
+}
+
+// resumeCheckpoint records input as the answer to the pause the checkpoint
+// waits at. Only those two fields change: the rest (in whatever form it was
+// written, references included) is kept byte for byte.
+func resumeCheckpoint(ckpt json.RawMessage, input map[string]any) (json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	var ck struct {
+		Waiting string         `json:"waiting"`
+		Resumes map[string]any `json:"resumes"`
+	}
+	if err := json.Unmarshal(ckpt, &fields); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := json.Unmarshal(ckpt, &ck); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if ck.Resumes == nil {
+		ck.Resumes = map[string]any{}
+	}
+	ck.Resumes[ck.Waiting] = input
+	var err error
+	if fields["resumes"], err = json.Marshal(ck.Resumes); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	fields["waiting"] = json.RawMessage(`""`)
+	return json.Marshal(fields)
 }
 
 func currentCursor(x Execution) Cursor {

@@ -8,25 +8,53 @@ func redactString(s string, secrets map[string]string) string {
 }
 
 // redactValue redacts every string (and map key) inside a JSON-like value.
+// What holds no secret is returned as it is, not copied: the caller can tell
+// by identity that nothing was redacted.
 func redactValue(v any, secrets map[string]string) any {
 	if len(secrets) == 0 {
 		return v
 	}
+	out, _ := redacted(v, secrets)
+	return out
+}
+
+// redacted returns v redacted and whether that changed anything.
+func redacted(v any, secrets map[string]string) (any, bool) {
 	switch v := v.(type) {
 	case string:
-		return redactString(v, secrets)
+		r := redactString(v, secrets)
+		return r, r != v
 	case []any:
-		out := make([]any, len(v))
+		var out []any
 		for i, x := range v {
-			out[i] = redactValue(x, secrets)
+			r, changed := redacted(x, secrets)
+			if changed && out == nil {
+				out = append(make([]any, 0, len(v)), v...)
+			}
+			if out != nil {
+				out[i] = r
+			}
 		}
-		return out
+		if out == nil {
+			return v, false
+		}
+		return out, true
 	case map[string]any:
+		changed := false
+		for k, x := range v {
+			if _, c := redacted(x, secrets); c || redactString(k, secrets) != k {
+				changed = true
+				break
+			}
+		}
+		if !changed {
+			return v, false
+		}
 		out := make(map[string]any, len(v))
 		for k, x := range v {
-			out[redactString(k, secrets)] = redactValue(x, secrets)
+			out[redactString(k, secrets)], _ = redacted(x, secrets)
 		}
-		return out
+		return out, true
 	}
-	return v
+	return v, false
 }

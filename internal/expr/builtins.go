@@ -338,6 +338,22 @@ func chars(s starlark.String) *starlark.List {
 	return starlark.NewList(out)
 }
 
+// joinChars is sep.join(s) for a string s: its characters with sep between.
+func joinChars(sep, s string) starlark.String {
+	if sep == "" && utf8.ValidString(s) {
+		return starlark.String(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + len(sep)*utf8.RuneCountInString(s))
+	for i, r := range s {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteRune(r)
+	}
+	return starlark.String(b.String())
+}
+
 func fnIter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if s, ok := args[0].(starlark.String); ok {
 		return charge(t, chars(s))
@@ -757,9 +773,11 @@ func initStrExtras() {
 			return charge(t, starlark.String(s))
 		}),
 		"join": newFn("join", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-			if len(args) == 1 {
+			if len(args) == 1 && len(kw) == 0 {
 				if s, ok := args[0].(starlark.String); ok {
-					args = starlark.Tuple{chars(s)}
+					// Python joins a string's characters; done directly
+					// because ''.join(text) is a common idiom on big texts.
+					return joinChars(recvString(b), string(s)), nil
 				}
 			}
 			m, _ := starlark.String(recvString(b)).Attr("join")

@@ -146,6 +146,7 @@ var libraryVectors = []vector{
 	{"reel/effects", `$ ["zoomIn", "slideUp"]`, `{}`, `["zoomIn", "slideUp"]`},
 	{"trip/zipped", "$ list(\n  zip(\n    steps[0].input.locations,\n    [output['result'] for output in steps[0].output],\n    steps[1].output\n  )\n)",
 		`{"steps": [{"input": {"locations": ["Paris"]}, "output": [{"result": "sunny"}]}, {"output": ["louvre"]}]}`, `[["Paris", "sunny", "louvre"]]`},
+	{"join/string chars", `$ '-'.join('abc') + ''.join('héllo') + ','.join('')`, `{}`, `"a-b-chéllo"`},
 	{"trip/join", `$ '\\n---\\n'.join(activity for activity in _)`, `{"_": ["a", "b"]}`, `"a\\n---\\nb"`},
 	{"trip/location", "$ f'''Location: \"{_[0]}\"\nWeather: \"{_[1]}\"'''", `{"_": ["Paris", "sunny"]}`, `"Location: \"Paris\"\nWeather: \"sunny\""`},
 	{"website/join", "$ \" \".join(\nlist(\n  page['content'] for page in _['result']\n  )\n)\n", `{"_": {"result": [{"content": "a"}, {"content": "b"}]}}`, `"a b"`},
