@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -491,6 +492,22 @@ func TestTasksPushToEmbeddedEngineAndRun(t *testing.T) {
 		Metadata: julep.Metadata{"scope": "frontline", "type": "profile"}}); err != nil {
 		t.Fatal(err)
 	}
+	// More notes than the task reads, all newer than the profile: the
+	// profile must still be in the memory, first, with the newest 30 notes.
+	for i := range 35 {
+		if _, err := c.CreateUserDoc(ctx, userID, julep.DocInput{Title: fmt.Sprintf("Note %d", i), Content: julep.TextContent("chatted"),
+			Metadata: julep.Metadata{"scope": "frontline", "type": "notes"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateUserDoc(ctx, userID, julep.DocInput{Title: "Prefs", Content: julep.TextContent("Prefers mornings."),
+		Metadata: julep.Metadata{"scope": "frontline", "type": "preferences"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateUserDoc(ctx, userID, julep.DocInput{Title: "Elsewhere", Content: julep.TextContent("not memory"),
+		Metadata: julep.Metadata{"scope": "archive", "type": "notes"}}); err != nil {
+		t.Fatal(err)
+	}
 	ex, err := c.CreateExecution(ctx, taskID, map[string]any{
 		"user_id": userID, "message": "What should I do this weekend?", "outbox_id": "outbox-1",
 		"history": []any{map[string]any{"role": "user", "content": "hi"}}, "voice": false,
@@ -516,7 +533,25 @@ func TestTasksPushToEmbeddedEngineAndRun(t *testing.T) {
 	if !strings.Contains(reply, "What should I do this weekend?") || summary == "" {
 		t.Errorf("output = %v", ex.Output)
 	}
-	notes, err := c.ListUserDocs(ctx, userID, map[string]string{"scope": "frontline", "type": "notes"})
+	trs, err := c.ListTransitions(ctx, ex.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var memory []string
+	for _, tr := range trs {
+		if out, ok := tr.Output.(map[string]any); ok && tr.StepLabel == "context" {
+			m, _ := out["memory"].(string)
+			memory = strings.Split(m, "\n")
+		}
+	}
+	want := []string{"profile: Profile - Asha is a Leo who loves chai.", "preferences: Prefs - Prefers mornings."}
+	for i := 34; i >= 5; i-- {
+		want = append(want, fmt.Sprintf("notes: Note %d - chatted", i))
+	}
+	if !equal(memory, want) {
+		t.Errorf("memory given to the prompt:\n%s\nwant:\n%s", strings.Join(memory, "\n"), strings.Join(want, "\n"))
+	}
+	notes, err := c.ListUserDocs(ctx, userID, map[string]string{"scope": "frontline", "type": "notes", "updated_by": "responder-task"})
 	if err != nil {
 		t.Fatal(err)
 	}

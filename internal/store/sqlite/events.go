@@ -13,14 +13,16 @@ import (
 const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key`
 
 // The event reads: keyset pages on (created_at, id), each served in order
-// by an index that ends in those columns (see TestQueryPlans).
+// by an index that ends in those columns (see TestQueryPlans). LIMIT is
+// bound as (? + 0): SQLite re-prepares a statement whose bare bound LIMIT
+// changes value, and callers pass different limits.
 const (
 	latestEventsQuery = `SELECT ` + eventCols + ` FROM events
-		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`
+		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT (? + 0)`
 	userEventsAfterQuery = `SELECT ` + eventCols + ` FROM events
-		WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`
+		WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT (? + 0)`
 	eventsAfterQuery = `SELECT ` + eventCols + ` FROM events
-		WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`
+		WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT (? + 0)`
 	lastEventQuery = `SELECT ` + eventCols + ` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`
 )
 

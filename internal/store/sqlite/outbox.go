@@ -121,7 +121,7 @@ const (
 			ORDER BY created_at, id LIMIT 1)
 		RETURNING ` + messageCols
 	userMessagesQuery = `SELECT ` + messageCols + ` FROM outbox
-		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`
+		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT (? + 0)`
 	nextAvailableQuery = `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
 		FROM outbox WHERE status = 'pending'`
 )

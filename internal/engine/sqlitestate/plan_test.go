@@ -1,0 +1,49 @@
+package sqlitestate
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/store/sqlite"
+)
+
+// A user's docs listed newest-updated first (what the responder task asks
+// for) are read in index order, so the LIMIT stops the scan instead of every
+// doc of the user being read and sorted.
+func TestDocListPlans(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "astra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := New(t.Context(), db.DB()); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []engine.ListQuery{
+		{Kind: "doc", Parent: "u", SortBy: "updated_at", Desc: true, Limit: 30, MetadataFilter: map[string]string{"scope": "frontline", "type": "notes"}},
+		{Kind: "doc", Parent: "u", SortBy: "created_at", Limit: 10},
+	} {
+		where, args := filterSQL(q, []string{"kind = ?", "parent = ?"}, []any{q.Kind, q.Parent})
+		rows, err := db.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN SELECT "+resourceCols+" FROM engine_resources"+where, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		all := strings.Join(plan, "; ")
+		if !strings.Contains(all, "INDEX engine_resources_") || strings.Contains(all, "TEMP B-TREE") {
+			t.Errorf("sorted by %s: plan %q, want it served in order by an index", q.SortBy, all)
+		}
+	}
+}
