@@ -64,7 +64,7 @@ func (e *Engine) Handler() http.Handler {
 		}))
 		r.Get("/docs", e.handle(func(r *http.Request) (int, any, error) {
 			id := chi.URLParam(r, "id")
-			if _, err := e.getResource(r.Context(), KindUser, id); err != nil {
+			if err := e.userExists(r.Context(), id); err != nil {
 				return 0, nil, err
 			}
 			return e.list(r, KindDoc, id)

@@ -45,6 +45,30 @@ func TestAuthAndErrors(t *testing.T) {
 	}
 }
 
+// Doc routes and doc tools answer 404 for a user that does not exist, also
+// once other users' existence is remembered.
+func TestDocsOfUnknownUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const known, unknown = "6f1c2a8e-0d5b-4c8e-9a57-2a1f1d1f0abd", "6f1c2a8e-0d5b-4c8e-9a57-2a1f1d1f0abe"
+	e.must(201, "POST", "/users/"+known, map[string]any{"name": "Known"})
+	for range 2 {
+		e.must(200, "GET", "/users/"+known+"/docs", nil)
+		if s, v := e.do("GET", "/users/"+unknown+"/docs", nil); s != 404 || !strings.Contains(jsonString(v), unknown) {
+			t.Fatalf("list docs of an unknown user: %d %v", s, v)
+		}
+		if s, _ := e.do("POST", "/users/"+unknown+"/docs", map[string]any{"title": "t", "content": "c"}); s != 404 {
+			t.Fatalf("create a doc for an unknown user: %d", s)
+		}
+	}
+	task := e.task(e.agent(nil), map[string]any{"name": "docs",
+		"tools": []any{map[string]any{"name": "ls", "type": "system", "system": map[string]any{"resource": "user", "subresource": "doc", "operation": "list"}}},
+		"main":  []any{map[string]any{"tool": "ls", "arguments": map[string]any{"user_id": "$ _.who"}}}})
+	if x := e.run(task, map[string]any{"who": unknown}); x["status"] != "failed" || !strings.Contains(jsonString(x["error"]), unknown) {
+		t.Fatalf("doc tool on an unknown user: %v %v", x["status"], x["error"])
+	}
+}
+
 func TestUsersDocsAndSearch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -300,6 +300,34 @@ type cache struct {
 	agents   map[string]cached[map[string]any]
 	secrets  cached[map[string]string]
 	validFor time.Duration
+	// users seen to exist. Users are never deleted (the API has no route
+	// for it), so existence, once seen, stays true in every process.
+	users map[string]struct{}
+}
+
+// userExists answers whether the user exists (a notFound error if not),
+// reading the state only for users this process has not seen yet: every
+// doc tool call checks its user, three or four times per responder turn.
+func (e *Engine) userExists(ctx context.Context, id string) error {
+	e.cache.mu.Lock()
+	_, ok := e.cache.users[id]
+	e.cache.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if _, err := e.state.GetResource(ctx, KindUser, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return notFound(KindUser, id)
+		}
+		return err
+	}
+	e.cache.mu.Lock()
+	if e.cache.users == nil || len(e.cache.users) >= 100_000 {
+		e.cache.users = map[string]struct{}{}
+	}
+	e.cache.users[id] = struct{}{}
+	e.cache.mu.Unlock()
+	return nil
 }
 
 type cached[T any] struct {

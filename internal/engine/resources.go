@@ -170,7 +170,7 @@ func (e *Engine) listResources(ctx context.Context, q ListQuery) ([]any, error) 
 // createDoc adds a doc to a user. Content is a string or a list of
 // strings, each one chunk, as Julep keeps it.
 func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any) (map[string]any, error) {
-	if _, err := e.getResource(ctx, KindUser, userID); err != nil {
+	if err := e.userExists(ctx, userID); err != nil {
 		return nil, err
 	}
 	var details []any
@@ -233,7 +233,7 @@ func (e *Engine) deleteDoc(ctx context.Context, userID, docID string) (map[strin
 // vector search a real Julep runs; distance is 1/(1+score), smaller is closer.
 func (e *Engine) searchDocs(ctx context.Context, userID string, req map[string]any) (map[string]any, error) {
 	start := time.Now()
-	if _, err := e.getResource(ctx, KindUser, userID); err != nil {
+	if err := e.userExists(ctx, userID); err != nil {
 		return nil, err
 	}
 	text, _ := req["text"].(string)
@@ -413,7 +413,7 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 		}
 		return e.listResources(ctx, q)
 	case resource == "user" && sub == "doc" && op == "list":
-		if _, err := e.getResource(ctx, KindUser, userID); err != nil {
+		if err := e.userExists(ctx, userID); err != nil {
 			return nil, err
 		}
 		q, err := toolListQuery(KindDoc, userID, args)
