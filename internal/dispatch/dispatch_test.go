@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +144,43 @@ func happyPath(t *testing.T, st responder.Store) {
 func TestHappyPathSQLite(t *testing.T) {
 	t.Parallel()
 	happyPath(t, openStore(t))
+}
+
+// A row whose user has many newer rows waiting still gets its earlier turns
+// as history: the backlog does not hide them.
+func TestHistoryBehindABacklog(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	je := startEngine(t, newModelServer(t, replyTo, summarise).Model())
+	u := newUser(t, st, "Backlogged")
+	r := runDispatcher(t, dispatch.Options{Store: st, Julep: je.Client, TaskID: je.TaskID})
+	first := enqueue(t, st, u, "first turn", nil)
+	r.d.Wake()
+	if got := terminal(t, st, first.ID, 20*time.Second); got.Status != responder.StatusDelivered {
+		t.Fatalf("first: %s (%s)", got.Status, got.LastError)
+	}
+	r.Stop(t)
+
+	target := enqueue(t, st, u, "second turn", nil)
+	var backlog []*responder.Message
+	for i := range 40 {
+		backlog = append(backlog, enqueue(t, st, u, fmt.Sprintf("later %d", i), nil))
+	}
+	r = runDispatcher(t, dispatch.Options{Store: st, Julep: je.Client, TaskID: je.TaskID, MaxInFlight: 1})
+	r.d.Wake()
+	got := terminal(t, st, target.ID, 20*time.Second)
+	if got.Status != responder.StatusDelivered {
+		t.Fatalf("target: %s (%s)", got.Status, got.LastError)
+	}
+	x, err := je.Client.GetExecution(context.Background(), got.ExecutionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := x.Input["history"].([]any)
+	if len(h) != 2 || h[0].(map[string]any)["content"] != "first turn" || h[1].(map[string]any)["content"] != replyTo("first turn") {
+		t.Fatalf("history behind a backlog of %d rows: %v", len(backlog), h)
+	}
+	for _, m := range backlog {
+		terminal(t, st, m.ID, 30*time.Second)
+	}
 }

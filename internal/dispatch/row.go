@@ -387,17 +387,24 @@ func (r *row) history(ctx context.Context) ([]map[string]any, error) {
 		return nil, nil
 	}
 	st := r.d.o.Store
-	// Newer rows of the same user may be waiting too: read some extra.
-	msgs, err := st.UserMessages(ctx, r.m.UserID, n+16)
-	if err != nil {
-		return nil, err
-	}
+	// Newer rows of the same user may be waiting too: read some extra, and
+	// more when a backlog of them hides the earlier turns.
 	var earlier []responder.Message // newest first
-	for _, m := range msgs {
-		if m.ID == r.m.ID || !before(m, *r.m) {
-			continue
+	for limit := n + 16; ; limit *= 4 {
+		msgs, err := st.UserMessages(ctx, r.m.UserID, limit)
+		if err != nil {
+			return nil, err
 		}
-		if earlier = append(earlier, m); len(earlier) == n {
+		earlier = earlier[:0]
+		for _, m := range msgs {
+			if m.ID == r.m.ID || !before(m, *r.m) {
+				continue
+			}
+			if earlier = append(earlier, m); len(earlier) == n {
+				break
+			}
+		}
+		if len(earlier) == n || len(msgs) < limit || limit >= maxHistoryScan {
 			break
 		}
 	}
@@ -426,6 +433,10 @@ func (r *row) history(ctx context.Context) ([]map[string]any, error) {
 }
 
 // before orders messages as the outbox does: (CreatedAt, ID).
+// maxHistoryScan bounds the rows read to find a row's earlier turns: a user
+// with more newer rows waiting than this gets a shorter history.
+const maxHistoryScan = 1024
+
 func before(a, b responder.Message) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) {
 		return a.CreatedAt.Before(b.CreatedAt)
