@@ -136,6 +136,9 @@ type Client struct {
 	retry      RetryPolicy
 	// sleep waits between attempts; tests replace it to observe delays.
 	sleep func(ctx context.Context, d time.Duration) error
+	// drained, when set (by tests), is called when a stopped stream's
+	// background drain is over.
+	drained func()
 }
 
 // New returns a client of the Julep v1 API at baseURL (for example

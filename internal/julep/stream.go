@@ -118,6 +118,26 @@ func acceptEventStream(_ context.Context, req *http.Request) error {
 	return nil
 }
 
+// drainFor and drainMax bound the read of a stream's rest after the event
+// that stopped it.
+const (
+	drainFor = time.Second
+	drainMax = 64 << 10
+)
+
+// drainAndClose reads what is left of a stream the caller stopped reading,
+// then closes it. A server ends a status stream right after its terminal
+// event: read to that end, the connection goes back to the pool instead of
+// being closed and dialled again for the next execution. A server that
+// keeps the stream open is cut off after drainFor, as closing at once would.
+func drainAndClose(body io.ReadCloser, cancel context.CancelFunc) {
+	t := time.AfterFunc(drainFor, cancel)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainMax))
+	t.Stop()
+	body.Close()
+	cancel()
+}
+
 // errStop ends a stream early without error.
 var errStop = errors.New("stop")
 
@@ -131,12 +151,25 @@ func (e callbackError) Error() string { return e.err.Error() }
 // cleanly (nil), onData returns errStop (nil) or an error, or the stream fails.
 func (c *Client) stream(ctx context.Context, op string, send func(context.Context) (*http.Response, error), onData func([]byte) error) error {
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	resp, err := c.openStream(sctx, op, send)
 	if err != nil {
+		cancel()
 		return err
 	}
-	defer resp.Body.Close()
+	stopped := false
+	defer func() {
+		if stopped {
+			go func() {
+				drainAndClose(resp.Body, cancel)
+				if c.drained != nil {
+					c.drained()
+				}
+			}()
+			return
+		}
+		resp.Body.Close()
+		cancel()
+	}()
 
 	body := io.Reader(resp.Body)
 	var idle *idleReader
@@ -153,7 +186,10 @@ func (c *Client) stream(ctx context.Context, op string, send func(context.Contex
 	})
 	var cb callbackError
 	switch {
-	case err == nil, errors.Is(err, errStop):
+	case errors.Is(err, errStop):
+		stopped = true
+		return nil
+	case err == nil:
 		return nil
 	case errors.As(err, &cb):
 		return cb.err

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -236,5 +239,42 @@ func TestExecutionFromStatus(t *testing.T) {
 		if tc.ok && tc.output != "null" && x.UpdatedAt.Sub(x.CreatedAt) != time.Second {
 			t.Fatalf("%s: times %v %v", tc.data, x.CreatedAt, x.UpdatedAt)
 		}
+	}
+}
+
+// A stream stopped at its terminal event is read to its end, so the next
+// stream reuses the connection instead of dialling a new one.
+func TestStoppedStreamConnectionIsReused(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	states := map[http.ConnState]int{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(sse(false, "data: "+statusData("succeeded", 4)+"\n\n")))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		mu.Lock()
+		states[s]++
+		mu.Unlock()
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL, "key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan struct{}, 1)
+	c.drained = func() { drained <- struct{}{} }
+	count := func(s http.ConnState) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return states[s]
+	}
+	for i := 1; i <= 3; i++ {
+		ev, err := c.AwaitTerminal(t.Context(), execID)
+		if err != nil || ev.Status != StatusSucceeded {
+			t.Fatalf("await %d: %+v %v", i, ev, err)
+		}
+		<-drained // the drain runs in the background
+	}
+	if n := count(http.StateNew); n != 1 {
+		t.Fatalf("%d connections for 3 streams, want 1 (states %v)", n, states)
 	}
 }
