@@ -68,7 +68,7 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 				return err
 			}
 			defer st.Close()
-			state, err := sqlitestate.New(ctx, st.DB())
+			state, err := sqlitestate.New(ctx, st)
 			if err != nil {
 				return err
 			}

@@ -279,7 +279,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	)
 	switch s := st.(type) {
 	case *sqlite.Store:
-		state, err = sqlitestate.New(ctx, s.DB())
+		state, err = sqlitestate.New(ctx, s)
 	case *mongo.Store:
 		state, err = mongostate.New(ctx, s.Database())
 	default:

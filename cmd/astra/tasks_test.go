@@ -444,7 +444,7 @@ func TestTasksPushToEmbeddedEngineAndRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	state, err := sqlitestate.New(t.Context(), st.DB())
+	state, err := sqlitestate.New(t.Context(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func BenchmarkExecutions(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	state, err := sqlitestate.New(ctx, st.DB())
+	state, err := sqlitestate.New(ctx, st)
 	if err != nil {
 		b.Fatal(err)
 	}

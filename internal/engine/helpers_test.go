@@ -53,7 +53,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // engine used it before).
 func startEnv(t *testing.T, st *sqlite.Store, opts ...envOption) *env {
 	t.Helper()
-	state, err := sqlitestate.New(t.Context(), st.DB())
+	state, err := sqlitestate.New(t.Context(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func Start(t testing.TB, o engine.Options) *Server {
 			t.Fatalf("open engine database: %v", err)
 		}
 		t.Cleanup(func() { st.Close() })
-		if o.State, err = sqlitestate.New(ctx, st.DB()); err != nil {
+		if o.State, err = sqlitestate.New(ctx, st); err != nil {
 			t.Fatalf("engine state: %v", err)
 		}
 	}

@@ -19,7 +19,7 @@ func TestDocListPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := New(t.Context(), db.DB()); err != nil {
+	if _, err := New(t.Context(), db); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []engine.ListQuery{

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/store/sqlite"
 )
 
 const schema = `
@@ -57,12 +58,10 @@ type State struct {
 	// SQLITE_BUSY without waiting; queuing here avoids that entirely.
 	mu sync.Mutex
 
-	// Group commit: execution writes queue here and one transaction
-	// commits every write waiting, each in its own savepoint, so a hundred
-	// executions advancing at once cost a handful of commits, not a hundred.
-	qmu     sync.Mutex
-	queue   []*op
-	writing bool
+	// store group-commits the hot writes (executions, transitions,
+	// resources) together with the store's own: a hundred executions
+	// advancing at once cost a handful of commits, not a hundred.
+	store *sqlite.Store
 
 	// Prepared statements of the hot paths (an execution's writes and
 	// reads), so each is parsed once per connection, not once per use.
@@ -163,7 +162,7 @@ func advanceSQL(n int) string {
 }
 
 func writerStatements() []string {
-	qs := []string{insertExecutionSQL, insertTransitionSQL, putResourceSQL, "SAVEPOINT op", "ROLLBACK TO op", "RELEASE op"}
+	qs := []string{insertExecutionSQL, insertTransitionSQL, putResourceSQL}
 	for n := 1; n <= 4; n++ {
 		qs = append(qs, advanceSQL(n))
 	}
@@ -178,16 +177,12 @@ func (s *State) txExec(tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	return tx.Exec(q, args...)
 }
 
-// op is one queued write: fn runs inside the batch's transaction.
-type op struct {
-	fn   func(tx *sql.Tx) error
-	done chan error
-}
-
 var _ engine.State = (*State)(nil)
 
-// New creates the engine_* tables when missing and returns the state.
-func New(ctx context.Context, db *sql.DB) (*State, error) {
+// New creates the engine_* tables in the store's database when missing and
+// returns the state, which writes through the store's group commit.
+func New(ctx context.Context, st *sqlite.Store) (*State, error) {
+	db := st.DB()
 	for _, stmt := range strings.Split(schema, ";\n") {
 		if strings.TrimSpace(stmt) == "" {
 			continue
@@ -196,7 +191,7 @@ func New(ctx context.Context, db *sql.DB) (*State, error) {
 			return nil, fmt.Errorf("create engine tables: %w", err)
 		}
 	}
-	s := &State{db: db, rdb: db}
+	s := &State{db: db, rdb: db, store: st}
 	if r, err := openReaders(ctx, db); err != nil {
 		return nil, err
 	} else if r != nil {
@@ -649,99 +644,16 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	return nil
 }
 
-// batch queues fn and waits until the transaction holding it commits. The
-// first caller to find no writer running becomes the writer and commits
-// batches until the queue is empty.
+// batch runs fn as one write of the store's group commit. ctx only
+// decides whether fn starts: once in the shared transaction, statements run
+// uninterrupted.
 func (s *State) batch(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
-	s.qmu.Lock()
-	s.queue = append(s.queue, o)
-	lead := !s.writing
-	if lead {
-		s.writing = true
-	}
-	s.qmu.Unlock()
-	if lead {
-		for {
-			s.qmu.Lock()
-			ops := s.queue
-			s.queue = nil
-			if len(ops) == 0 {
-				s.writing = false
-				s.qmu.Unlock()
-				break
-			}
-			s.qmu.Unlock()
-			s.commit(ops)
+	return s.store.Batch(func(tx *sql.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-	}
-	select {
-	case err := <-o.done:
-		return err
-	case <-ctx.Done():
-		// The write may still commit; the caller treats it as unknown.
-		return ctx.Err()
-	}
-}
-
-// commit runs ops in one transaction, each in a savepoint so one failing
-// op leaves the others intact.
-func (s *State) commit(ops []*op) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fail := func(err error) {
-		for _, o := range ops {
-			o.done <- err
-		}
-	}
-	// The batch is not tied to any one caller's context: it carries others' writes.
-	tx, err := s.db.BeginTx(context.Background(), nil)
-	if err != nil {
-		fail(err)
-		return
-	}
-	errs := make([]error, len(ops))
-	if len(ops) == 1 {
-		// Alone in the transaction: a failing op rolls it all back, no
-		// savepoint needed (two statements fewer on every quiet commit).
-		if errs[0] = ops[0].fn(tx); errs[0] != nil {
-			_ = tx.Rollback()
-			fail(errs[0])
-			return
-		}
-		if err := tx.Commit(); err != nil {
-			fail(err)
-			return
-		}
-		ops[0].done <- nil
-		return
-	}
-	for i, o := range ops {
-		if _, err := s.txExec(tx, "SAVEPOINT op"); err != nil {
-			_ = tx.Rollback()
-			fail(err)
-			return
-		}
-		if errs[i] = o.fn(tx); errs[i] != nil {
-			if _, err := s.txExec(tx, "ROLLBACK TO op"); err != nil {
-				_ = tx.Rollback()
-				fail(err)
-				return
-			}
-		}
-		if _, err := s.txExec(tx, "RELEASE op"); err != nil {
-			_ = tx.Rollback()
-			fail(err)
-			return
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		fail(err)
-		return
-	}
-	for i, o := range ops {
-		o.done <- errs[i]
-	}
+		return fn(tx)
+	})
 }
 
 type transitionBody struct {

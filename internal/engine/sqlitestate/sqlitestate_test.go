@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		s, err := sqlitestate.New(t.Context(), db.DB())
+		s, err := sqlitestate.New(t.Context(), db)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,7 @@ type Store struct {
 	r    *sql.DB // read-only connections
 
 	wstmts, rstmts *stmtCache
+	batch          *batcher // every write of this process goes through it
 
 	ckpt    *sql.DB       // the checkpointer's connection
 	commits atomic.Int64  // commits since the last checkpoint
@@ -142,6 +143,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		wrote: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
+	s.batch = &batcher{db: w, stmts: s.wstmts, onCommit: s.committed}
 	go s.checkpointer()
 	return s, nil
 }
@@ -247,25 +249,28 @@ func (s *Store) Close() error {
 	return err
 }
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE on the one write
-// connection), committing when fn returns nil.
+// write runs fn as one write of a group commit (see batcher), committed
+// when fn returns nil. ctx is checked before fn starts; fn's statements run
+// without it, since cancelling one would interrupt the shared transaction.
 func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin write: %w", err)
-	}
+	err := s.batch.do(func(tx *sql.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(&wtx{ctx: context.WithoutCancel(ctx), tx: tx, s: s})
+	})
 	// The connection is free again once the transaction ends: prepare what
 	// it ran unprepared, for the next time.
-	defer s.wstmts.preparePending(ctx)
-	if err := fn(&wtx{ctx: ctx, tx: tx, s: s}); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	s.committed()
-	return nil
+	s.wstmts.preparePending(ctx)
+	return err
+}
+
+// Batch runs fn as one write of the store's group commit, on the writer
+// connection, and returns fn's error or the commit's. The embedded engine
+// writes its state through it, so its writes and the store's share commits.
+// fn's statements must not use a cancellable context (see batcher.do).
+func (s *Store) Batch(fn func(tx *sql.Tx) error) error {
+	return s.batch.do(fn)
 }
 
 // wtx is a write transaction whose statements come from the store's cache

@@ -1,0 +1,130 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// batcher group-commits the writes of this process on the one writer
+// connection. A write queues; whichever caller finds no commit under way
+// leads: it runs every queued write in one transaction, each in a savepoint
+// of its own (so one write's failure undoes only that write), commits, and
+// goes on until the queue is empty. Under load a commit carries many writes:
+// the store's and the embedded engine's (which writes through Batch) alike.
+type batcher struct {
+	db       *sql.DB
+	stmts    *stmtCache
+	onCommit func()
+
+	mu      sync.Mutex
+	queue   []*batchOp
+	writing bool
+}
+
+type batchOp struct {
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// Savepoint statements, prepared with the writer's statements at open.
+const (
+	savepointSQL  = "SAVEPOINT op"
+	rollbackToSQL = "ROLLBACK TO op"
+	releaseSQL    = "RELEASE op"
+)
+
+// do runs fn in a write transaction shared with other writes and returns
+// fn's error, or the commit's. It always waits for the outcome: a write
+// either committed or did not when do returns. fn must not use a context
+// that can be cancelled for its statements: an interrupted statement can
+// roll back the whole shared transaction.
+func (b *batcher) do(fn func(tx *sql.Tx) error) error {
+	o := &batchOp{fn: fn, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, o)
+	lead := !b.writing
+	b.writing = true
+	b.mu.Unlock()
+	if lead {
+		for {
+			b.mu.Lock()
+			ops := b.queue
+			b.queue = nil
+			if len(ops) == 0 {
+				b.writing = false
+				b.mu.Unlock()
+				break
+			}
+			b.mu.Unlock()
+			b.commit(ops)
+		}
+	}
+	return <-o.done
+}
+
+func (b *batcher) commit(ops []*batchOp) {
+	fail := func(err error) {
+		for _, o := range ops {
+			o.done <- err
+		}
+	}
+	// Not any caller's context: the transaction carries everyone's writes.
+	tx, err := b.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		fail(fmt.Errorf("begin write: %w", err))
+		return
+	}
+	if len(ops) == 1 {
+		// Alone: a failure rolls the transaction back, no savepoint needed.
+		if err := ops[0].fn(tx); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		if err := tx.Commit(); err != nil {
+			fail(fmt.Errorf("commit: %w", err))
+			return
+		}
+		b.onCommit()
+		ops[0].done <- nil
+		return
+	}
+	errs := make([]error, len(ops))
+	exec := func(q string) error {
+		if st := b.stmts.lookup(q); st != nil {
+			_, err := tx.Stmt(st).Exec()
+			return err
+		}
+		_, err := tx.Exec(q)
+		return err
+	}
+	for i, o := range ops {
+		if err := exec(savepointSQL); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		if errs[i] = o.fn(tx); errs[i] != nil {
+			if err := exec(rollbackToSQL); err != nil {
+				_ = tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if err := exec(releaseSQL); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	b.onCommit()
+	for i, o := range ops {
+		o.done <- errs[i]
+	}
+}
