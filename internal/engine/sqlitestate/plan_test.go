@@ -27,20 +27,10 @@ func TestDocListPlans(t *testing.T) {
 		{Kind: "doc", Parent: "u", SortBy: "created_at", Limit: 10},
 	} {
 		where, args := filterSQL(q, []string{"kind = ?", "parent = ?"}, []any{q.Kind, q.Parent})
-		rows, err := db.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN SELECT "+resourceCols+" FROM engine_resources"+where, args...)
+		plan, err := db.QueryPlan(t.Context(), "SELECT "+resourceCols+" FROM engine_resources"+where, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
 		all := strings.Join(plan, "; ")
 		if !strings.Contains(all, "INDEX engine_resources_") || strings.Contains(all, "TEMP B-TREE") {
 			t.Errorf("sorted by %s: plan %q, want it served in order by an index", q.SortBy, all)

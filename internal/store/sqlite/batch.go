@@ -76,22 +76,6 @@ func (b *batcher) commit(ops []*batchOp) {
 		fail(fmt.Errorf("begin write: %w", err))
 		return
 	}
-	if len(ops) == 1 {
-		// Alone: a failure rolls the transaction back, no savepoint needed.
-		if err := ops[0].fn(tx); err != nil {
-			_ = tx.Rollback()
-			fail(err)
-			return
-		}
-		if err := tx.Commit(); err != nil {
-			fail(fmt.Errorf("commit: %w", err))
-			return
-		}
-		b.onCommit()
-		ops[0].done <- nil
-		return
-	}
-	errs := make([]error, len(ops))
 	exec := func(q string) error {
 		if st := b.stmts.lookup(q); st != nil {
 			_, err := tx.Stmt(st).Exec()
@@ -100,20 +84,31 @@ func (b *batcher) commit(ops []*batchOp) {
 		_, err := tx.Exec(q)
 		return err
 	}
+	// A write alone in the transaction needs no savepoint: its failure
+	// rolls the transaction back (two statements fewer on a quiet commit).
+	alone := len(ops) == 1
+	errs := make([]error, len(ops))
 	for i, o := range ops {
-		if err := exec(savepointSQL); err != nil {
-			_ = tx.Rollback()
-			fail(err)
-			return
-		}
-		if errs[i] = o.fn(tx); errs[i] != nil {
-			if err := exec(rollbackToSQL); err != nil {
+		if !alone {
+			if err := exec(savepointSQL); err != nil {
 				_ = tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if err := exec(releaseSQL); err != nil {
+		errs[i] = o.fn(tx)
+		switch {
+		case errs[i] != nil && alone:
+			_ = tx.Rollback()
+			fail(errs[i])
+			return
+		case errs[i] != nil:
+			err = exec(rollbackToSQL)
+		}
+		if err == nil && !alone {
+			err = exec(releaseSQL)
+		}
+		if err != nil {
 			_ = tx.Rollback()
 			fail(err)
 			return

@@ -223,6 +223,26 @@ func describe(err error) string {
 // or it waits for itself forever. Keep transactions on it short.
 func (s *Store) DB() *sql.DB { return s.w }
 
+// QueryPlan returns the steps of the plan SQLite chooses for query (the
+// details of EXPLAIN QUERY PLAN), for tests and diagnosis.
+func (s *Store) QueryPlan(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.w.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, err
+		}
+		plan = append(plan, detail)
+	}
+	return plan, rows.Err()
+}
+
 // Path is the database file.
 func (s *Store) Path() string { return s.path }
 
