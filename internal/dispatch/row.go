@@ -432,11 +432,11 @@ func (r *row) history(ctx context.Context) ([]map[string]any, error) {
 	return out, nil
 }
 
-// before orders messages as the outbox does: (CreatedAt, ID).
 // maxHistoryScan bounds the rows read to find a row's earlier turns: a user
 // with more newer rows waiting than this gets a shorter history.
 const maxHistoryScan = 1024
 
+// before orders messages as the outbox does: (CreatedAt, ID).
 func before(a, b responder.Message) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) {
 		return a.CreatedAt.Before(b.CreatedAt)

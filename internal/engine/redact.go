@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/astra-app/astra/internal/expr"
+import (
+	"maps"
+
+	"github.com/astra-app/astra/internal/expr"
+)
 
 // redactString hides every secret value in s (expr.Redact's "[redacted]").
 func redactString(s string, secrets map[string]string) string {
@@ -40,19 +44,27 @@ func redacted(v any, secrets map[string]string) (any, bool) {
 		}
 		return out, true
 	case map[string]any:
-		changed := false
+		// One pass: each value is redacted once, however deep the nesting.
+		type change struct {
+			key, newKey string
+			val         any
+		}
+		var changes []change
 		for k, x := range v {
-			if _, c := redacted(x, secrets); c || redactString(k, secrets) != k {
-				changed = true
-				break
+			r, c := redacted(x, secrets)
+			if nk := redactString(k, secrets); c || nk != k {
+				changes = append(changes, change{k, nk, r})
 			}
 		}
-		if !changed {
+		if changes == nil {
 			return v, false
 		}
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			out[redactString(k, secrets)], _ = redacted(x, secrets)
+		out := maps.Clone(v)
+		for _, c := range changes {
+			delete(out, c.key)
+		}
+		for _, c := range changes {
+			out[c.newKey] = c.val
 		}
 		return out, true
 	}
