@@ -13,6 +13,21 @@ import (
 // pingEvery is how often an idle SSE stream sends a `: ping` comment.
 var pingEvery = 15 * time.Second
 
+// remoteEvery is how often a stream re-reads an execution that another
+// process runs (several instances share one state): no in-process change
+// wakes it, so it polls.
+var remoteEvery = 250 * time.Millisecond
+
+// ifRemote returns c while this engine does not run the execution (the
+// stream then polls the state), nil while it does (its changes wake the
+// stream).
+func (e *Engine) ifRemote(id string, c <-chan time.Time) <-chan time.Time {
+	if e.runFor(id) != nil {
+		return nil
+	}
+	return c
+}
+
 // hub wakes stream handlers when an execution changes. A waiter takes the
 // channel first, then reads the state, so a change between the two is not
 // lost. For executions running in this process it also keeps the latest
@@ -263,6 +278,8 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 	}
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+	remote := time.NewTicker(remoteEvery)
+	defer remote.Stop()
 	lastStatus, lastCount := "", -1
 	for {
 		if e.ctx.Err() != nil {
@@ -289,6 +306,7 @@ func (e *Engine) serveStatusStream(w http.ResponseWriter, r *http.Request, id st
 		case <-ctx.Done():
 			stop = true
 		case <-ch:
+		case <-e.ifRemote(id, remote.C):
 		case <-ping.C:
 			stop = s.ping() != nil
 		}
@@ -315,6 +333,8 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 	}
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+	remote := time.NewTicker(remoteEvery)
+	defer remote.Stop()
 	index := 0
 	var (
 		cur  *deltaLog
@@ -325,7 +345,7 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 			return
 		}
 		ch, release := e.changes.wait(id)
-		if !e.deltaRound(ctx, s, id, ch, ping.C, &cur, &seen, &index) {
+		if !e.deltaRound(ctx, s, id, ch, ping.C, e.ifRemote(id, remote.C), &cur, &seen, &index) {
 			release()
 			return
 		}
@@ -335,7 +355,7 @@ func (e *Engine) serveDeltaStream(w http.ResponseWriter, r *http.Request, id str
 
 // deltaRound sends what the execution's delta log has beyond seen and
 // waits for more; it reports whether the stream should go on.
-func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan struct{}, ping <-chan time.Time,
+func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan struct{}, ping, remote <-chan time.Time,
 	curp **deltaLog, seenp, indexp *int) bool {
 	cur, seen, index := *curp, *seenp, *indexp
 	defer func() { *curp, *seenp, *indexp = cur, seen, index }()
@@ -379,6 +399,7 @@ func (e *Engine) deltaRound(ctx context.Context, s *sse, id string, ch <-chan st
 		return false
 	case <-ch:
 	case <-wake:
+	case <-remote:
 	case <-ping:
 		return s.ping() == nil
 	}

@@ -2,9 +2,12 @@ package ferrettest_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -62,6 +65,59 @@ func TestNotInBinary(t *testing.T) {
 	for _, pkg := range pkgs {
 		if strings.HasPrefix(pkg, "github.com/FerretDB/") || strings.HasSuffix(pkg, "/ferrettest") {
 			t.Errorf("cmd/astra depends on %s", pkg)
+		}
+	}
+}
+
+// TestSerializedClaimsOnce races claims of one document from several
+// clients (as several processes would) through the serialising proxy:
+// exactly one findOneAndUpdate may win.
+func TestSerializedClaimsOnce(t *testing.T) {
+	t.Parallel()
+	uri := ferrettest.Serialized(t, ferrettest.Start(t))
+	ctx := context.Background()
+	const clients, rounds = 4, 10
+	colls := make([]*mongo.Collection, clients)
+	for i := range colls {
+		c, err := mongo.Connect(options.Client().ApplyURI(uri + "?maxPoolSize=4"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+		colls[i] = c.Database("ferrettest").Collection("claims")
+	}
+	for r := range rounds {
+		if _, err := colls[0].InsertOne(ctx, bson.D{{Key: "_id", Value: r}, {Key: "owner", Value: ""}}); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	}
+	wins := make([]int, rounds)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, coll := range colls {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range rounds {
+					err := coll.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: r}, {Key: "owner", Value: ""}},
+						bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: fmt.Sprint(i, "/", g)}}}}).Err()
+					switch {
+					case err == nil:
+						mu.Lock()
+						wins[r]++
+						mu.Unlock()
+					case !errors.Is(err, mongo.ErrNoDocuments):
+						t.Errorf("claim: %v", err)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for r, n := range wins {
+		if n != 1 {
+			t.Errorf("document %d was claimed %d times, want once", r, n)
 		}
 	}
 }
