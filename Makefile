@@ -15,7 +15,7 @@ build:
 # Chromium or a real MongoDB skip with a reason when those are absent
 # (outside CI); .ci/run installs Chromium.
 test: lint check-generated
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(MAKE) fuzz
 
 test-short:

@@ -161,7 +161,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 					d.Wake()
 				}
 			},
-			Context: ctx,
+			Context:           ctx,
+			MessagesPerMinute: cfg.MessagesPerMinute,
+			MessageBurst:      cfg.MessageBurst,
 		}
 		if eng != nil {
 			deps.Engine = eng.Handler()

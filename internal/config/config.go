@@ -65,7 +65,11 @@ type Config struct {
 	DispatchInFlight int
 	DispatchAttempts int
 	ShutdownTimeout  time.Duration
-	Secrets          map[string]string // ASTRA_SECRET_<NAME>: task secrets seeded into the engine
+
+	MessagesPerMinute int // ASTRA_MESSAGES_PER_MINUTE: per-user POST limit, 0 = off
+	MessageBurst      int // ASTRA_MESSAGE_BURST
+
+	Secrets map[string]string // ASTRA_SECRET_<NAME>: task secrets seeded into the engine
 }
 
 // GoogleEnabled reports whether Google sign-in is configured.
@@ -160,6 +164,9 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		DispatchInFlight: p.positive("ASTRA_DISPATCH_MAX_INFLIGHT", 64),
 		DispatchAttempts: p.positive("ASTRA_DISPATCH_MAX_ATTEMPTS", 5),
 		ShutdownTimeout:  p.duration("ASTRA_SHUTDOWN_TIMEOUT", 15*time.Second),
+
+		MessagesPerMinute: p.count("ASTRA_MESSAGES_PER_MINUTE", 60),
+		MessageBurst:      p.positive("ASTRA_MESSAGE_BURST", 20),
 	}
 
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -421,6 +428,20 @@ func (p *parser) duration(k string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// count reads a whole number that may be 0 (which turns a limit off).
+func (p *parser) count(k string, def int) int {
+	v, ok := p.look(k)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		p.fail("%s %q is not a whole number (0 turns it off)", k, v)
+		return def
+	}
+	return n
 }
 
 func (p *parser) positive(k string, def int) int {

@@ -36,6 +36,8 @@ func Status(code string) int {
 		return http.StatusUnsupportedMediaType
 	case responder.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case responder.ERATELIMITED:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

@@ -15,6 +15,7 @@ const (
 	ETOOLARGE     = "too_large"    // 413
 	EUNSUPPORTED  = "unsupported"  // wrong content type: 415
 	EUNAVAILABLE  = "unavailable"  // a dependency is down: 503
+	ERATELIMITED  = "rate_limited" // too many requests: 429
 	EINTERNAL     = "internal"     // anything else: 500, details logged, not shown
 )
 

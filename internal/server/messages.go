@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -100,6 +101,12 @@ func checkMetadata(v any, depth int) error {
 
 func (s *server) handlePostMessage(w http.ResponseWriter, r *http.Request) {
 	id := auth.FromContext(r.Context())
+	if ok, wait := s.limit.allow(id.User.ID, s.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+		s.writeError(w, r, responder.Errorf(responder.ERATELIMITED,
+			"Too many messages: please wait %d seconds before sending another", retryAfterSeconds(wait)))
+		return
+	}
 	in, err := decode(w, r, s.MaxMessageBytes, decodeMessage)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -62,12 +62,20 @@ type Deps struct {
 	PingInterval         time.Duration // socket pings, default 30s
 	WriteTimeout         time.Duration // one socket write, default 10s
 	MaxMessageBytes      int64         // POST /api/responder/messages body, default 64 KiB
+
+	// MessagesPerMinute limits POST /api/responder/messages per user (a
+	// token bucket with bursts of MessageBurst); 0 turns the limit off.
+	MessagesPerMinute int
+	MessageBurst      int
+	// Now is the clock of the rate limit (tests); default time.Now.
+	Now func() time.Time
 }
 
 type server struct {
 	Deps
 	log     *slog.Logger
 	origins map[string]bool
+	limit   *userLimiter
 }
 
 // New returns the API's handler.
@@ -93,7 +101,11 @@ func New(deps Deps) http.Handler {
 	if deps.Ready == nil {
 		deps.Ready = deps.Store.Ping
 	}
-	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool)}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool),
+		limit: newUserLimiter(deps.MessagesPerMinute, deps.MessageBurst)}
 	for _, o := range deps.AllowedOrigins {
 		if o = normalizeOrigin(o); o != "" {
 			s.origins[o] = true
