@@ -341,8 +341,12 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		locs, err := boundedMatches(re, s)
+		if err != nil {
+			return nil, err
+		}
 		var out []starlark.Value
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range locs {
 			m := &matchValue{s: s, loc: loc, re: re}
 			if name == "finditer" {
 				out = append(out, m)
@@ -374,15 +378,24 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		bud := budgetOf(t)
 		var b strings.Builder
 		last, n := 0, 0
 		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
 			if count > 0 && n >= count {
 				break
 			}
+			if err := bud.alive(); err != nil {
+				return nil, err
+			}
 			b.WriteString(s[last:loc[0]])
 			switch r := repl.(type) {
 			case starlark.String:
+				// The expansion is at most the template plus the groups it
+				// names, each at most the subject: check before expanding.
+				if b.Len()+len(r) > maxValueBytes {
+					return nil, textTooLarge("string")
+				}
 				b.WriteString(string(re.ExpandString(nil, pyReplToGo(string(r)), s, loc)))
 			default:
 				v, err := starlark.Call(t, repl, starlark.Tuple{&matchValue{s: s, loc: loc, re: re}}, nil)
@@ -397,8 +410,8 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 			}
 			last = loc[1]
 			n++
-			if int64(b.Len()) > 64<<20 {
-				return nil, fmt.Errorf("re.sub: result too large")
+			if b.Len() > maxValueBytes {
+				return nil, textTooLarge("string")
 			}
 		}
 		b.WriteString(s[last:])
@@ -420,9 +433,13 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		locs, err := boundedMatches(re, s)
+		if err != nil {
+			return nil, err
+		}
 		var out []starlark.Value
 		last, n := 0, 0
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range locs {
 			if maxsplit > 0 && n >= maxsplit {
 				break
 			}
@@ -441,6 +458,17 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		return charge(t, starlark.NewList(out))
 	}
 	return nil, fmt.Errorf("re.%s is not supported", name)
+}
+
+// boundedMatches finds the matches of re in s, refusing more than a list
+// of maxValueBytes can hold instead of finding them all first.
+func boundedMatches(re *regexp.Regexp, s string) ([][]int, error) {
+	const most = maxValueBytes / pieceBytes
+	locs := re.FindAllStringSubmatchIndex(s, most+1)
+	if len(locs) > most {
+		return nil, textTooLarge("list")
+	}
+	return locs, nil
 }
 
 func groupOrEmpty(s string, loc []int, g int) starlark.Value {
