@@ -354,6 +354,10 @@ func fnDumpJSON(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			e.itemSep, e.keySep = string(a), string(c)
 		}
 	}
+	sep := int64(min(len(e.itemSep), len(e.keySep)))
+	if err := checkTextSize(v, sep, "JSON string"); err != nil {
+		return nil, err
+	}
 	if err := e.encode(v, 0); err != nil {
 		return nil, err
 	}
@@ -917,6 +921,9 @@ func timeModule() *starlarkstruct.Module {
 // strftime implements the common C/Python directives. A directive expands
 // to at most 24 bytes (%c), so a long format is checked as it is written.
 func strftime(t time.Time, f string) (string, error) {
+	if n := addSat(int64(len(f)), mulSat(22, int64(strings.Count(f, "%")))); n > maxValueBytes {
+		return "", tooLarge(n, "string")
+	}
 	var b strings.Builder
 	for i := 0; i < len(f); i++ {
 		if b.Len() > maxValueBytes {

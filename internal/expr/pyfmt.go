@@ -36,6 +36,9 @@ func pyStrE(v starlark.Value) (string, error) {
 }
 
 func pyReprE(v starlark.Value) (string, error) {
+	if err := checkTextSize(v, 2, "string"); err != nil {
+		return "", err
+	}
 	var w reprWriter
 	w.repr(v, 0)
 	if w.full {
@@ -46,6 +49,96 @@ func pyReprE(v starlark.Value) (string, error) {
 
 func textTooLarge(kind string) error {
 	return fmt.Errorf("expression would build a %s larger than %s; the limit is %s", kind, humanBytes(maxValueBytes), humanBytes(maxValueBytes))
+}
+
+// checkTextSize refuses a container whose text (repr or JSON, with sep
+// bytes between items) would exceed maxValueBytes, before writing any of it.
+func checkTextSize(v starlark.Value, sep int64, kind string) error {
+	switch v.(type) {
+	case *starlark.List, starlark.Tuple, *starlark.Dict, *starlark.Set, *stepList:
+		var memo map[any]int64
+		if n := textSize(v, sep, &memo, 0); n > maxValueBytes {
+			return tooLarge(n, kind)
+		}
+	}
+	return nil
+}
+
+// textSize is a lower bound on the length of v's repr or JSON text. Nested
+// containers are measured once (memo), so a shared reference repeated a
+// million times costs one measurement.
+func textSize(v starlark.Value, sep int64, memo *map[any]int64, depth int) int64 {
+	if depth > 50 {
+		return 3
+	}
+	var key any
+	if depth > 0 {
+		switch x := v.(type) {
+		case *starlark.List, *starlark.Dict, *starlark.Set:
+			key = x
+		case *stepList:
+			key = x.list
+		case starlark.Tuple:
+			if len(x) > 0 {
+				key = tupleKey{&x[0], len(x)}
+			}
+		}
+	}
+	if key != nil {
+		if *memo == nil {
+			*memo = map[any]int64{}
+		}
+		if n, ok := (*memo)[key]; ok {
+			return n
+		}
+		(*memo)[key] = 0 // a cycle counts once
+	}
+	var n int64
+	switch x := v.(type) {
+	case starlark.NoneType, starlark.Bool:
+		n = 4
+	case starlark.Int:
+		n = 1
+		if i, ok := x.Int64(); ok {
+			for i >= 10 || i <= -10 {
+				i /= 10
+				n++
+			}
+		} else {
+			n = int64(x.BigInt().BitLen() * 3 / 10)
+		}
+	case starlark.Float:
+		n = 3
+	case starlark.String:
+		n = int64(len(x)) + 2
+	case starlark.Bytes:
+		n = int64(len(x)) + 3
+	case *starlark.Dict:
+		n = 2
+		for i, item := range x.Items() {
+			if i > 0 {
+				n = addSat(n, sep)
+			}
+			n = addSat(n, addSat(textSize(item[0], sep, memo, depth+1), addSat(sep, textSize(item[1], sep, memo, depth+1))))
+		}
+	case starlark.Iterable:
+		n = 2
+		it := x.Iterate()
+		var e starlark.Value
+		for i := 0; it.Next(&e); i++ {
+			if i > 0 {
+				n = addSat(n, sep)
+			}
+			n = addSat(n, textSize(e, sep, memo, depth+1))
+		}
+		it.Done()
+	default:
+		n = 1
+	}
+	if key != nil {
+		(*memo)[key] = n
+	}
+	return n
 }
 
 // reprWriter writes Python reprs until maxValueBytes, then only records
