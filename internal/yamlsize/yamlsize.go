@@ -29,8 +29,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("YAML aliases expand the document to %s, over the limit of %s (alias at line %d, column %d)",
-		human(e.Size), human(e.Limit), e.Line, e.Column)
+	return fmt.Sprintf("%s (alias at line %d, column %d)", e.Reason(), e.Line, e.Column)
+}
+
+// Reason is the message without the position, for callers that report the
+// position themselves.
+func (e *Error) Reason() string {
+	return fmt.Sprintf("YAML aliases expand the document to %s, over the limit of %s", human(e.Size), human(e.Limit))
 }
 
 // Check measures the document rooted at n and returns an *Error when it
