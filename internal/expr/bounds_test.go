@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // attackVectors are expressions that once drove a server to gigabytes (or
@@ -65,7 +66,7 @@ func TestAttacksRefusedBeforeAllocating(t *testing.T) {
 			}
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err = p.eval(context.Background(), vars, defaultLimits)
+			_, err = p.eval(context.Background(), vars, noClock)
 			runtime.ReadMemStats(&after)
 			if err == nil {
 				t.Fatalf("%s: no error", a.src)
@@ -86,6 +87,10 @@ func TestAttacksRefusedBeforeAllocating(t *testing.T) {
 	}
 }
 
+// noClock is defaultLimits without the 1 s timeout: these tests are about
+// sizes, and a loaded CI machine (or -race) must not turn them into timeouts.
+var noClock = limits{timeout: time.Hour, maxSteps: defaultLimits.maxSteps, maxAlloc: defaultLimits.maxAlloc}
+
 // Legitimate values up to the limits still work.
 func TestLargeButAllowed(t *testing.T) {
 	t.Parallel()
@@ -100,7 +105,11 @@ func TestLargeButAllowed(t *testing.T) {
 		{`$ len(str(list(range(100000))))`, `688890`},
 	}
 	for _, c := range cases {
-		got, err := Evaluate(context.Background(), c.src, nil)
+		p, err := Compile(c.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.eval(context.Background(), nil, noClock)
 		if err != nil {
 			t.Errorf("%s: %v", c.src, err)
 			continue
@@ -114,7 +123,11 @@ func TestLargeButAllowed(t *testing.T) {
 // A shared reference within the limit converts in full.
 func TestSharedReferenceResultWithinLimit(t *testing.T) {
 	t.Parallel()
-	got, err := Evaluate(context.Background(), `$ [[0]*300]*300`, nil)
+	p, err := Compile(`$ [[0]*300]*300`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.eval(context.Background(), nil, noClock)
 	if err != nil {
 		t.Fatal(err)
 	}

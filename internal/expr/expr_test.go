@@ -359,7 +359,12 @@ func TestRuntimeErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		vars := decodeVars(t, c.vars)
-		_, err := Evaluate(context.Background(), c.src, vars)
+		p, err := Compile(c.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The messages are under test, not the clock (TestTimeout is).
+		_, err = p.eval(context.Background(), vars, noClock)
 		if err == nil {
 			t.Errorf("Evaluate(%q) = nil error, want %q", c.src, c.want)
 			continue

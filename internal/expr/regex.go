@@ -379,9 +379,18 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 			return nil, err
 		}
 		bud := budgetOf(t)
+		// A literal replacement adds its length at every match: find no
+		// more matches than the limit allows rather than all of them.
+		most := -1
+		if r, ok := repl.(starlark.String); ok && len(r) > 0 && !strings.ContainsRune(string(r), '\\') {
+			most = maxValueBytes/len(r) + 2
+		}
+		if count > 0 && (most < 0 || count < most) {
+			most = count
+		}
 		var b strings.Builder
 		last, n := 0, 0
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range re.FindAllStringSubmatchIndex(s, most) {
 			if count > 0 && n >= count {
 				break
 			}
