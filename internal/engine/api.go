@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"gopkg.in/yaml.v3"
+
+	"github.com/astra-app/astra/internal/yamlsize"
 )
 
 // maxBody bounds request bodies (task definitions are the largest).
@@ -355,6 +357,12 @@ func readObject(r *http.Request) (map[string]any, error) {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var v any
 	if strings.Contains(mt, "yaml") {
+		// Refuse an alias bomb before yaml.Unmarshal follows the aliases.
+		if err := yamlsize.CheckBytes(b); err != nil {
+			return nil, &apiError{Status: http.StatusUnprocessableEntity, Type: "validation_error",
+				Message: "Invalid YAML: " + err.Error(),
+				Details: []any{map[string]any{"loc": []any{"body"}, "msg": err.Error(), "type": "yaml_invalid"}}}
+		}
 		if err := yaml.Unmarshal(b, &v); err != nil {
 			return nil, &apiError{Status: http.StatusUnprocessableEntity, Type: "validation_error",
 				Message: "Invalid YAML: " + err.Error(),

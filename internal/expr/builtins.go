@@ -14,57 +14,10 @@ import (
 	"go.starlark.net/syntax"
 )
 
-// Allocation accounting. Starlark bounds the number of interpreter steps but
-// not memory: `["x" * 1000000 for i in range(1000)]` takes few steps and a
-// gigabyte. Every helper that can build a large value charges its size to a
-// per-evaluation budget kept in the thread.
-
-const budgetKey = "expr.budget"
-
-type budget struct{ used, limit int64 }
-
-func sizeOf(v starlark.Value) int64 {
-	switch x := v.(type) {
-	case starlark.String:
-		return int64(len(x))
-	case starlark.Bytes:
-		return int64(len(x))
-	case *starlark.List:
-		return 16 * int64(x.Len())
-	case starlark.Tuple:
-		return 16 * int64(len(x))
-	case *starlark.Dict:
-		return 64 * int64(x.Len())
-	case *starlark.Set:
-		return 48 * int64(x.Len())
-	}
-	return 0
-}
-
-func chargeN(thread *starlark.Thread, n int64) error {
-	b, _ := thread.Local(budgetKey).(*budget)
-	if b == nil {
-		return nil
-	}
-	b.used += n
-	if b.used > b.limit {
-		return fmt.Errorf("expression exceeded its memory budget of %d MiB", b.limit>>20)
-	}
-	return nil
-}
-
-func charge(thread *starlark.Thread, v starlark.Value) (starlark.Value, error) {
-	if n := sizeOf(v); n > 0 {
-		if err := chargeN(thread, n); err != nil {
-			return nil, err
-		}
-	}
-	return v, nil
-}
-
 type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
 
-// newFn makes a builtin whose result is charged to the budget.
+// newFn makes a builtin whose result is charged to the budget. Functions
+// that can build more than their inputs reserve their size themselves first.
 func newFn(name string, fn builtinFn) *starlark.Builtin {
 	return starlark.NewBuiltin(name, func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		v, err := fn(t, b, args, kw)
@@ -76,14 +29,12 @@ func newFn(name string, fn builtinFn) *starlark.Builtin {
 }
 
 // charged wraps an existing builtin (from Starlark's universe or a method)
-// so that its result is charged.
-func charged(b *starlark.Builtin) *starlark.Builtin {
+// so that what it builds is reserved before the call when estimators[key]
+// can tell, and charged after it otherwise.
+func charged(b *starlark.Builtin, key string) *starlark.Builtin {
+	est := estimators[key]
 	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		v, err := b.CallInternal(t, args, kw)
-		if err != nil {
-			return nil, err
-		}
-		return charge(t, v)
+		return guarded(t, est, b.Receiver(), args, kw, func() (starlark.Value, error) { return b.CallInternal(t, args, kw) })
 	})
 }
 
@@ -95,6 +46,7 @@ func fnFString(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ [
 	if !ok || len(args) != 1+4*(len(lits)-1) {
 		return nil, fmt.Errorf("internal error: malformed f-string")
 	}
+	bud := budgetOf(t)
 	var b strings.Builder
 	b.WriteString(string(lits[0].(starlark.String)))
 	for k := 0; k+1 < len(lits); k++ {
@@ -106,21 +58,28 @@ func fnFString(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ [
 		}
 		v := args[4+4*k]
 		b.WriteString(string(prefix))
+		var err error
 		switch conv {
 		case "r", "a":
-			v = starlark.String(pyRepr(v))
+			v, err = reprValue(v)
 		case "s":
-			v = starlark.String(pyStr(v))
+			v, err = strValue(v)
+		}
+		if err != nil {
+			return nil, err
 		}
 		s, err := formatValue(v, string(spec))
 		if err != nil {
 			return nil, err
 		}
-		b.WriteString(s)
-		b.WriteString(string(lits[k+1].(starlark.String)))
-		if err := chargeN(t, int64(len(s))); err != nil {
+		if b.Len()+len(s) > maxValueBytes {
+			return nil, textTooLarge("string")
+		}
+		if err := bud.reserve(int64(len(s)), "string"); err != nil {
 			return nil, err
 		}
+		b.WriteString(s)
+		b.WriteString(string(lits[k+1].(starlark.String)))
 	}
 	return starlark.String(b.String()), nil
 }
@@ -141,7 +100,7 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 			return m.BindReceiver(x), nil
 		}
 		if m, _ := x.Attr(name); m != nil {
-			return charged(m.(*starlark.Builtin)), nil
+			return charged(m.(*starlark.Builtin), "dict."+name), nil
 		}
 		if val, found, _ := x.Get(starlark.String(name)); found {
 			return val, nil
@@ -152,14 +111,18 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 			return m.BindReceiver(x), nil
 		}
 		if m, _ := x.Attr(name); m != nil {
-			return charged(m.(*starlark.Builtin)), nil
+			return charged(m.(*starlark.Builtin), "string."+name), nil
 		}
 	case *starlark.List:
 		if m := listExtras[name]; m != nil {
 			return m.BindReceiver(x), nil
 		}
 		if m, _ := x.Attr(name); m != nil {
-			return charged(m.(*starlark.Builtin)), nil
+			return charged(m.(*starlark.Builtin), "list."+name), nil
+		}
+	case *starlark.Set:
+		if m, _ := x.Attr(name); m != nil {
+			return charged(m.(*starlark.Builtin), "set."+name), nil
 		}
 	case *stepList:
 		return getAttr(nil, x.list, name)
@@ -175,41 +138,48 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 	return nil, fmt.Errorf("%s has no attribute %q", v.Type(), name)
 }
 
-func fnMod(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func fnMod(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if s, ok := args[0].(starlark.String); ok {
 		out, err := printf(string(s), args[1])
 		if err != nil {
 			return nil, err
 		}
-		return starlark.String(out), nil
+		return charge(t, starlark.String(out))
 	}
 	return starlark.Binary(syntax.PERCENT, args[0], args[1])
 }
 
+// concatSize is the size of x + y for strings, lists and tuples.
+func concatSize(x, y starlark.Value) int64 {
+	switch x.(type) {
+	case starlark.String, starlark.Bytes, *starlark.List, starlark.Tuple:
+		return addSat(sizeOf(x), sizeOf(y))
+	}
+	return 0
+}
+
 func fnAdd(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-	v, err := starlark.Binary(syntax.PLUS, args[0], args[1])
-	if err != nil {
+	if err := budgetOf(t).reserve(concatSize(args[0], args[1]), kindOf(args[0])); err != nil {
 		return nil, err
 	}
-	return charge(t, v)
+	return starlark.Binary(syntax.PLUS, args[0], args[1])
 }
 
 func fnMul(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x, y := args[0], args[1]
-	// Check the size before Starlark allocates the repetition.
+	// The repetition's size is known before Starlark builds it.
 	seq, n := x, y
 	if _, ok := x.(starlark.Int); ok {
 		seq, n = y, x
 	}
-	if cnt, ok := n.(starlark.Int); ok {
-		if k, ok := cnt.Int64(); ok && k > 0 {
-			if per := sizeOf(seq); per > 0 {
-				if k > (1<<40)/per {
-					return nil, fmt.Errorf("repetition too large")
-				}
-				if err := chargeN(t, per*k); err != nil {
-					return nil, err
-				}
+	if cnt, ok := n.(starlark.Int); ok && cnt.Sign() > 0 {
+		if per := sizeOf(seq); per > 0 {
+			k, ok := cnt.Int64()
+			if !ok {
+				k = math.MaxInt64
+			}
+			if err := budgetOf(t).reserve(mulSat(per, k), kindOf(seq)); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -356,7 +326,10 @@ func joinChars(sep, s string) starlark.String {
 
 func fnIter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if s, ok := args[0].(starlark.String); ok {
-		return charge(t, chars(s))
+		if err := budgetOf(t).reserve(charsSize(string(s)), "list"); err != nil {
+			return nil, err
+		}
+		return chars(s), nil
 	}
 	return args[0], nil
 }
@@ -365,6 +338,7 @@ func fnIter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []st
 // (all positions if max < 0) are passed as lists of characters. For min/max
 // only a sole argument is an iterable.
 func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
+	est := estimators[b.Name()]
 	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		if !soleOnly || len(args) == 1 {
 			var conv starlark.Tuple
@@ -373,7 +347,7 @@ func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
 					if conv == nil {
 						conv = append(starlark.Tuple(nil), args...)
 					}
-					if err := chargeN(t, 16*int64(len(s))); err != nil {
+					if err := budgetOf(t).reserve(charsSize(string(s)), "list"); err != nil {
 						return nil, err
 					}
 					conv[i] = chars(s)
@@ -383,15 +357,14 @@ func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
 				args = conv
 			}
 		}
-		v, err := b.CallInternal(t, args, kw)
-		if err != nil {
-			return nil, err
-		}
-		return charge(t, v)
+		return guarded(t, est, nil, args, kw, func() (starlark.Value, error) { return b.CallInternal(t, args, kw) })
 	})
 }
 
 func fnSet(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	if err := budgetOf(t).reserve(mulSat(setBytes, length(args[0])), "set"); err != nil {
+		return nil, err
+	}
 	s := starlark.NewSet(starlark.Len(args[0]))
 	it := starlark.Iterate(args[0])
 	defer it.Done()
@@ -401,12 +374,12 @@ func fnSet(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []sta
 			return nil, err
 		}
 	}
-	return charge(t, s)
+	return s, nil
 }
 
 // ---- Python builtins that Starlark lacks or spells differently ----
 
-func fnStr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+func fnStr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 	if len(args) == 0 {
 		return starlark.String(""), nil
 	}
@@ -416,14 +389,25 @@ func fnStr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []st
 	if len(args) > 1 {
 		return nil, fmt.Errorf("str() takes at most 1 argument")
 	}
-	return starlark.String(pyStr(args[0])), nil
+	if s, ok := args[0].(starlark.String); ok {
+		return s, nil
+	}
+	v, err := strValue(args[0])
+	if err != nil {
+		return nil, err
+	}
+	return charge(t, v)
 }
 
-func fnRepr(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func fnRepr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("repr() takes exactly one argument")
 	}
-	return starlark.String(pyRepr(args[0])), nil
+	v, err := reprValue(args[0])
+	if err != nil {
+		return nil, err
+	}
+	return charge(t, v)
 }
 
 func fnInt(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
@@ -472,11 +456,11 @@ func fnSum(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []st
 		if _, ok := e.(starlark.String); ok {
 			return nil, fmt.Errorf("sum() can't sum strings [use ''.join(seq) instead]")
 		}
-		var err error
-		if acc, err = starlark.Binary(syntax.PLUS, acc, e); err != nil {
+		if err := budgetOf(t).reserve(concatSize(acc, e), kindOf(acc)); err != nil {
 			return nil, err
 		}
-		if _, err := charge(t, acc); err != nil {
+		var err error
+		if acc, err = starlark.Binary(syntax.PLUS, acc, e); err != nil {
 			return nil, err
 		}
 	}
@@ -604,12 +588,16 @@ func fnMap(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []sta
 		defer it.Done()
 		iters[i] = it
 	}
+	bud := budgetOf(t)
 	var out []starlark.Value
 	for {
+		if err := bud.reserve(slotBytes, "list"); err != nil {
+			return nil, err
+		}
 		call := make(starlark.Tuple, len(iters))
 		for i, it := range iters {
 			if !it.Next(&call[i]) {
-				return charge(t, starlark.NewList(out))
+				return starlark.NewList(out), nil
 			}
 		}
 		v, err := starlark.Call(t, args[0], call, nil)
@@ -629,9 +617,13 @@ func fnFilter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 		return nil, fmt.Errorf("filter: %s is not iterable", args[1].Type())
 	}
 	defer it.Done()
+	bud := budgetOf(t)
 	var out []starlark.Value
 	var e starlark.Value
 	for it.Next(&e) {
+		if err := bud.reserve(slotBytes, "list"); err != nil {
+			return nil, err
+		}
 		keep := e.Truth()
 		if args[0] != starlark.None {
 			v, err := callArg(t, args[0], e)
@@ -644,7 +636,7 @@ func fnFilter(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 			out = append(out, e)
 		}
 	}
-	return charge(t, starlark.NewList(out))
+	return starlark.NewList(out), nil
 }
 
 func fnReduce(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
@@ -662,8 +654,12 @@ func fnReduce(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 	} else if !it.Next(&acc) {
 		return nil, fmt.Errorf("reduce() of empty iterable with no initial value")
 	}
+	bud := budgetOf(t)
 	var e starlark.Value
 	for it.Next(&e) {
+		if err := bud.alive(); err != nil {
+			return nil, err
+		}
 		v, err := callArg(t, args[0], acc, e)
 		if err != nil {
 			return nil, err
@@ -695,7 +691,7 @@ func fnPowBuiltin(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, 
 	return pow(t, args[0], args[1])
 }
 
-func fnFormat(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+func fnFormat(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if len(args) < 1 || len(args) > 2 {
 		return nil, fmt.Errorf("format expected 1 or 2 arguments")
 	}
@@ -708,7 +704,10 @@ func fnFormat(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []
 		spec = string(s)
 	}
 	s, err := formatValue(args[0], spec)
-	return starlark.String(s), err
+	if err != nil {
+		return nil, err
+	}
+	return charge(t, starlark.String(s))
 }
 
 func fnHasattr(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
@@ -772,24 +771,33 @@ func initStrExtras() {
 			}
 			return charge(t, starlark.String(s))
 		}),
-		"join": newFn("join", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		"join": starlark.NewBuiltin("join", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			sep := recvString(b)
 			if len(args) == 1 && len(kw) == 0 {
 				if s, ok := args[0].(starlark.String); ok {
 					// Python joins a string's characters; done directly
 					// because ''.join(text) is a common idiom on big texts.
-					return joinChars(recvString(b), string(s)), nil
+					n := addSat(int64(len(s)), mulSat(int64(len(sep)), int64(utf8.RuneCountInString(string(s)))))
+					if err := budgetOf(t).reserve(n, "string"); err != nil {
+						return nil, err
+					}
+					return joinChars(sep, string(s)), nil
 				}
 			}
-			m, _ := starlark.String(recvString(b)).Attr("join")
+			n, _ := estimateJoin(starlark.String(sep), args, kw)
+			if err := budgetOf(t).reserve(n, "string"); err != nil {
+				return nil, err
+			}
+			m, _ := starlark.String(sep).Attr("join")
 			return m.(*starlark.Builtin).CallInternal(t, args, kw)
 		}),
-		"zfill": newFn("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		"zfill": starlark.NewBuiltin("zfill", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			var w int
 			if err := starlark.UnpackPositionalArgs("zfill", args, kw, 1, &w); err != nil {
 				return nil, err
 			}
-			if w > 1<<20 {
-				return nil, fmt.Errorf("zfill width too large")
+			if err := budgetOf(t).reserve(max(int64(w), int64(len(recvString(b)))), "string"); err != nil {
+				return nil, err
 			}
 			s := recvString(b)
 			sign := ""
@@ -829,13 +837,18 @@ func initStrExtras() {
 		"encode": starlark.NewBuiltin("encode", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 			return starlark.Bytes(recvString(b)), nil
 		}),
-		"expandtabs": newFn("expandtabs", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		"expandtabs": starlark.NewBuiltin("expandtabs", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			size := 8
 			if err := starlark.UnpackArgs("expandtabs", args, kw, "tabsize?", &size); err != nil {
 				return nil, err
 			}
 			if size < 0 || size > 64 {
 				size = 8
+			}
+			s := recvString(b)
+			n := addSat(int64(len(s)), mulSat(int64(strings.Count(s, "\t")), int64(size)))
+			if err := budgetOf(t).reserve(n, "string"); err != nil {
+				return nil, err
 			}
 			return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
 		}),
@@ -858,7 +871,7 @@ func strPred(pred func(rune) bool) *starlark.Builtin {
 }
 
 func justify(name string) *starlark.Builtin {
-	return newFn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	return starlark.NewBuiltin(name, func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		var w int
 		fill := " "
 		if err := starlark.UnpackPositionalArgs(name, args, kw, 1, &w, &fill); err != nil {
@@ -867,11 +880,12 @@ func justify(name string) *starlark.Builtin {
 		if utf8.RuneCountInString(fill) != 1 {
 			return nil, fmt.Errorf("the fill character must be exactly one character long")
 		}
-		if w > 1<<20 {
-			return nil, fmt.Errorf("%s width too large", name)
+		s := recvString(b)
+		if err := budgetOf(t).reserve(max(mulSat(int64(w), int64(len(fill))), int64(len(s))), "string"); err != nil {
+			return nil, err
 		}
 		fs := formatSpec{fill: []rune(fill)[0], width: w, align: map[string]byte{"center": '^', "ljust": '<', "rjust": '>'}[name]}
-		return starlark.String(pad(recvString(b), fs, '<')), nil
+		return starlark.String(pad(s, fs, '<')), nil
 	})
 }
 
@@ -966,7 +980,7 @@ func init() {
 		"all": iterArgs(u("all"), 1, false), "any": iterArgs(u("any"), 1, false),
 		"chr": u("chr"), "ord": u("ord"), "len": u("len"), "hash": u("hash"),
 		"min": iterArgs(u("min"), 1, true), "max": iterArgs(u("max"), 1, true),
-		"dict": charged(u("dict")), "list": iterArgs(u("list"), 1, false), "tuple": iterArgs(u("tuple"), 1, false),
+		"dict": charged(u("dict"), "dict"), "list": iterArgs(u("list"), 1, false), "tuple": iterArgs(u("tuple"), 1, false),
 		"set": iterArgs(u("set"), 1, false), "sorted": iterArgs(u("sorted"), 1, false), "reversed": iterArgs(u("reversed"), 1, false),
 		"enumerate": iterArgs(u("enumerate"), 1, false), "zip": iterArgs(u("zip"), -1, false), "dir": u("dir"),
 		"str":        starlark.NewBuiltin("str", fnStr),

@@ -3,6 +3,7 @@ package expr
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -160,7 +161,57 @@ func sortedKeys(m map[string]any) []string {
 // fromStarlark converts a Starlark result to a JSON-like Go value: nil, bool,
 // int64, float64, string, []any, map[string]any. Tuples and sets become lists;
 // dict keys become strings as Python's json.dumps would write them.
-func fromStarlark(v starlark.Value, depth int) (any, error) {
+//
+// The conversion expands shared references: [[0]*3000]*3000 holds one inner
+// list in Starlark but 9 million numbers once converted. Every slot is
+// reserved before it is allocated, against at most maxValueBytes and what is
+// left of the evaluation's budget (b may be nil).
+func fromStarlark(v starlark.Value, b *budget) (any, error) {
+	limit := int64(maxValueBytes)
+	if b != nil {
+		limit = min(limit, b.limit-b.used)
+	}
+	c := &toGo{limit: limit, b: b}
+	out, err := c.value(v, 0)
+	if err == errResultTooLarge {
+		n := max(expandedSize(v, map[any]int64{}, 0), c.used)
+		if n <= maxValueBytes && b != nil {
+			return nil, fmt.Errorf("expression exceeded its memory budget of %s with its %s result", humanBytes(b.limit), humanBytes(n))
+		}
+		return nil, tooLarge(n, "result")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if b != nil {
+		if err := b.reserve(c.used, "result"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+var errResultTooLarge = errors.New("result too large")
+
+type toGo struct {
+	used, limit int64
+	steps       int
+	b           *budget
+}
+
+func (c *toGo) take(n int64) error {
+	c.used += n
+	if c.used > c.limit {
+		return errResultTooLarge
+	}
+	c.steps++
+	if c.steps&4095 == 0 {
+		return c.b.alive()
+	}
+	return nil
+}
+
+func (c *toGo) value(v starlark.Value, depth int) (any, error) {
 	if depth > 100 {
 		return nil, fmt.Errorf("result nested too deeply (or cyclic)")
 	}
@@ -170,6 +221,9 @@ func fromStarlark(v starlark.Value, depth int) (any, error) {
 	case starlark.Bool:
 		return bool(x), nil
 	case starlark.Int:
+		if err := c.take(8); err != nil {
+			return nil, err
+		}
 		if i, ok := x.Int64(); ok {
 			return i, nil
 		}
@@ -180,27 +234,43 @@ func fromStarlark(v starlark.Value, depth int) (any, error) {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return nil, fmt.Errorf("result contains %s, which JSON cannot represent", pyFloatRepr(f))
 		}
+		if err := c.take(8); err != nil {
+			return nil, err
+		}
 		return f, nil
 	case starlark.String:
+		// Not copied here, but written out in full wherever the result goes.
+		if err := c.take(int64(len(x))); err != nil {
+			return nil, err
+		}
 		return string(x), nil
 	case starlark.Bytes:
+		if err := c.take(int64(len(x))); err != nil {
+			return nil, err
+		}
 		return string(x), nil
 	case *starlark.List:
-		return seqToGo(x, x.Len(), depth)
+		return c.seq(x, x.Len(), depth)
 	case starlark.Tuple:
-		return seqToGo(x, x.Len(), depth)
+		return c.seq(x, x.Len(), depth)
 	case *starlark.Set:
-		return seqToGo(x, x.Len(), depth)
+		return c.seq(x, x.Len(), depth)
 	case *stepList:
-		return seqToGo(x.list, x.list.Len(), depth)
+		return c.seq(x.list, x.list.Len(), depth)
 	case *starlark.Dict:
+		if err := c.take(mulSat(entryBytes, int64(x.Len()))); err != nil {
+			return nil, err
+		}
 		out := make(map[string]any, x.Len())
 		for _, item := range x.Items() {
 			key, err := jsonKey(item[0])
 			if err != nil {
 				return nil, err
 			}
-			val, err := fromStarlark(item[1], depth+1)
+			if err := c.take(int64(len(key))); err != nil {
+				return nil, err
+			}
+			val, err := c.value(item[1], depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -216,25 +286,84 @@ func fromStarlark(v starlark.Value, depth int) (any, error) {
 	}
 	if seq, ok := v.(starlark.Indexable); ok { // e.g. range
 		if it, ok := v.(starlark.Iterable); ok {
-			return seqToGo(it, seq.Len(), depth)
+			return c.seq(it, seq.Len(), depth)
 		}
 	}
 	return nil, fmt.Errorf("cannot convert %s to a JSON value", v.Type())
 }
 
-func seqToGo(it starlark.Iterable, n int, depth int) (any, error) {
+func (c *toGo) seq(it starlark.Iterable, n int, depth int) (any, error) {
+	if err := c.take(mulSat(slotBytes, int64(n))); err != nil {
+		return nil, err
+	}
 	out := make([]any, 0, n)
 	iter := it.Iterate()
 	defer iter.Done()
 	var e starlark.Value
 	for iter.Next(&e) {
-		g, err := fromStarlark(e, depth+1)
+		g, err := c.value(e, depth+1)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, g)
 	}
 	return out, nil
+}
+
+// expandedSize is what converting v would cost, computed once per shared
+// container (memo), for the message of a refused result. It saturates.
+func expandedSize(v starlark.Value, memo map[any]int64, depth int) int64 {
+	if depth > 100 {
+		return 0
+	}
+	var key any
+	switch x := v.(type) {
+	case *starlark.List, *starlark.Dict, *starlark.Set:
+		key = x
+	case *stepList:
+		key = x.list
+	case starlark.Tuple:
+		if len(x) > 0 {
+			key = tupleKey{&x[0], len(x)}
+		}
+	}
+	if key != nil {
+		if n, ok := memo[key]; ok {
+			return n
+		}
+		memo[key] = 0 // a cycle counts once
+	}
+	var n int64
+	switch x := v.(type) {
+	case starlark.Int, starlark.Float:
+		n = 8
+	case starlark.String:
+		n = int64(len(x))
+	case starlark.Bytes:
+		n = int64(len(x))
+	case *starlark.Dict:
+		n = mulSat(entryBytes, int64(x.Len()))
+		for _, item := range x.Items() {
+			n = addSat(n, addSat(int64(len(pyStr(item[0]))), expandedSize(item[1], memo, depth+1)))
+		}
+	case starlark.Iterable:
+		n = mulSat(slotBytes, length(v))
+		it := x.Iterate()
+		var e starlark.Value
+		for it.Next(&e) {
+			n = addSat(n, expandedSize(e, memo, depth+1))
+		}
+		it.Done()
+	}
+	if key != nil {
+		memo[key] = n
+	}
+	return n
+}
+
+type tupleKey struct {
+	first *starlark.Value
+	n     int
 }
 
 func jsonKey(k starlark.Value) (string, error) {

@@ -55,7 +55,7 @@ func (d *datetimeValue) iso(sep string) string {
 	return s
 }
 
-func (d *datetimeValue) strftime(f string) string { return strftime(d.t, f) }
+func (d *datetimeValue) strftime(f string) (string, error) { return strftime(d.t, f) }
 
 func (d *datetimeValue) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool, error) {
 	return threewayCompare(op, int64(d.t.Compare(y.(*datetimeValue).t)))
@@ -122,7 +122,8 @@ func (d *datetimeValue) Attr(name string) (starlark.Value, error) {
 			if err := starlark.UnpackPositionalArgs("strftime", args, kw, 1, &f); err != nil {
 				return nil, err
 			}
-			return starlark.String(d.strftime(f)), nil
+			out, err := d.strftime(f)
+			return starlark.String(out), err
 		})
 	case "timestamp":
 		return m(func(starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {

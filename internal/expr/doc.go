@@ -56,9 +56,19 @@
 // # Safety
 //
 // Every evaluation is bounded: 1 s of wall time (or the context's deadline),
-// 5 million Starlark steps, and a 64 MiB budget charged by everything that
-// builds strings and collections (f-strings, +, *, slices, builtins and
-// methods); range() is limited to 10^6 elements and integer powers to 2^16
+// 5 million Starlark steps, and memory. Whatever can build a large value
+// (repetition, +, replace, join, split, padding and format widths, %,
+// str.format, f-strings, str/repr, json/yaml dumps and loads, base64, re,
+// list/dict/set construction, list.extend, dict.items...) works out the size
+// it is about to build and checks it first: one value may not exceed 16 MB
+// ("expression would build a 9.3 GB string; the limit is 16 MB"), and all
+// values an evaluation builds, its result included, 64 MB. The result is
+// measured with shared references expanded ([[0]*3000]*3000 is 9 million
+// numbers). load_yaml refuses documents whose aliases expand past 4 MB. The
+// timeout cancels the interpreter and the loops inside builtins (a builtin
+// comparing or sorting huge shared structures is bounded by the sizes above,
+// not by the clock). range() is limited to 10^6 elements and integer powers
+// to 2^16
 // bits. Errors are one-line *responder.Error values with code EINVALID
 // (context cancellation wraps ctx.Err()); secret values from vars["secrets"]
 // are redacted from them.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -194,16 +195,20 @@ func (p *Program) eval(ctx context.Context, vars map[string]any, lim limits) (re
 	if lim.maxSteps > 0 {
 		thread.SetMaxExecutionSteps(lim.maxSteps)
 	}
-	thread.SetLocal(budgetKey, &budget{limit: lim.maxAlloc})
-	var timedOut bool
-	var mu sync.Mutex
+	bud := &budget{limit: lim.maxAlloc}
+	thread.SetLocal(budgetKey, bud)
+	var timedOut atomic.Bool
+	// The interpreter notices Cancel between steps; bud.cancelled reaches
+	// the loops inside builtins.
 	timer := time.AfterFunc(lim.timeout, func() {
-		mu.Lock()
-		timedOut = true
-		mu.Unlock()
+		timedOut.Store(true)
+		bud.cancelled.Store(true)
 		thread.Cancel("timeout")
 	})
-	stop := context.AfterFunc(ctx, func() { thread.Cancel("context done") })
+	stop := context.AfterFunc(ctx, func() {
+		bud.cancelled.Store(true)
+		thread.Cancel("context done")
+	})
 	globals, err := p.c.prog.Init(thread, predeclared)
 	timer.Stop()
 	stop()
@@ -211,16 +216,16 @@ func (p *Program) eval(ctx context.Context, vars map[string]any, lim limits) (re
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", quoteShort(p.src), ctxErr)
 		}
-		mu.Lock()
-		to := timedOut
-		mu.Unlock()
-		if to {
+		if timedOut.Load() {
 			return nil, p.runtimeError(fmt.Sprintf("timed out after %s", lim.timeout), -1, secrets)
 		}
 		return nil, p.evalError(err, secrets)
 	}
-	out, err := fromStarlark(globals[resultName], 0)
+	out, err := fromStarlark(globals[resultName], bud)
 	if err != nil {
+		if timedOut.Load() {
+			return nil, p.runtimeError(fmt.Sprintf("timed out after %s", lim.timeout), -1, secrets)
+		}
 		return nil, p.runtimeError(err.Error(), -1, secrets)
 	}
 	return out, nil

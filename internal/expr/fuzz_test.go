@@ -13,6 +13,10 @@ func fuzzSeeds(f *testing.F) {
 			f.Add(v.src)
 		}
 	}
+	// The attacks of bounds_test.go: the fuzzer mutates them into others.
+	for _, a := range attackVectors {
+		f.Add(a.src)
+	}
 	for _, s := range []string{"$ f'{", "$ {", "{{", "}}", "$ f'''{x:{y:{z}}}'''", "$ a ** ** b", "$ 1 < < 2", "$ \\", "$ f'{x!'", "$ (", "$ 'a' % ()"} {
 		f.Add(s)
 	}

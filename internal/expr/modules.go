@@ -18,7 +18,9 @@ import (
 	starmath "go.starlark.net/lib/math"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/astra-app/astra/internal/yamlsize"
 )
 
 // The standard-library subset Julep exposes (evaluator.py's stdlib and
@@ -45,7 +47,7 @@ func oneString(name string, args starlark.Tuple, kw []starlark.Tuple) (string, e
 }
 
 func modules() starlark.StringDict {
-	loadJSON := fn("load_json", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	loadJSON := fn("load_json", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		var s string
 		var strict = true
 		if err := starlark.UnpackArgs(b.Name(), args, kw, "s", &s, "strict?", &strict); err != nil {
@@ -54,25 +56,26 @@ func modules() starlark.StringDict {
 		if len(s) > maxInputString {
 			return nil, fmt.Errorf("string exceeds maximum length of %d", maxInputString)
 		}
+		// Decoded values take a few times their text; only the top level is
+		// charged once built, so reserve for the rest now.
+		if err := budgetOf(t).reserve(parsedBytes*int64(len(s)), "value"); err != nil {
+			return nil, err
+		}
 		return parseJSON(s, strict)
 	})
 	dumpJSON := fn("dump_json", fnDumpJSON)
-	loadYAML := fn("load_yaml", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	loadYAML := fn("load_yaml", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		s, err := oneString(b.Name(), args, kw)
 		if err != nil {
 			return nil, err
 		}
-		var v any
-		if err := yaml.Unmarshal([]byte(s), &v); err != nil {
-			return nil, fmt.Errorf("invalid YAML: %v", err)
-		}
-		return toStarlark(normalizeYAML(v), 0)
+		return parseYAML(t, s)
 	})
-	dumpYAML := fn("dump_yaml", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	dumpYAML := fn("dump_yaml", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		if len(args) < 1 {
 			return nil, fmt.Errorf("%s: missing argument", b.Name())
 		}
-		g, err := fromStarlark(args[0], 0)
+		g, err := fromStarlark(args[0], budgetOf(t))
 		if err != nil {
 			return nil, err
 		}
@@ -191,13 +194,53 @@ func modules() starlark.StringDict {
 					return nil, err
 				}
 				var parts []string
+				n := 0
 				for _, item := range d.Items() {
-					parts = append(parts, url.QueryEscape(pyStr(item[0]))+"="+url.QueryEscape(pyStr(item[1])))
+					k, err := pyStrE(item[0])
+					if err != nil {
+						return nil, err
+					}
+					v, err := pyStrE(item[1])
+					if err != nil {
+						return nil, err
+					}
+					// Escaping can triple a value.
+					if n += 3 * (len(k) + len(v) + 2); n > maxValueBytes {
+						return nil, textTooLarge("string")
+					}
+					parts = append(parts, url.QueryEscape(k)+"="+url.QueryEscape(v))
 				}
 				return starlark.String(strings.Join(parts, "&")), nil
 			}),
 		})}),
 	}
+}
+
+// parsedBytes is how many bytes of Starlark values one byte of JSON or YAML
+// text is reckoned to decode into.
+const parsedBytes = 4
+
+// parseYAML decodes a YAML document, refusing one whose aliases expand it
+// beyond yamlsize.Limit before any alias is followed.
+func parseYAML(t *starlark.Thread, s string) (starlark.Value, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &root); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %v", err)
+	}
+	if len(root.Content) == 0 {
+		return starlark.None, nil
+	}
+	if err := yamlsize.Check(&root, yamlsize.Limit(len(s))); err != nil {
+		return nil, err
+	}
+	if err := budgetOf(t).reserve(mulSat(parsedBytes, yamlsize.Size(&root)), "value"); err != nil {
+		return nil, err
+	}
+	var v any
+	if err := root.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %v", err)
+	}
+	return toStarlark(normalizeYAML(v), 0)
 }
 
 func pyQuoteURL(s, safe string) string {
@@ -275,7 +318,7 @@ func extractJSON(s string) (starlark.Value, error) {
 	return v, nil
 }
 
-func fnDumpJSON(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+func fnDumpJSON(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 	var v starlark.Value
 	var indent starlark.Value = starlark.None
 	var sortKeys bool
@@ -286,7 +329,7 @@ func fnDumpJSON(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		"ensure_ascii?", &ensureASCII, "separators?", &separators, "default?", &dflt); err != nil {
 		return nil, err
 	}
-	e := jsonEncoder{itemSep: ", ", keySep: ": ", sortKeys: sortKeys, ascii: ensureASCII}
+	e := jsonEncoder{itemSep: ", ", keySep: ": ", sortKeys: sortKeys, ascii: ensureASCII, bud: budgetOf(t)}
 	switch ind := indent.(type) {
 	case starlark.Int:
 		n, _ := ind.Int64()
@@ -299,14 +342,21 @@ func fnDumpJSON(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			e.itemSep = ","
 		}
 	case starlark.String:
+		if len(ind) > 64 {
+			ind = ind[:64]
+		}
 		e.indent, e.pretty, e.itemSep = string(ind), true, ","
 	}
 	if t, ok := separators.(starlark.Tuple); ok && len(t) == 2 {
 		a, ok1 := t[0].(starlark.String)
 		c, ok2 := t[1].(starlark.String)
-		if ok1 && ok2 {
+		if ok1 && ok2 && len(a) <= 64 && len(c) <= 64 {
 			e.itemSep, e.keySep = string(a), string(c)
 		}
+	}
+	sep := int64(min(len(e.itemSep), len(e.keySep)))
+	if err := checkTextSize(v, sep, "JSON string"); err != nil {
+		return nil, err
 	}
 	if err := e.encode(v, 0); err != nil {
 		return nil, err
@@ -315,13 +365,17 @@ func fnDumpJSON(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 }
 
 // jsonEncoder writes JSON the way Python's json.dumps does by default:
-// ", " and ": " separators, non-ASCII escaped as \uXXXX.
+// ", " and ": " separators, non-ASCII escaped as \uXXXX. It stops at
+// maxValueBytes of output: a shared reference repeated
+// (json.dumps([[0]*3000]*3000)) is small in memory and huge as text.
 type jsonEncoder struct {
 	b                bytes.Buffer
 	itemSep, keySep  string
 	indent           string
 	pretty, sortKeys bool
 	ascii            bool
+	bud              *budget
+	visits           int
 }
 
 func (e *jsonEncoder) newline(depth int) {
@@ -337,8 +391,13 @@ func (e *jsonEncoder) encode(v starlark.Value, depth int) error {
 	if depth > 100 {
 		return fmt.Errorf("json.dumps: value nested too deeply (or circular)")
 	}
-	if e.b.Len() > 64<<20 {
-		return fmt.Errorf("json.dumps: output too large")
+	if e.b.Len() > maxValueBytes {
+		return textTooLarge("JSON string")
+	}
+	if e.visits++; e.visits&4095 == 0 {
+		if err := e.bud.alive(); err != nil {
+			return err
+		}
 	}
 	switch x := v.(type) {
 	case starlark.NoneType:
@@ -364,7 +423,9 @@ func (e *jsonEncoder) encode(v starlark.Value, depth int) error {
 			e.b.WriteString(pyFloatRepr(f))
 		}
 	case starlark.String:
-		e.str(string(x))
+		if err := e.str(string(x)); err != nil {
+			return err
+		}
 	case *starlark.List, starlark.Tuple, *starlark.Set, *stepList:
 		it := starlark.Iterate(v)
 		defer it.Done()
@@ -408,7 +469,9 @@ func (e *jsonEncoder) encode(v starlark.Value, depth int) error {
 				e.b.WriteString(e.itemSep)
 			}
 			e.newline(depth + 1)
-			e.str(p.k)
+			if err := e.str(p.k); err != nil {
+				return err
+			}
 			e.b.WriteString(e.keySep)
 			if err := e.encode(p.v, depth+1); err != nil {
 				return err
@@ -426,9 +489,17 @@ func (e *jsonEncoder) encode(v starlark.Value, depth int) error {
 	return nil
 }
 
-func (e *jsonEncoder) str(s string) {
+func (e *jsonEncoder) str(s string) error {
+	if e.b.Len()+len(s) > maxValueBytes {
+		return textTooLarge("JSON string")
+	}
 	e.b.WriteByte('"')
+	n := 0
 	for _, r := range s {
+		// Escapes can make a string six times longer.
+		if n++; n&4095 == 0 && e.b.Len() > maxValueBytes {
+			return textTooLarge("JSON string")
+		}
 		switch r {
 		case '"':
 			e.b.WriteString(`\"`)
@@ -461,6 +532,7 @@ func (e *jsonEncoder) str(s string) {
 		}
 	}
 	e.b.WriteByte('"')
+	return nil
 }
 
 // normalizeYAML turns map[any]any (possible with non-string keys) into
@@ -715,9 +787,12 @@ func base64Arg(name string, args starlark.Tuple) (string, error) {
 
 func base64Module() *starlarkstruct.Module {
 	enc := func(name string, e *base64.Encoding) *starlark.Builtin {
-		return fn(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		return starlark.NewBuiltin(name, func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			s, err := base64Arg(name, args)
 			if err != nil {
+				return nil, err
+			}
+			if err := budgetOf(t).reserve(int64(e.EncodedLen(len(s))), "string"); err != nil {
 				return nil, err
 			}
 			return starlark.String(e.EncodeToString([]byte(s))), nil
@@ -837,15 +912,23 @@ func timeModule() *starlarkstruct.Module {
 			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f); err != nil {
 				return nil, err
 			}
-			return starlark.String(strftime(time.Now().UTC(), f)), nil
+			out, err := strftime(time.Now().UTC(), f)
+			return starlark.String(out), err
 		}),
 	})
 }
 
-// strftime implements the common C/Python directives.
-func strftime(t time.Time, f string) string {
+// strftime implements the common C/Python directives. A directive expands
+// to at most 24 bytes (%c), so a long format is checked as it is written.
+func strftime(t time.Time, f string) (string, error) {
+	if n := addSat(int64(len(f)), mulSat(22, int64(strings.Count(f, "%")))); n > maxValueBytes {
+		return "", tooLarge(n, "string")
+	}
 	var b strings.Builder
 	for i := 0; i < len(f); i++ {
+		if b.Len() > maxValueBytes {
+			return "", textTooLarge("string")
+		}
 		if f[i] != '%' || i+1 >= len(f) {
 			b.WriteByte(f[i])
 			continue
@@ -922,7 +1005,7 @@ func strftime(t time.Time, f string) string {
 			b.WriteByte(f[i])
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 var _ = json.Valid

@@ -16,89 +16,237 @@ import (
 // `{'a': 1}`), so prompts built from data look the way they did in Julep.
 
 func pyStr(v starlark.Value) string {
-	if s, ok := v.(starlark.String); ok {
-		return string(s)
-	}
-	var b strings.Builder
-	writeRepr(&b, v, 0)
-	return b.String()
+	s, _ := pyStrE(v)
+	return s
 }
 
 func pyRepr(v starlark.Value) string {
-	var b strings.Builder
-	writeRepr(&b, v, 0)
-	return b.String()
+	s, _ := pyReprE(v)
+	return s
 }
 
-func writeRepr(b *strings.Builder, v starlark.Value, depth int) {
+// pyStrE is Python's str(v), failing when the text would exceed
+// maxValueBytes: a shared reference repeated (str([[0]*3000]*3000)) is
+// small in memory and huge as text, so the writer stops at the limit.
+func pyStrE(v starlark.Value) (string, error) {
+	if s, ok := v.(starlark.String); ok {
+		return string(s), nil
+	}
+	return pyReprE(v)
+}
+
+func pyReprE(v starlark.Value) (string, error) {
+	if err := checkTextSize(v, 2, "string"); err != nil {
+		return "", err
+	}
+	var w reprWriter
+	w.repr(v, 0)
+	if w.full {
+		return "", textTooLarge("string")
+	}
+	return w.b.String(), nil
+}
+
+func textTooLarge(kind string) error {
+	return fmt.Errorf("expression would build a %s larger than %s; the limit is %s", kind, humanBytes(maxValueBytes), humanBytes(maxValueBytes))
+}
+
+// checkTextSize refuses a container whose text (repr or JSON, with sep
+// bytes between items) would exceed maxValueBytes, before writing any of it.
+func checkTextSize(v starlark.Value, sep int64, kind string) error {
+	switch v.(type) {
+	case *starlark.List, starlark.Tuple, *starlark.Dict, *starlark.Set, *stepList:
+		var memo map[any]int64
+		if n := textSize(v, sep, &memo, 0); n > maxValueBytes {
+			return tooLarge(n, kind)
+		}
+	}
+	return nil
+}
+
+// textSize is a lower bound on the length of v's repr or JSON text. Nested
+// containers are measured once (memo), so a shared reference repeated a
+// million times costs one measurement.
+func textSize(v starlark.Value, sep int64, memo *map[any]int64, depth int) int64 {
 	if depth > 50 {
-		b.WriteString("...")
+		return 3
+	}
+	var key any
+	if depth > 0 {
+		switch x := v.(type) {
+		case *starlark.List, *starlark.Dict, *starlark.Set:
+			key = x
+		case *stepList:
+			key = x.list
+		case starlark.Tuple:
+			if len(x) > 0 {
+				key = tupleKey{&x[0], len(x)}
+			}
+		}
+	}
+	if key != nil {
+		if *memo == nil {
+			*memo = map[any]int64{}
+		}
+		if n, ok := (*memo)[key]; ok {
+			return n
+		}
+		(*memo)[key] = 0 // a cycle counts once
+	}
+	var n int64
+	switch x := v.(type) {
+	case starlark.NoneType, starlark.Bool:
+		n = 4
+	case starlark.Int:
+		n = 1
+		if i, ok := x.Int64(); ok {
+			for i >= 10 || i <= -10 {
+				i /= 10
+				n++
+			}
+		} else {
+			n = int64(x.BigInt().BitLen() * 3 / 10)
+		}
+	case starlark.Float:
+		n = 3
+	case starlark.String:
+		n = int64(len(x)) + 2
+	case starlark.Bytes:
+		n = int64(len(x)) + 3
+	case *starlark.Dict:
+		n = 2
+		for i, item := range x.Items() {
+			if i > 0 {
+				n = addSat(n, sep)
+			}
+			n = addSat(n, addSat(textSize(item[0], sep, memo, depth+1), addSat(sep, textSize(item[1], sep, memo, depth+1))))
+		}
+	case starlark.Iterable:
+		n = 2
+		it := x.Iterate()
+		var e starlark.Value
+		for i := 0; it.Next(&e); i++ {
+			if i > 0 {
+				n = addSat(n, sep)
+			}
+			n = addSat(n, textSize(e, sep, memo, depth+1))
+		}
+		it.Done()
+	default:
+		n = 1
+	}
+	if key != nil {
+		(*memo)[key] = n
+	}
+	return n
+}
+
+// reprWriter writes Python reprs until maxValueBytes, then only records
+// that it is full.
+type reprWriter struct {
+	b    strings.Builder
+	full bool
+}
+
+func (w *reprWriter) room(n int) bool {
+	if w.full || w.b.Len()+n > maxValueBytes {
+		w.full = true
+		return false
+	}
+	return true
+}
+
+func (w *reprWriter) str(s string) {
+	if w.room(len(s)) {
+		w.b.WriteString(s)
+	}
+}
+
+func (w *reprWriter) byte(c byte) {
+	if w.room(1) {
+		w.b.WriteByte(c)
+	}
+}
+
+func (w *reprWriter) repr(v starlark.Value, depth int) {
+	if w.full {
+		return
+	}
+	if depth > 50 {
+		w.str("...")
 		return
 	}
 	switch x := v.(type) {
 	case starlark.NoneType:
-		b.WriteString("None")
+		w.str("None")
 	case starlark.Bool:
 		if x {
-			b.WriteString("True")
+			w.str("True")
 		} else {
-			b.WriteString("False")
+			w.str("False")
 		}
 	case starlark.Int:
-		b.WriteString(x.String())
+		w.str(x.String())
 	case starlark.Float:
-		b.WriteString(pyFloatRepr(float64(x)))
+		w.str(pyFloatRepr(float64(x)))
 	case starlark.String:
-		b.WriteString(pyQuote(string(x)))
+		if w.room(len(x) + 2) { // quoting only grows it
+			w.str(pyQuote(string(x)))
+		}
 	case starlark.Bytes:
-		b.WriteString("b" + pyQuote(string(x)))
+		if w.room(len(x) + 3) {
+			w.str("b" + pyQuote(string(x)))
+		}
 	case *starlark.List:
-		writeSeq(b, "[", "]", x, x.Len(), depth, false)
+		w.seq("[", "]", x, depth, false)
 	case *stepList:
-		writeSeq(b, "[", "]", x.list, x.list.Len(), depth, false)
+		w.seq("[", "]", x.list, depth, false)
 	case starlark.Tuple:
-		writeSeq(b, "(", ")", x, x.Len(), depth, x.Len() == 1)
+		w.seq("(", ")", x, depth, x.Len() == 1)
 	case *starlark.Set:
 		if x.Len() == 0 {
-			b.WriteString("set()")
+			w.str("set()")
 			return
 		}
-		writeSeq(b, "{", "}", x, x.Len(), depth, false)
+		w.seq("{", "}", x, depth, false)
 	case *starlark.Dict:
-		b.WriteByte('{')
+		w.byte('{')
 		for i, item := range x.Items() {
-			if i > 0 {
-				b.WriteString(", ")
+			if w.full {
+				return
 			}
-			writeRepr(b, item[0], depth+1)
-			b.WriteString(": ")
-			writeRepr(b, item[1], depth+1)
+			if i > 0 {
+				w.str(", ")
+			}
+			w.repr(item[0], depth+1)
+			w.str(": ")
+			w.repr(item[1], depth+1)
 		}
-		b.WriteByte('}')
+		w.byte('}')
 	case *datetimeValue:
-		b.WriteString(x.String())
+		w.str(x.String())
 	default:
-		b.WriteString(v.String())
+		w.str(v.String())
 	}
 }
 
-func writeSeq(b *strings.Builder, open, close string, it starlark.Iterable, n, depth int, single bool) {
-	b.WriteString(open)
+func (w *reprWriter) seq(open, close string, it starlark.Iterable, depth int, single bool) {
+	w.str(open)
 	iter := it.Iterate()
 	defer iter.Done()
 	var e starlark.Value
 	i := 0
-	for iter.Next(&e) {
+	for !w.full && iter.Next(&e) {
 		if i > 0 {
-			b.WriteString(", ")
+			w.str(", ")
 		}
-		writeRepr(b, e, depth+1)
+		w.repr(e, depth+1)
 		i++
 	}
 	if single {
-		b.WriteByte(',')
+		w.byte(',')
 	}
-	b.WriteString(close)
+	w.str(close)
 }
 
 // pyQuote quotes s the way Python's repr does.
@@ -214,11 +362,15 @@ func parseSpec(spec string) (formatSpec, error) {
 		i++
 	}
 	if i > 0 {
-		w, err := strconv.Atoi(s[:i])
-		if err != nil || w > 10000 {
-			return fs, fmt.Errorf("invalid format spec %q: width too large", spec)
+		// The padding is built from the width: check its size first.
+		w, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil {
+			w = math.MaxInt64
 		}
-		fs.width = w
+		if n := mulSat(w, int64(utf8.RuneLen(fs.fill))); n > maxValueBytes {
+			return fs, tooLarge(n, "string")
+		}
+		fs.width = int(w)
 		s = s[i:]
 	}
 	if len(s) > 0 && (s[0] == ',' || s[0] == '_') {
@@ -252,7 +404,7 @@ func parseSpec(spec string) (formatSpec, error) {
 // formatValue implements format(v, spec).
 func formatValue(v starlark.Value, spec string) (string, error) {
 	if spec == "" {
-		return pyStr(v), nil
+		return pyStrE(v)
 	}
 	fs, err := parseSpec(spec)
 	if err != nil {
@@ -286,7 +438,7 @@ func formatValue(v starlark.Value, spec string) (string, error) {
 	case starlark.Float:
 		return formatFloat(float64(x), fs)
 	case *datetimeValue:
-		return x.strftime(spec), nil
+		return x.strftime(spec)
 	}
 	if fs.typ == 0 && v == starlark.None && spec == "" {
 		return pyStr(v), nil
@@ -578,9 +730,13 @@ func printf(format string, args starlark.Value) (string, error) {
 		var err error
 		switch verb {
 		case 's', 'r', 'a':
-			s = pyStr(arg)
-			if verb != 's' {
-				s = pyRepr(arg)
+			if verb == 's' {
+				s, err = pyStrE(arg)
+			} else {
+				s, err = pyReprE(arg)
+			}
+			if err != nil {
+				return "", err
 			}
 			spec.WriteString(align + widthPrec)
 			s, err = formatValue(starlark.String(s), spec.String())
@@ -621,12 +777,27 @@ func printf(format string, args starlark.Value) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		// Fields are bounded one by one; many of them must be bounded too
+		// (('%s' * 1000) % ((big,) * 1000)).
+		if b.Len()+len(s) > maxValueBytes {
+			return "", textTooLarge("string")
+		}
 		b.WriteString(s)
 	}
 	if mapping == nil && next < len(list) {
 		return "", fmt.Errorf("not all arguments converted during string formatting")
 	}
 	return b.String(), nil
+}
+
+func strValue(v starlark.Value) (starlark.Value, error) {
+	s, err := pyStrE(v)
+	return starlark.String(s), err
+}
+
+func reprValue(v starlark.Value) (starlark.Value, error) {
+	s, err := pyReprE(v)
+	return starlark.String(s), err
 }
 
 func toIntValue(v starlark.Value) (starlark.Value, error) {
@@ -739,18 +910,25 @@ func strFormat(thread *starlark.Thread, format string, args starlark.Tuple, kwar
 			}
 			v = nv
 		}
+		var err error
 		switch conv {
 		case "r", "a":
-			v = starlark.String(pyRepr(v))
+			v, err = reprValue(v)
 		case "s":
-			v = starlark.String(pyStr(v))
+			v, err = strValue(v)
 		case "":
 		default:
 			return "", fmt.Errorf("unknown conversion specifier %s", conv)
 		}
+		if err != nil {
+			return "", err
+		}
 		s, err := formatValue(v, spec)
 		if err != nil {
 			return "", err
+		}
+		if b.Len()+len(s) > maxValueBytes {
+			return "", textTooLarge("string")
 		}
 		b.WriteString(s)
 	}

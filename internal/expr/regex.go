@@ -341,8 +341,12 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		locs, err := boundedMatches(re, s)
+		if err != nil {
+			return nil, err
+		}
 		var out []starlark.Value
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range locs {
 			m := &matchValue{s: s, loc: loc, re: re}
 			if name == "finditer" {
 				out = append(out, m)
@@ -374,15 +378,33 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		bud := budgetOf(t)
+		// A literal replacement adds its length at every match: find no
+		// more matches than the limit allows rather than all of them.
+		most := -1
+		if r, ok := repl.(starlark.String); ok && len(r) > 0 && !strings.ContainsRune(string(r), '\\') {
+			most = maxValueBytes/len(r) + 2
+		}
+		if count > 0 && (most < 0 || count < most) {
+			most = count
+		}
 		var b strings.Builder
 		last, n := 0, 0
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range re.FindAllStringSubmatchIndex(s, most) {
 			if count > 0 && n >= count {
 				break
+			}
+			if err := bud.alive(); err != nil {
+				return nil, err
 			}
 			b.WriteString(s[last:loc[0]])
 			switch r := repl.(type) {
 			case starlark.String:
+				// The expansion is at most the template plus the groups it
+				// names, each at most the subject: check before expanding.
+				if b.Len()+len(r) > maxValueBytes {
+					return nil, textTooLarge("string")
+				}
 				b.WriteString(string(re.ExpandString(nil, pyReplToGo(string(r)), s, loc)))
 			default:
 				v, err := starlark.Call(t, repl, starlark.Tuple{&matchValue{s: s, loc: loc, re: re}}, nil)
@@ -397,8 +419,8 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 			}
 			last = loc[1]
 			n++
-			if int64(b.Len()) > 64<<20 {
-				return nil, fmt.Errorf("re.sub: result too large")
+			if b.Len() > maxValueBytes {
+				return nil, textTooLarge("string")
 			}
 		}
 		b.WriteString(s[last:])
@@ -420,9 +442,13 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		if err != nil {
 			return nil, err
 		}
+		locs, err := boundedMatches(re, s)
+		if err != nil {
+			return nil, err
+		}
 		var out []starlark.Value
 		last, n := 0, 0
-		for _, loc := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, loc := range locs {
 			if maxsplit > 0 && n >= maxsplit {
 				break
 			}
@@ -441,6 +467,17 @@ func reApply(t *starlark.Thread, name string, p *patternValue, args starlark.Tup
 		return charge(t, starlark.NewList(out))
 	}
 	return nil, fmt.Errorf("re.%s is not supported", name)
+}
+
+// boundedMatches finds the matches of re in s, refusing more than a list
+// of maxValueBytes can hold instead of finding them all first.
+func boundedMatches(re *regexp.Regexp, s string) ([][]int, error) {
+	const most = maxValueBytes / pieceBytes
+	locs := re.FindAllStringSubmatchIndex(s, most+1)
+	if len(locs) > most {
+		return nil, textTooLarge("list")
+	}
+	return locs, nil
 }
 
 func groupOrEmpty(s string, loc []int, g int) starlark.Value {

@@ -75,7 +75,7 @@ func TestPositions(t *testing.T) {
 
 func TestParseLimits(t *testing.T) {
 	t.Parallel()
-	// A billion-laughs alias bomb stops at the node limit with one issue.
+	// A billion-laughs alias bomb is refused by its expanded size with one issue.
 	var b strings.Builder
 	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
 	for i := 1; i < 9; i++ {
@@ -89,7 +89,7 @@ func TestParseLimits(t *testing.T) {
 		b.WriteString("]\n")
 	}
 	_, issues := ParseYAML("bomb.yaml", []byte(b.String()))
-	if len(issues) != 1 || !strings.Contains(issues[0].Message, "too large") {
+	if len(issues) != 1 || !strings.Contains(issues[0].Message, "YAML aliases expand the document to 2.3 GB") {
 		t.Errorf("issues = %v", issues)
 	}
 	_, issues = ParseYAML("two.yaml", []byte("a: 1\n---\nb: 2\n"))
@@ -156,6 +156,9 @@ func FuzzParseYAML(f *testing.F) {
 	}
 	f.Add([]byte("name: t\nmain:\n  - over: $ _\n    map: {evaluate: {x: '{'}}\n  - switch: [{case: _, then: {log: x}}]\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add(scalarBomb(2000, 100))
+	f.Add([]byte("a: &a [x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b, *b]\n"))
+	f.Add(manySteps(200))
 	f.Add([]byte("<<: {x: 1}\nmain: [{if: $ 1, then: {workflow: main}, else: {parallel: [{get: x}]}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, issues := ParseYAML("f.yaml", data)

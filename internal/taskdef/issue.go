@@ -68,3 +68,36 @@ func HasErrors(issues []Issue) bool {
 	}
 	return false
 }
+
+// maxIssues is how many issues one file (or one body) reports: a file with
+// 100,000 bad steps needs its first problems fixed, not 33,000 lines.
+const maxIssues = 50
+
+// capIssues keeps the first maxIssues issues and sums up the rest in one
+// last issue ("and 33284 more errors").
+func capIssues(issues []Issue) []Issue {
+	if len(issues) <= maxIssues {
+		return issues
+	}
+	rest := issues[maxIssues:]
+	errs := 0
+	for _, is := range rest {
+		if is.Severity != SeverityWarning {
+			errs++
+		}
+	}
+	// Placed where the omitted issues start, so it sorts after the kept ones.
+	summary := Issue{File: rest[0].File, Line: rest[0].Line, Column: rest[0].Column, Severity: SeverityWarning, Type: rest[0].Type}
+	switch {
+	case errs == len(rest):
+		summary.Message = fmt.Sprintf("and %d more errors", errs)
+	case errs == 0:
+		summary.Message = fmt.Sprintf("and %d more warnings", len(rest))
+	default:
+		summary.Message = fmt.Sprintf("and %d more errors and %d more warnings", errs, len(rest)-errs)
+	}
+	if errs > 0 {
+		summary.Severity = SeverityError
+	}
+	return append(issues[:maxIssues:maxIssues], summary)
+}

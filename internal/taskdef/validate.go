@@ -63,7 +63,7 @@ func validateTask(v any, d *Doc) []Issue {
 	c.issues = schemaIssues("task", def)
 	c.check()
 	sortIssues(c.issues)
-	return place(d, c.issues)
+	return capIssues(place(d, c.issues))
 }
 
 // place fills File, Line and Column from the document's positions.

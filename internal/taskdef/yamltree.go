@@ -10,10 +10,13 @@ import (
 	"strconv"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/astra-app/astra/internal/yamlsize"
 )
 
 // Limits that keep a hostile file (an alias bomb, absurd nesting) from
-// exhausting memory or the stack: no real task comes near them.
+// exhausting memory or the stack: no real task comes near them. Nodes are
+// counted after alias expansion; bytes are bounded by yamlsize before it.
 const (
 	maxNodes = 200_000
 	maxDepth = 128
@@ -105,9 +108,15 @@ func ParseYAML(file string, data []byte) (*Doc, []Issue) {
 	} else if !errors.Is(err, io.EOF) {
 		return nil, []Issue{syntaxIssue(file, err)}
 	}
+	// Refuse an alias bomb before following any alias: counting nodes is
+	// not enough when one aliased scalar is 200,000 characters long.
+	var big *yamlsize.Error
+	if err := yamlsize.Check(&root, yamlsize.Limit(len(data))); errors.As(err, &big) {
+		return nil, []Issue{{File: file, Line: big.Line, Column: big.Column, Message: big.Reason(), Severity: SeverityError, Type: TypeSyntax}}
+	}
 	c := &converter{doc: d}
 	d.Value = c.value(&root, "", 0)
-	return d, c.issues
+	return d, capIssues(c.issues)
 }
 
 func syntaxIssue(file string, err error) Issue {
