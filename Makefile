@@ -32,6 +32,7 @@ fuzz:
 # Benchmarks print the figures docs/performance.md records.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./internal/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/astra
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -50,7 +50,7 @@ func TestHelperServe(t *testing.T) {
 
 // proc is one `astra serve` process.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	env  map[string]string
 	cmd  *exec.Cmd
@@ -78,7 +78,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startProc(t *testing.T, name string, env map[string]string) *proc {
+func startProc(t testing.TB, name string, env map[string]string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, env: env}
 	p.start()
@@ -176,7 +176,7 @@ type slowModel struct {
 
 var tagRe = regexp.MustCompile(`msg-[a-z0-9]+-[0-9]+`)
 
-func newSlowModel(t *testing.T, delay time.Duration) (*slowModel, string) {
+func newSlowModel(t testing.TB, delay time.Duration) (*slowModel, string) {
 	m := &slowModel{delay: delay, reqs: map[string]int{}, aborted: map[string]int{}}
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
@@ -244,7 +244,7 @@ type person struct {
 	sent   map[string]string // tag -> outbox id
 }
 
-func signInAt(t *testing.T, base, email string) *person {
+func signInAt(t testing.TB, base, email string) *person {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
@@ -258,7 +258,7 @@ func signInAt(t *testing.T, base, email string) *person {
 }
 
 // call sends a JSON request with the Origin of base and decodes the answer.
-func call(t *testing.T, c *http.Client, method, u string, body, out any) int {
+func call(t testing.TB, c *http.Client, method, u string, body, out any) int {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -282,7 +282,7 @@ func call(t *testing.T, c *http.Client, method, u string, body, out any) int {
 }
 
 // send posts a message to any live instance, trying the next on failure.
-func (pp *person) send(t *testing.T, procs []*proc, tag string) {
+func (pp *person) send(t testing.TB, procs []*proc, tag string) {
 	t.Helper()
 	var out struct {
 		ID string `json:"id"`
@@ -306,7 +306,7 @@ func (pp *person) send(t *testing.T, procs []*proc, tag string) {
 }
 
 // settled waits until every message of everyone is delivered or error.
-func settled(t *testing.T, procs []*proc, people []*person, within time.Duration) map[string]string {
+func settled(t testing.TB, procs []*proc, people []*person, within time.Duration) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -349,7 +349,7 @@ func settled(t *testing.T, procs []*proc, people []*person, within time.Duration
 }
 
 // scaleEnv is what every instance of one deployment shares.
-func scaleEnv(t *testing.T, modelURL string) map[string]string {
+func scaleEnv(t testing.TB, modelURL string) map[string]string {
 	return map[string]string{
 		"ASTRA_ADDR":                  "127.0.0.1:0",
 		"ASTRA_TASKS_DIR":             "../../tasks",
@@ -370,11 +370,11 @@ func scaleEnv(t *testing.T, modelURL string) map[string]string {
 // scaleBackends are the shared databases: one SQLite file opened by every
 // process, and an embedded FerretDB (MongoDB mode) behind a proxy that
 // gives each command MongoDB's atomicity (see ferrettest.Serialized).
-var scaleBackends = map[string]func(t *testing.T) map[string]string{
-	"sqlite": func(t *testing.T) map[string]string {
+var scaleBackends = map[string]func(t testing.TB) map[string]string{
+	"sqlite": func(t testing.TB) map[string]string {
 		return map[string]string{"ASTRA_DATA_DIR": t.TempDir()}
 	},
-	"mongodb-ferretdb": func(t *testing.T) map[string]string {
+	"mongodb-ferretdb": func(t testing.TB) map[string]string {
 		return map[string]string{
 			"MONGODB_URI": ferrettest.Serialized(t, ferrettest.Start(t)),
 			"MONGODB_DB":  "astra_scale",
@@ -382,7 +382,7 @@ var scaleBackends = map[string]func(t *testing.T) map[string]string{
 	},
 }
 
-func openShared(t *testing.T, env map[string]string) responder.Store {
+func openShared(t testing.TB, env map[string]string) responder.Store {
 	t.Helper()
 	look := config.Map(env)
 	cfg, err := config.Load(look, nil)

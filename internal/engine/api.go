@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/astra-app/astra/internal/yamlsize"
 )
