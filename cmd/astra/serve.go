@@ -143,8 +143,12 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		if err != nil {
 			return err
 		}
-		if cfg.DevLogin {
-			log.Warn("dev login is on: anyone who can reach this server can sign in as any email (ASTRA_DEV_LOGIN)")
+		switch {
+		case cfg.DevLoginExplicit:
+			log.Warn("!!! DEV LOGIN IS ON (ASTRA_DEV_LOGIN=true): anyone who can reach this server can sign in as ANY user, by email alone. Never set this on a server strangers can reach.",
+				"app_url", cfg.AppURL, "addr", cfg.Addr)
+		case cfg.DevLogin:
+			log.Warn("dev login is on: this server listens on loopback with a loopback app URL, so anyone on this machine can sign in as any email (set ASTRA_DEV_LOGIN=false to turn it off)")
 		}
 		deps := server.Deps{
 			Store: st, Sessions: sessions, Hub: hub, Logger: log,
