@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/httpserve"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/store/sqlite"
 )
@@ -89,7 +89,9 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 			}
-			srv := &http.Server{Handler: eng.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := httpserve.New(httpserve.NoDeadlinesForStreams(eng.Handler()), httpserve.Options{
+				ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, Logger: log,
+			})
 			log.Info("astra engine: serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir,
 				"offline_model", cfg.LLMBaseURL == "")
 			fmt.Fprintf(e.stdout, "astra engine listening on http://%s\n", ln.Addr())

@@ -28,6 +28,7 @@ import (
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/mongostate"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/httpserve"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/responder"
@@ -174,7 +175,13 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	} else {
 		handler = opsHandler(ready, metrics, eng)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := httpserve.New(handler, httpserve.Options{
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, Logger: log,
+	})
+	if r := httpserve.Reserve(srv.MaxConnections()); r >= 0 && r < 64 {
+		log.Warn("ASTRA_MAX_CONNECTIONS leaves fewer than 64 file descriptors for the store and outbound calls; lower it or raise ulimit -n",
+			"max_connections", srv.MaxConnections(), "fd_reserve", r)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -227,7 +234,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	}
 
 	log.Info("astra serving", "url", self, "store", backend, "embedded_engine", eng != nil,
-		"offline_model", eng != nil && cfg.LLMBaseURL == "", "roles", cfg.Roles, "dev_login", cfg.DevLogin && cfg.HasRole("api"))
+		"offline_model", eng != nil && cfg.LLMBaseURL == "", "roles", cfg.Roles, "dev_login", cfg.DevLogin && cfg.HasRole("api"),
+		"max_connections", srv.MaxConnections(), "read_timeout", cfg.ReadTimeout, "idle_timeout", cfg.IdleTimeout)
 	fmt.Fprintf(e.stdout, "astra listening on %s\n", self)
 
 	select {
@@ -397,7 +405,7 @@ func opsHandler(ready func(context.Context) error, metrics http.Handler, eng *en
 	})
 	r.Handle("/metrics", metrics)
 	if eng != nil {
-		r.Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
+		r.With(httpserve.NoDeadlinesForStreams).Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
 	}
 	return r
 }
