@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -76,8 +77,13 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			if cfg.LLMBaseURL != "" {
 				model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
 			}
+			policy, err := egressPolicy(cfg, cfg.Secrets["TTS_URL"])
+			if err != nil {
+				return err
+			}
 			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
-				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets})
+				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets,
+				HTTPClient: policy.Client(60 * time.Second)})
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/astra-app/astra/internal/config"
 	"github.com/astra-app/astra/internal/deploy"
 	"github.com/astra-app/astra/internal/dispatch"
+	"github.com/astra-app/astra/internal/egress"
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/mongostate"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
@@ -304,10 +305,29 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	if cfg.LLMBaseURL != "" {
 		model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
 	}
+	policy, err := egressPolicy(cfg, secrets["TTS_URL"])
+	if err != nil {
+		return nil, err
+	}
 	return engine.New(engine.Options{
 		Key: cfg.EngineKey, State: state, Model: model,
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
+		HTTPClient: policy.Client(60 * time.Second),
 	})
+}
+
+// egressPolicy is what tasks' api_call and speech requests may reach:
+// public addresses, what ASTRA_EGRESS_ALLOW opens, and the endpoints the
+// operator configured (the model client itself dials the LLM directly).
+func egressPolicy(cfg *config.Config, extra ...string) (*egress.Policy, error) {
+	p, err := egress.New(cfg.EgressAllow)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range append([]string{cfg.LLMBaseURL, cfg.TTSURL, cfg.JulepBaseURL}, extra...) {
+		p.AllowEndpoint(u)
+	}
+	return p, nil
 }
 
 // responderTask returns the responder task's id. For the embedded engine it
