@@ -16,6 +16,7 @@ import (
 
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/httpserve"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/store/sqlite"
 )
@@ -76,8 +77,13 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			if cfg.LLMBaseURL != "" {
 				model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
 			}
+			policy, err := egressPolicy(cfg, cfg.Secrets["TTS_URL"])
+			if err != nil {
+				return err
+			}
 			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
-				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets})
+				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets,
+				HTTPClient: policy.Client(60 * time.Second)})
 			if err != nil {
 				return err
 			}
@@ -89,7 +95,9 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 			}
-			srv := &http.Server{Handler: eng.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			srv := httpserve.New(httpserve.NoDeadlinesForStreams(eng.Handler()), httpserve.Options{
+				ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, Logger: log,
+			})
 			log.Info("astra engine: serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir,
 				"offline_model", cfg.LLMBaseURL == "")
 			fmt.Fprintf(e.stdout, "astra engine listening on http://%s\n", ln.Addr())

@@ -25,9 +25,11 @@ import (
 	"github.com/astra-app/astra/internal/config"
 	"github.com/astra-app/astra/internal/deploy"
 	"github.com/astra-app/astra/internal/dispatch"
+	"github.com/astra-app/astra/internal/egress"
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/mongostate"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/httpserve"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/responder"
@@ -143,8 +145,12 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		if err != nil {
 			return err
 		}
-		if cfg.DevLogin {
-			log.Warn("dev login is on: anyone who can reach this server can sign in as any email (ASTRA_DEV_LOGIN)")
+		switch {
+		case cfg.DevLoginExplicit:
+			log.Warn("!!! DEV LOGIN IS ON (ASTRA_DEV_LOGIN=true): anyone who can reach this server can sign in as ANY user, by email alone. Never set this on a server strangers can reach.",
+				"app_url", cfg.AppURL, "addr", cfg.Addr)
+		case cfg.DevLogin:
+			log.Warn("dev login is on: this server listens on loopback with a loopback app URL, so anyone on this machine can sign in as any email (set ASTRA_DEV_LOGIN=false to turn it off)")
 		}
 		deps := server.Deps{
 			Store: st, Sessions: sessions, Hub: hub, Logger: log,
@@ -172,7 +178,13 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	} else {
 		handler = opsHandler(ready, metrics, eng)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := httpserve.New(handler, httpserve.Options{
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, Logger: log,
+	})
+	if r := httpserve.Reserve(srv.MaxConnections()); r >= 0 && r < 64 {
+		log.Warn("ASTRA_MAX_CONNECTIONS leaves fewer than 64 file descriptors for the store and outbound calls; lower it or raise ulimit -n",
+			"max_connections", srv.MaxConnections(), "fd_reserve", r)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -225,7 +237,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	}
 
 	log.Info("astra serving", "url", self, "store", backend, "embedded_engine", eng != nil,
-		"offline_model", eng != nil && cfg.LLMBaseURL == "", "roles", cfg.Roles, "dev_login", cfg.DevLogin && cfg.HasRole("api"))
+		"offline_model", eng != nil && cfg.LLMBaseURL == "", "roles", cfg.Roles, "dev_login", cfg.DevLogin && cfg.HasRole("api"),
+		"max_connections", srv.MaxConnections(), "read_timeout", cfg.ReadTimeout, "idle_timeout", cfg.IdleTimeout)
 	fmt.Fprintf(e.stdout, "astra listening on %s\n", self)
 
 	select {
@@ -294,10 +307,29 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	if cfg.LLMBaseURL != "" {
 		model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
 	}
+	policy, err := egressPolicy(cfg, secrets["TTS_URL"])
+	if err != nil {
+		return nil, err
+	}
 	return engine.New(engine.Options{
 		Key: cfg.EngineKey, State: state, Model: model,
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
+		HTTPClient: policy.Client(60 * time.Second),
 	})
+}
+
+// egressPolicy is what tasks' api_call and speech requests may reach:
+// public addresses, what ASTRA_EGRESS_ALLOW opens, and the endpoints the
+// operator configured (the model client itself dials the LLM directly).
+func egressPolicy(cfg *config.Config, extra ...string) (*egress.Policy, error) {
+	p, err := egress.New(cfg.EgressAllow)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range append([]string{cfg.LLMBaseURL, cfg.TTSURL, cfg.JulepBaseURL}, extra...) {
+		p.AllowEndpoint(u)
+	}
+	return p, nil
 }
 
 // responderTask returns the responder task's id. For the embedded engine it
@@ -395,7 +427,7 @@ func opsHandler(ready func(context.Context) error, metrics http.Handler, eng *en
 	})
 	r.Handle("/metrics", metrics)
 	if eng != nil {
-		r.Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
+		r.With(httpserve.NoDeadlinesForStreams).Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
 	}
 	return r
 }

@@ -121,6 +121,7 @@ func OptionsFromConfig(c *config.Config) Options {
 		Secure:       strings.HasPrefix(c.AppURL, "https://"),
 		ExpiresIn:    c.SessionExpiresIn,
 		UpdateAge:    c.SessionUpdateAge,
+		Proxies:      c.TrustedProxies,
 	}
 }
 

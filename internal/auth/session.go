@@ -3,11 +3,10 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/astra-app/astra/internal/clientip"
 	"github.com/astra-app/astra/internal/responder"
 )
 
@@ -17,9 +16,12 @@ type Options struct {
 	Secret       string
 	CookiePrefix string // "better-auth" unless advanced.cookiePrefix was changed
 	Secure       bool   // the app URL is https: cookies get the __Secure- prefix
-	ExpiresIn    time.Duration
-	UpdateAge    time.Duration
-	Now          func() time.Time
+	// Proxies are the reverse proxies whose X-Forwarded-For names the
+	// client recorded on a session; by default no one's is believed.
+	Proxies   clientip.Proxies
+	ExpiresIn time.Duration
+	UpdateAge time.Duration
+	Now       func() time.Time
 }
 
 // Identity is the caller of a request: the session and its user.
@@ -135,7 +137,7 @@ func (s *Sessions) Start(ctx context.Context, w http.ResponseWriter, r *http.Req
 		Token:     newToken(),
 		UserID:    u.ID,
 		ExpiresAt: now.Add(s.opt.ExpiresIn),
-		IPAddress: clientIP(r),
+		IPAddress: s.opt.Proxies.Of(r),
 		UserAgent: r.UserAgent(),
 	}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
@@ -228,16 +230,4 @@ func newToken() string {
 		b[i] = tokenAlphabet[int(b[i])%len(tokenAlphabet)]
 	}
 	return string(b)
-}
-
-func clientIP(r *http.Request) string {
-	if f := r.Header.Get("X-Forwarded-For"); f != "" {
-		first, _, _ := strings.Cut(f, ",")
-		return strings.TrimSpace(first)
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

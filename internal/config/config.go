@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/astra-app/astra/internal/clientip"
 )
 
 // Config is every setting of the astra binary.
@@ -37,7 +39,17 @@ type Config struct {
 	CookiePrefix        string
 	SessionExpiresIn    time.Duration
 	SessionUpdateAge    time.Duration
-	DevLogin            bool // ASTRA_DEV_LOGIN, or automatic: no Google and a loopback listener
+	DevLogin            bool             // ASTRA_DEV_LOGIN, or automatic: no Google, a loopback listener and a loopback app URL
+	DevLoginExplicit    bool             // ASTRA_DEV_LOGIN=true: on whatever the URL (start logs a loud warning)
+	TrustedProxies      clientip.Proxies // ASTRA_TRUSTED_PROXIES: whose X-Forwarded-For is believed
+
+	ReadTimeout    time.Duration // ASTRA_READ_TIMEOUT: one request's headers and body
+	IdleTimeout    time.Duration // ASTRA_IDLE_TIMEOUT: a keep-alive connection between requests
+	MaxConnections int           // ASTRA_MAX_CONNECTIONS: 0 means derived from the file-descriptor limit
+
+	// EgressAllow (ASTRA_EGRESS_ALLOW) opens addresses the egress policy
+	// refuses by default to tasks' api_call and speech requests.
+	EgressAllow []string
 
 	GoogleClientID       string
 	GoogleClientSecret   string
@@ -167,6 +179,23 @@ func Load(look Lookup, environ []string) (*Config, error) {
 
 		MessagesPerMinute: p.count("ASTRA_MESSAGES_PER_MINUTE", 60),
 		MessageBurst:      p.positive("ASTRA_MESSAGE_BURST", 20),
+
+		ReadTimeout: p.duration("ASTRA_READ_TIMEOUT", 30*time.Second),
+		IdleTimeout: p.duration("ASTRA_IDLE_TIMEOUT", 60*time.Second),
+		EgressAllow: p.list("ASTRA_EGRESS_ALLOW", ""),
+	}
+	if v := p.str("ASTRA_MAX_CONNECTIONS", ""); v != "" {
+		c.MaxConnections = p.positive("ASTRA_MAX_CONNECTIONS", 0)
+	}
+	if tp, err := clientip.Parse(p.list("ASTRA_TRUSTED_PROXIES", "")); err != nil {
+		p.fail("ASTRA_TRUSTED_PROXIES: %v (use comma-separated IPs or CIDRs such as 10.0.0.0/8)", err)
+	} else {
+		c.TrustedProxies = tp
+	}
+	for _, a := range c.EgressAllow {
+		if !validEgressEntry(a) {
+			p.fail("ASTRA_EGRESS_ALLOW has %q: use IPs, CIDRs such as 10.0.0.0/8, or host names", a)
+		}
 	}
 
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -215,15 +244,23 @@ func Load(look Lookup, environ []string) (*Config, error) {
 	} else if u, err := url.Parse(c.AppURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.fail("BETTER_AUTH_URL/NEXT_PUBLIC_APP_URL %q is not an http(s) URL", c.AppURL)
 	}
-	c.AllowedOrigins = p.list("ASTRA_ALLOWED_ORIGINS", "")
-	if len(c.AllowedOrigins) == 0 {
-		c.AllowedOrigins = []string{originOf(c.AppURL)}
-		if c.Loopback() {
-			_, port, _ := net.SplitHostPort(c.Addr)
-			for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
-				if o := "http://" + h + ":" + port; !slices.Contains(c.AllowedOrigins, o) {
-					c.AllowedOrigins = append(c.AllowedOrigins, o)
-				}
+	// The app's own origin is always allowed; the list adds others. The
+	// hosts served are derived from these origins (see server.Deps).
+	c.AllowedOrigins = []string{originOf(c.AppURL)}
+	for _, o := range p.list("ASTRA_ALLOWED_ORIGINS", "") {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			p.fail("ASTRA_ALLOWED_ORIGINS has %q: use origins such as https://app.example.com", o)
+			continue
+		}
+		if o = originOf(o); !slices.Contains(c.AllowedOrigins, o) {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+	if c.Loopback() {
+		_, port, _ := net.SplitHostPort(c.Addr)
+		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+			if o := "http://" + h + ":" + port; !slices.Contains(c.AllowedOrigins, o) {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
 			}
 		}
 	}
@@ -241,8 +278,12 @@ func Load(look Lookup, environ []string) (*Config, error) {
 	}
 	if v, ok := look("ASTRA_DEV_LOGIN"); ok && v != "" {
 		c.DevLogin = p.boolean("ASTRA_DEV_LOGIN", false)
+		c.DevLoginExplicit = c.DevLogin
 	} else {
-		c.DevLogin = !c.GoogleEnabled() && c.Loopback()
+		// Automatic only when both the listener and the URL people use are
+		// this machine: behind a same-host reverse proxy the listener is
+		// loopback but the public app URL is not, and strangers reach it.
+		c.DevLogin = !c.GoogleEnabled() && c.Loopback() && loopbackURL(c.AppURL)
 	}
 	if c.JulepBaseURL != "" {
 		if u, err := url.Parse(c.JulepBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -337,6 +378,39 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackURL reports whether u names this machine (localhost, 127.0.0.0/8, ::1).
+func loopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validEgressEntry accepts an IP, a CIDR or a host name.
+func validEgressEntry(s string) bool {
+	if _, _, err := net.ParseCIDR(s); err == nil {
+		return true
+	}
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	if s == "" || len(s) > 253 || strings.ContainsAny(s, "/:@ ") {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+	}
+	return true
 }
 
 func displayAddr(addr string) string {

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/astra-app/astra/internal/egress"
 	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/llm"
 )
@@ -381,6 +382,10 @@ func (f *frame) apiCall(ctx context.Context, spec, args map[string]any, input an
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		// The egress policy's refusal says all there is to say (edge wiring).
+		if re, ok := errors.AsType[*egress.RefusedError](err); ok {
+			return nil, fmt.Errorf("api_call to %s: %w", u.Redacted(), re)
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("api_call %s %s: timed out after %s", req.Method, u.Redacted(), timeout)
 		}

@@ -42,6 +42,8 @@ type envConfig struct {
 	deps *Deps
 	hub  *stream.Options
 	auth *auth.Options
+	// devLogin mounts the auth routes with dev login on.
+	devLogin bool
 	// smallBuffers shrinks the kernel send buffer of every accepted
 	// connection, so a client that stops reading stalls the server fast.
 	smallBuffers bool
@@ -76,6 +78,9 @@ func newEnv(t testing.TB, configure ...func(*envConfig)) *env {
 	deps.Sessions = e.sessions
 	e.hub = stream.NewHub(hubOpts)
 	deps.Hub = e.hub
+	if cfg.devLogin {
+		deps.AuthRoutes = auth.Routes(auth.RoutesDeps{Store: st, Sessions: e.sessions, DevLogin: true})
+	}
 	e.srv = httptest.NewUnstartedServer(New(deps))
 	if cfg.smallBuffers {
 		e.srv.Listener = smallBufferListener{e.srv.Listener}
@@ -154,6 +159,10 @@ func (e *env) do(method, path, cookie string, body []byte, header ...string) res
 		req.Header.Set("Cookie", cookie)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1] // Go sends req.Host, not a Host header
+			continue
+		}
 		if header[i+1] == "" {
 			req.Header.Del(header[i])
 		} else {

@@ -32,8 +32,11 @@ type Deps struct {
 	Logger   *slog.Logger
 
 	// AllowedOrigins are the browser origins ("https://app.example.com")
-	// allowed to call the API and open the socket, besides the server's own
-	// host. A request carrying another Origin is refused with 403.
+	// allowed to call the API, sign in and out and open the socket; a
+	// request carrying another Origin is refused with 403. Their hosts are
+	// the Host headers served; another Host is refused with 421. When the
+	// connection arrived on a loopback address, http://localhost,
+	// 127.0.0.1 and [::1] with that port are allowed as well.
 	AllowedOrigins []string
 
 	// AuthRoutes is mounted at /api/auth and sees the full path.
@@ -73,9 +76,9 @@ type Deps struct {
 
 type server struct {
 	Deps
-	log     *slog.Logger
-	origins map[string]bool
-	limit   *userLimiter
+	log   *slog.Logger
+	site  site
+	limit *userLimiter
 }
 
 // New returns the API's handler.
@@ -104,12 +107,7 @@ func New(deps Deps) http.Handler {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool),
+	s := &server{Deps: deps, log: deps.Logger, site: newSite(deps.AllowedOrigins),
 		limit: newUserLimiter(deps.MessagesPerMinute, deps.MessageBurst)}
-	for _, o := range deps.AllowedOrigins {
-		if o = normalizeOrigin(o); o != "" {
-			s.origins[o] = true
-		}
-	}
 	return s.routes()
 }
