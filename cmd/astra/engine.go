@@ -77,7 +77,7 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 				model = llm.NewOpenAI(cfg.LLMBaseURL, cfg.LLMAPIKey, cfg.LLMModel, nil)
 			}
 			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
-				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets})
+				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets, Retry: engineRetry(cfg)})
 			if err != nil {
 				return err
 			}
