@@ -148,7 +148,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		JulepAPIKey:     p.str("JULEP_API_KEY", ""),
 		JulepAuthHeader: p.str("ASTRA_JULEP_AUTH_HEADER", "Authorization"),
 
-		EngineKey:         p.str("ASTRA_ENGINE_KEY", ""),
+		EngineKey:           p.str("ASTRA_ENGINE_KEY", ""),
 		EngineConcurrency:   p.positive("ASTRA_ENGINE_CONCURRENCY", 128),
 		EngineRetryAttempts: p.positive("ASTRA_ENGINE_RETRY_ATTEMPTS", 5),
 		EngineRetryMax:      p.duration("ASTRA_ENGINE_RETRY_MAX", 30*time.Second),
