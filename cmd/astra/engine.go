@@ -83,7 +83,7 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			}
 			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
 				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets,
-				HTTPClient: policy.Client(60 * time.Second)})
+				HTTPClient: policy.Client(60 * time.Second), Retry: engineRetry(cfg)})
 			if err != nil {
 				return err
 			}

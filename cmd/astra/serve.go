@@ -33,6 +33,7 @@ import (
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/retry"
 	"github.com/astra-app/astra/internal/server"
 	"github.com/astra-app/astra/internal/store"
 	"github.com/astra-app/astra/internal/store/mongo"
@@ -109,7 +110,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	var eng *engine.Engine
 	julepURL, julepKey, julepHeader := cfg.JulepBaseURL, cfg.JulepAPIKey, cfg.JulepAuthHeader
 	if cfg.EmbeddedEngine() {
-		eng, err = newEmbeddedEngine(ctx, cfg, st, log, e.taskSecrets(cfg))
+		eng, err = newEmbeddedEngine(ctx, cfg, st, log, e.taskSecrets(cfg), reg)
 		if err != nil {
 			return err
 		}
@@ -287,7 +288,7 @@ func eventFeed(watch *mongo.Store, st responder.Store, hub *stream.Hub, poll tim
 }
 
 // newEmbeddedEngine keeps the engine's state in the project's database.
-func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Store, log *slog.Logger, secrets map[string]string) (*engine.Engine, error) {
+func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Store, log *slog.Logger, secrets map[string]string, reg prometheus.Registerer) (*engine.Engine, error) {
 	var (
 		state engine.State
 		err   error
@@ -315,6 +316,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		Key: cfg.EngineKey, State: state, Model: model,
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
 		HTTPClient: policy.Client(60 * time.Second),
+		Retry:      engineRetry(cfg), Metrics: reg,
 	})
 }
 
@@ -330,6 +332,14 @@ func egressPolicy(cfg *config.Config, extra ...string) (*egress.Policy, error) {
 		p.AllowEndpoint(u)
 	}
 	return p, nil
+}
+
+// engineRetry is the embedded engine's policy for transient model and
+// api_call failures: the configured attempts and budget, the default backoff.
+func engineRetry(cfg *config.Config) retry.Policy {
+	p := retry.Default()
+	p.Attempts, p.Budget = cfg.EngineRetryAttempts, cfg.EngineRetryMax
+	return p
 }
 
 // responderTask returns the responder task's id. For the embedded engine it

@@ -63,8 +63,10 @@ type Config struct {
 	JulepAPIKey     string
 	JulepAuthHeader string // ASTRA_JULEP_AUTH_HEADER: Authorization (Bearer) or e.g. X-Auth-Key
 
-	EngineKey         string // ASTRA_ENGINE_KEY: the embedded engine's API key (generated when unset)
-	EngineConcurrency int
+	EngineKey           string // ASTRA_ENGINE_KEY: the embedded engine's API key (generated when unset)
+	EngineConcurrency   int
+	EngineRetryAttempts int           // ASTRA_ENGINE_RETRY_ATTEMPTS: tries of a model or api_call call, the first included
+	EngineRetryMax      time.Duration // ASTRA_ENGINE_RETRY_MAX: no retry starts later than this after the first try
 
 	LLMBaseURL string
 	LLMAPIKey  string
@@ -162,8 +164,10 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		JulepAPIKey:     p.str("JULEP_API_KEY", ""),
 		JulepAuthHeader: p.str("ASTRA_JULEP_AUTH_HEADER", "Authorization"),
 
-		EngineKey:         p.str("ASTRA_ENGINE_KEY", ""),
-		EngineConcurrency: p.positive("ASTRA_ENGINE_CONCURRENCY", 128),
+		EngineKey:           p.str("ASTRA_ENGINE_KEY", ""),
+		EngineConcurrency:   p.positive("ASTRA_ENGINE_CONCURRENCY", 128),
+		EngineRetryAttempts: p.positive("ASTRA_ENGINE_RETRY_ATTEMPTS", 5),
+		EngineRetryMax:      p.duration("ASTRA_ENGINE_RETRY_MAX", 30*time.Second),
 
 		LLMBaseURL: strings.TrimRight(p.str("ASTRA_LLM_BASE_URL", ""), "/"),
 		LLMAPIKey:  p.str("ASTRA_LLM_API_KEY", ""),

@@ -22,9 +22,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/astra-app/astra/internal/llm"
+	"github.com/astra-app/astra/internal/retry"
 )
 
 // Options configure an Engine.
@@ -37,6 +39,11 @@ type Options struct {
 	HTTPClient  *http.Client // for api_call tools
 	Secrets     map[string]string
 	Now         func() time.Time
+	// Retry is the policy for transient model and api_call failures
+	// (zero fields: retry.Default).
+	Retry retry.Policy
+	// Metrics registers the engine's collectors when not nil.
+	Metrics prometheus.Registerer
 }
 
 // Engine serves the API and runs executions.
@@ -50,6 +57,7 @@ type Engine struct {
 	sem     chan struct{}
 	changes *hub
 	cache   cache
+	retry   *retrier
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
@@ -101,6 +109,7 @@ func New(opts Options) (*Engine, error) {
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
+	e.retry = newRetrier(opts.Retry, opts.Logger, opts.Metrics)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
 		return nil, err

@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/astra-app/astra/internal/egress"
 	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/llm"
+	"github.com/astra-app/astra/internal/retry"
 )
 
 // apiCallTimeout is the default timeout of an api_call tool.
@@ -63,12 +65,28 @@ func (f *frame) prompt(ctx context.Context, s map[string]any, input any) (any, e
 	if rf, ok := pick("response_format").(map[string]any); ok {
 		req.ResponseFormat = toResponseFormat(rf)
 	}
-	var onDelta func(string)
+	var (
+		onDelta  func(string)
+		streamed atomic.Bool
+	)
 	if d := f.x.r.deltas; d != nil {
-		onDelta = d.add
+		onDelta = func(s string) {
+			streamed.Store(true)
+			d.add(s)
+		}
 		defer d.endStep()
 	}
-	resp, err := f.x.e.model.Chat(ctx, req, onDelta)
+	var resp *llm.Response
+	err = f.x.e.retry.do(ctx, retryModel, f.x, func(ctx context.Context) error {
+		r, err := f.x.e.model.Chat(ctx, req, onDelta)
+		if err != nil && streamed.Load() {
+			// Part of the answer has reached the person: another attempt
+			// would say it twice.
+			return retry.Permanent(fmt.Errorf("%w (not retried: the reply had begun streaming)", err))
+		}
+		resp = r
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("prompt: model: %w", err)
 	}
@@ -338,7 +356,7 @@ func (f *frame) apiCall(ctx context.Context, spec, args map[string]any, input an
 		}
 		u.RawQuery = q.Encode()
 	}
-	var body io.Reader
+	var body []byte
 	contentType := ""
 	switch {
 	case merged["json"] != nil:
@@ -346,7 +364,7 @@ func (f *frame) apiCall(ctx context.Context, spec, args map[string]any, input an
 		if err != nil {
 			return nil, fmt.Errorf("api_call json: %w", err)
 		}
-		body, contentType = bytes.NewReader(b), "application/json"
+		body, contentType = b, "application/json"
 	case merged["data"] != nil:
 		form := url.Values{}
 		if m, ok := merged["data"].(map[string]any); ok {
@@ -354,47 +372,80 @@ func (f *frame) apiCall(ctx context.Context, spec, args map[string]any, input an
 				form.Set(k, fmt.Sprint(v))
 			}
 		}
-		body, contentType = strings.NewReader(form.Encode()), "application/x-www-form-urlencoded"
+		body, contentType = []byte(form.Encode()), "application/x-www-form-urlencoded"
 	case merged["content"] != nil:
-		body = strings.NewReader(fmt.Sprint(merged["content"]))
+		body = []byte(fmt.Sprint(merged["content"]))
 	}
 	timeout := apiCallTimeout
 	if t, ok := toFloat(merged["timeout"]); ok && t > 0 {
 		timeout = time.Duration(t * float64(time.Second))
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, strings.ToUpper(method), u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("api_call: %w", err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if h, ok := merged["headers"].(map[string]any); ok {
-		for k, v := range h {
-			req.Header.Set(k, fmt.Sprint(v))
-		}
-	}
+	method = strings.ToUpper(method)
 	hc := *f.x.e.hc
 	if fr, ok := merged["follow_redirects"].(bool); ok && !fr {
 		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		// The egress policy's refusal says all there is to say (edge wiring).
-		if re, ok := errors.AsType[*egress.RefusedError](err); ok {
-			return nil, fmt.Errorf("api_call to %s: %w", u.Redacted(), re)
+	// One attempt: the timeout is per attempt, and the body is read in
+	// full inside it so a connection dropped mid-body is retried too.
+	var (
+		resp *http.Response
+		b    []byte
+	)
+	attempt := func(ctx context.Context) error {
+		resp, b = nil, nil
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+		if err != nil {
+			return retry.Permanent(fmt.Errorf("api_call: %w", err))
 		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("api_call %s %s: timed out after %s", req.Method, u.Redacted(), timeout)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
 		}
-		return nil, fmt.Errorf("api_call %s %s: %w", req.Method, u.Redacted(), err)
+		if h, ok := merged["headers"].(map[string]any); ok {
+			for k, v := range h {
+				req.Header.Set(k, fmt.Sprint(v))
+			}
+		}
+		r, err := hc.Do(req)
+		if err != nil {
+			// The egress policy's refusal says all there is to say, and
+			// asking again cannot change it.
+			if re, ok := errors.AsType[*egress.RefusedError](err); ok {
+				return retry.Permanent(fmt.Errorf("api_call to %s: %w", u.Redacted(), re))
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("api_call %s %s: timed out after %s: %w", method, u.Redacted(), timeout, context.DeadlineExceeded)
+			}
+			return fmt.Errorf("api_call %s %s: %w", method, u.Redacted(), err)
+		}
+		defer r.Body.Close()
+		rb, err := io.ReadAll(io.LimitReader(r.Body, 10<<20))
+		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("timed out after %s: %w", timeout, context.DeadlineExceeded)
+			}
+			return fmt.Errorf("api_call %s %s: read response: %w", method, u.Redacted(), err)
+		}
+		resp, b = r, rb
+		if _, transient := retry.Classify(&retry.StatusError{Code: r.StatusCode}); transient {
+			return &retry.StatusError{Code: r.StatusCode, Header: r.Header,
+				Err: fmt.Errorf("api_call %s %s: %s", method, u.Redacted(), r.Status)}
+		}
+		return nil
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 10<<20))
-	if err != nil {
-		return nil, fmt.Errorf("api_call %s %s: read response: %w", req.Method, u.Redacted(), err)
+	if err := f.x.e.retry.do(ctx, retryAPICall, f.x, attempt); err != nil {
+		// A server that still answers 408/429/5xx after every attempt gave
+		// an answer all the same: as for any other status, it is the
+		// step's output and the task decides (the responder's speech step
+		// falls back to text). Only a call that got no answer fails.
+		var (
+			ex *retry.Exhausted
+			se *retry.StatusError
+		)
+		if ctx.Err() != nil || !errors.As(err, &ex) || !errors.As(ex.Err, &se) || resp == nil {
+			return nil, err
+		}
 	}
 	headers := map[string]any{}
 	for k := range resp.Header {

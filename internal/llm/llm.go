@@ -14,6 +14,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/astra-app/astra/internal/retry"
 )
 
 // Message is one chat message.
@@ -75,7 +77,11 @@ func NewOpenAI(baseURL, apiKey, defaultModel string, hc *http.Client) Model {
 		option.WithBaseURL(strings.TrimRight(baseURL, "/")+"/"),
 		option.WithAPIKey(apiKey),
 		option.WithHTTPClient(hc),
-		option.WithMaxRetries(2),
+		// No retries here: the engine retries model calls with its own
+		// policy (internal/retry), which knows whether a stream has already
+		// reached the person. Both retrying would multiply the attempts
+		// (3 × 5 requests) and overrun the engine's time budget.
+		option.WithMaxRetries(0),
 	)
 	return &openAIModel{client: c, defaultModel: defaultModel}
 }
@@ -189,11 +195,19 @@ func (m *openAIModel) Chat(ctx context.Context, req Request, onDelta func(string
 }
 
 // modelError keeps the endpoint's own explanation (openai-go's Error() holds
-// only the status line), so a task author sees why the model refused.
+// only the status line), so a task author sees why the model refused, and
+// carries the status and headers so a caller can judge whether to retry.
 func modelError(what string, err error) error {
 	var apiErr *openai.Error
-	if errors.As(err, &apiErr) && apiErr.Message != "" {
-		return fmt.Errorf("%s: %d %s: %w", what, apiErr.StatusCode, apiErr.Message, err)
+	if !errors.As(err, &apiErr) {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	se := &retry.StatusError{Code: apiErr.StatusCode, Err: fmt.Errorf("%s: %w", what, err)}
+	if apiErr.Response != nil {
+		se.Header = apiErr.Response.Header
+	}
+	if apiErr.Message != "" {
+		se.Err = fmt.Errorf("%s: %d %s: %w", what, apiErr.StatusCode, apiErr.Message, err)
+	}
+	return se
 }
