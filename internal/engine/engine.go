@@ -67,7 +67,7 @@ type Engine struct {
 	// Test hooks: abandon makes Close keep its leases (as a crash
 	// would); beforeCleanup runs as a run ends, before it is forgotten.
 	abandon       atomic.Bool
-	beforeCleanup func(id string)
+	beforeCleanup atomic.Pointer[func(id string)]
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
@@ -310,8 +310,8 @@ func (e *Engine) enqueueRun(id string, held *Execution, track bool) bool {
 // shutting down, and starts the run that was asked for meanwhile.
 func (e *Engine) endRun(ctx context.Context, id string, r *run) {
 	r.deltas.finish()
-	if e.beforeCleanup != nil {
-		e.beforeCleanup(id)
+	if f := e.beforeCleanup.Load(); f != nil {
+		(*f)(id)
 	}
 	e.mu.Lock()
 	delete(e.running, id)
