@@ -295,6 +295,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 	return engine.New(engine.Options{
 		Key: cfg.EngineKey, State: state, Model: model,
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
+		Lease: cfg.EngineLease,
 	})
 }
 

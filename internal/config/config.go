@@ -53,6 +53,7 @@ type Config struct {
 
 	EngineKey         string // ASTRA_ENGINE_KEY: the embedded engine's API key (generated when unset)
 	EngineConcurrency int
+	EngineLease       time.Duration // ASTRA_ENGINE_LEASE: how long an instance owns an execution without a heartbeat
 
 	LLMBaseURL string
 	LLMAPIKey  string
@@ -148,6 +149,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 
 		EngineKey:         p.str("ASTRA_ENGINE_KEY", ""),
 		EngineConcurrency: p.positive("ASTRA_ENGINE_CONCURRENCY", 128),
+		EngineLease:       p.duration("ASTRA_ENGINE_LEASE", 10*time.Second),
 
 		LLMBaseURL: strings.TrimRight(p.str("ASTRA_LLM_BASE_URL", ""), "/"),
 		LLMAPIKey:  p.str("ASTRA_LLM_API_KEY", ""),
