@@ -5,11 +5,22 @@
 //
 // Durability: every step's completion is written (execution row + its
 // transition) in one State.Advance before the next step starts, with the
-// executor's resume point (the checkpoint) in the same row. After a restart,
-// Start re-queues every execution that was queued, starting or running and
-// each continues from its last completed top-level step. Compound steps
+// executor's resume point (the checkpoint) in the same row. Compound steps
 // (foreach, map-reduce, parallel, if, switch, workflow calls) are one unit:
 // an interrupted compound step runs again from its beginning.
+//
+// Scale-out: any number of engines may share one State. An execution runs
+// only in the engine holding its lease (owner, a fencing token unique per
+// claim, an end time extended by a heartbeat every Lease/3). An engine
+// claims executions it creates, and its sweep claims those nobody holds
+// (never started, released at shutdown, resumed, or left by an engine that
+// died and whose lease ran out), so each continues from its last completed
+// top-level step. Every write of a run presents its token; a run whose
+// lease was taken over stops and writes nothing more. Exactly once: step
+// commits, and docs that steps create (their ids derive from execution,
+// step path and a per-step count, so a re-run step overwrites its docs).
+// At least once: a model call (or api_call) in flight when its engine died
+// is made again by the next owner.
 package engine
 
 import (
