@@ -210,7 +210,7 @@ func (e *Engine) claim(ctx context.Context) error {
 	for i := range xs {
 		x := xs[i]
 		e.log.Info("engine: claimed execution", "execution_id", x.ID, "status", x.Status)
-		if !e.enqueueRun(x.ID, &x, false) {
+		if !e.enqueueRun(x.ID, &x, nil) {
 			e.release(x.ID, x.LeaseToken)
 		}
 	}
@@ -246,20 +246,24 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// accepting reports whether enqueued executions run here now.
-func (e *Engine) accepting() bool {
+// admits reports whether enqueued executions run here now (accepting),
+// and whether one created now would start at once (free): only then does
+// the engine create it already claimed. One that would wait is left for
+// whichever engine has a slot first, and holds no lease while it waits.
+func (e *Engine) admits() (accepting, free bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.started && !e.closed
+	accepting = e.started && !e.closed
+	return accepting, accepting && len(e.running) < cap(e.sem)
 }
 
 // enqueue runs the execution when a slot is free, claiming it first.
-func (e *Engine) enqueue(id string) { e.enqueueRun(id, nil, false) }
+func (e *Engine) enqueue(id string) { e.enqueueRun(id, nil, nil) }
 
 // enqueueRun runs execution id here when a slot is free. held is the
 // execution as this engine holds its lease (nil: claim it once a slot is
 // free; it may turn out held by another engine, and then it is not run);
-// track makes held the in-memory snapshot followers read while it runs.
+// snapshot, when given, is what followers read while it runs here.
 // It reports false when the engine does not run executions (not started or
 // closed): a held lease is then the caller's to release.
 //
@@ -267,7 +271,7 @@ func (e *Engine) enqueue(id string) { e.enqueueRun(id, nil, false) }
 // before its cleanup; or it lost its lease, and this engine claimed the
 // execution again), the new run starts as soon as that one has ended,
 // rather than being dropped to wait for a sweep.
-func (e *Engine) enqueueRun(id string, held *Execution, track bool) bool {
+func (e *Engine) enqueueRun(id string, held, snapshot *Execution) bool {
 	e.mu.Lock()
 	if e.closed || !e.started {
 		e.mu.Unlock()
@@ -280,8 +284,8 @@ func (e *Engine) enqueueRun(id string, held *Execution, track bool) bool {
 		e.mu.Unlock()
 		return true
 	}
-	if held != nil && track {
-		e.changes.track(*held)
+	if snapshot != nil {
+		e.changes.track(*snapshot)
 	}
 	ctx, cancel := context.WithCancelCause(e.ctx)
 	r := &run{cancel: cancel, deltas: newDeltaLog()}
@@ -335,7 +339,7 @@ func (e *Engine) endRun(ctx context.Context, id string, r *run) {
 	if r.token != "" && shutdown && !e.abandon.Load() {
 		e.release(id, r.token)
 	}
-	if next != nil && !e.enqueueRun(id, next.held, false) && next.held != nil {
+	if next != nil && !e.enqueueRun(id, next.held, nil) && next.held != nil {
 		e.release(id, next.held.LeaseToken)
 	}
 }

@@ -163,9 +163,9 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	now := e.now()
 	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now}
-	// Created already claimed by this engine, when it runs executions: no
-	// claim write, and no other instance's sweep takes it meanwhile.
-	owned := e.accepting()
+	// Created already claimed by this engine when it can start it at once:
+	// no claim write, and no other instance's sweep takes it meanwhile.
+	accepting, owned := e.admits()
 	if owned {
 		x.LeaseOwner, x.LeaseToken, x.LeaseUntil = e.owner, newID(), now.Add(e.lease)
 	}
@@ -174,8 +174,13 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	if err := e.state.CreateExecution(context.WithoutCancel(r.Context()), x); err != nil {
 		return 0, nil, err
 	}
-	if owned && !e.enqueueRun(x.ID, &x, true) {
-		e.release(x.ID, x.LeaseToken)
+	switch {
+	case owned:
+		if !e.enqueueRun(x.ID, &x, &x) {
+			e.release(x.ID, x.LeaseToken)
+		}
+	case accepting:
+		e.enqueueRun(x.ID, nil, &x) // claimed when a slot frees, unless another engine is first
 	}
 	v := executionView(x)
 	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
