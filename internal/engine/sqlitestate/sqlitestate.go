@@ -156,6 +156,10 @@ const (
 	claimSQL = `UPDATE engine_executions SET lease_owner = ?, lease_token = ?, lease_until = ?
 		WHERE id = ? AND status IN ('queued', 'starting', 'running') AND lease_until <= ?
 		RETURNING ` + execCols
+	// claimableSQL finds the sweep's candidates through the (status,
+	// lease_until) index, which every instance queries twice a second.
+	claimableSQL = `SELECT id FROM engine_executions
+		WHERE status IN ('queued', 'starting', 'running') AND lease_until <= ? ORDER BY created_at LIMIT (? + 0)`
 	extendSQL           = `UPDATE engine_executions SET lease_until = ? WHERE id = ? AND lease_token = ?`
 	fenceSQL            = `SELECT 1 FROM engine_executions WHERE id = ? AND lease_token = ?`
 	insertTransitionSQL = `INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
@@ -718,8 +722,7 @@ func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until ti
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmts.query(ctx, `SELECT id FROM engine_executions
-		WHERE status IN ('queued', 'starting', 'running') AND lease_until <= ? ORDER BY created_at LIMIT (? + 0)`, nanos(now), limit)
+	rows, err := s.rstmts.query(ctx, claimableSQL, nanos(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("find claimable executions: %w", err)
 	}
