@@ -317,6 +317,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
 		HTTPClient: policy.Client(60 * time.Second),
 		Retry:      engineRetry(cfg), Metrics: reg,
+		Lease: cfg.EngineLease,
 	})
 }
 

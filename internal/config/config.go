@@ -67,6 +67,7 @@ type Config struct {
 	EngineConcurrency   int
 	EngineRetryAttempts int           // ASTRA_ENGINE_RETRY_ATTEMPTS: tries of a model or api_call call, the first included
 	EngineRetryMax      time.Duration // ASTRA_ENGINE_RETRY_MAX: no retry starts later than this after the first try
+	EngineLease         time.Duration // ASTRA_ENGINE_LEASE: how long an instance owns an execution without a heartbeat
 
 	LLMBaseURL string
 	LLMAPIKey  string
@@ -168,6 +169,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		EngineConcurrency:   p.positive("ASTRA_ENGINE_CONCURRENCY", 128),
 		EngineRetryAttempts: p.positive("ASTRA_ENGINE_RETRY_ATTEMPTS", 5),
 		EngineRetryMax:      p.duration("ASTRA_ENGINE_RETRY_MAX", 30*time.Second),
+		EngineLease:         p.duration("ASTRA_ENGINE_LEASE", 10*time.Second),
 
 		LLMBaseURL: strings.TrimRight(p.str("ASTRA_LLM_BASE_URL", ""), "/"),
 		LLMAPIKey:  p.str("ASTRA_LLM_API_KEY", ""),

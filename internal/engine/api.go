@@ -61,7 +61,7 @@ func (e *Engine) Handler() http.Handler {
 			if err != nil {
 				return 0, nil, err
 			}
-			d, err := e.createDoc(r.Context(), chi.URLParam(r, "id"), in)
+			d, err := e.createDoc(r.Context(), chi.URLParam(r, "id"), in, nil)
 			return http.StatusCreated, d, err
 		}))
 		r.Get("/docs", e.handle(func(r *http.Request) (int, any, error) {
@@ -72,7 +72,7 @@ func (e *Engine) Handler() http.Handler {
 			return e.list(r, KindDoc, id)
 		}))
 		r.With(e.uuidParam("doc_id")).Delete("/docs/{doc_id}", e.handle(func(r *http.Request) (int, any, error) {
-			d, err := e.deleteDoc(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "doc_id"))
+			d, err := e.deleteDoc(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "doc_id"), nil)
 			return http.StatusAccepted, d, err
 		}))
 		r.Post("/search", e.handle(func(r *http.Request) (int, any, error) {

@@ -5,11 +5,22 @@
 //
 // Durability: every step's completion is written (execution row + its
 // transition) in one State.Advance before the next step starts, with the
-// executor's resume point (the checkpoint) in the same row. After a restart,
-// Start re-queues every execution that was queued, starting or running and
-// each continues from its last completed top-level step. Compound steps
+// executor's resume point (the checkpoint) in the same row. Compound steps
 // (foreach, map-reduce, parallel, if, switch, workflow calls) are one unit:
 // an interrupted compound step runs again from its beginning.
+//
+// Scale-out: any number of engines may share one State. An execution runs
+// only in the engine holding its lease (owner, a fencing token unique per
+// claim, an end time extended by a heartbeat every Lease/3). An engine
+// claims executions it creates, and its sweep claims those nobody holds
+// (never started, released at shutdown, resumed, or left by an engine that
+// died and whose lease ran out), so each continues from its last completed
+// top-level step. Every write of a run presents its token; a run whose
+// lease was taken over stops and writes nothing more. Exactly once: step
+// commits, and docs that steps create (their ids derive from execution,
+// step path and a per-step count, so a re-run step overwrites its docs).
+// At least once: a model call (or api_call) in flight when its engine died
+// is made again by the next owner.
 package engine
 
 import (
@@ -19,6 +30,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +56,14 @@ type Options struct {
 	Retry retry.Policy
 	// Metrics registers the engine's collectors when not nil.
 	Metrics prometheus.Registerer
+
+	// Lease is how long a claim of an execution lasts unless its heartbeat
+	// (every Lease/3) extends it: after an instance dies, another takes its
+	// executions over within Lease plus SweepEvery (default 10 s).
+	Lease time.Duration
+	// SweepEvery is how often the engine claims executions that nobody
+	// holds, such as those of an instance that died (default 500 ms).
+	SweepEvery time.Duration
 }
 
 // Engine serves the API and runs executions.
@@ -59,6 +79,15 @@ type Engine struct {
 	cache   cache
 	retry   *retrier
 
+	owner      string // this instance, as the owner of its leases
+	lease      time.Duration
+	sweepEvery time.Duration
+
+	// Test hooks: abandon makes Close keep its leases (as a crash
+	// would); beforeCleanup runs as a run ends, before it is forgotten.
+	abandon       atomic.Bool
+	beforeCleanup atomic.Pointer[func(id string)]
+
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
 	kept    map[string]keptDeltas
@@ -73,11 +102,21 @@ type Engine struct {
 type run struct {
 	cancel context.CancelCauseFunc
 	deltas *deltaLog
+	token  string // the lease this run holds, once it holds one
+	// again is set when the execution is to run here again once this run
+	// has ended (see enqueueRun).
+	again *again
 }
+
+type again struct{ held *Execution }
 
 // errShutdown is the cancel cause when the engine closes: the execution
 // stays resumable instead of being marked failed or cancelled.
 var errShutdown = errors.New("engine shutting down")
+
+// errLeaseLost is the cancel cause when another claim replaced this run's
+// lease, or it could not be extended in time: the run stops writing.
+var errLeaseLost = errors.New("engine: execution lease lost")
 
 // New checks the options, seeds the secrets and returns an engine that
 // serves requests at once; call Start to run executions.
@@ -103,7 +142,14 @@ func New(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Lease <= 0 {
+		opts.Lease = 10 * time.Second
+	}
+	if opts.SweepEvery <= 0 {
+		opts.SweepEvery = 500 * time.Millisecond
+	}
 	e := &Engine{
+		owner: newID(), lease: opts.Lease, sweepEvery: opts.SweepEvery,
 		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
@@ -117,8 +163,9 @@ func New(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Start recovers interrupted executions and accepts new ones. Executions
-// created before Start wait in the queued status.
+// Start claims the executions nobody runs (queued, or interrupted: their
+// lease ran out) and accepts new ones. Executions created before Start wait
+// in the queued status.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -131,27 +178,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.started = true
 	e.mu.Unlock()
-	pending, err := e.state.ExecutionsByStatus(ctx, StatusQueued, StatusStarting, StatusRunning)
-	if err != nil {
+	if err := e.claim(ctx); err != nil {
 		return fmt.Errorf("engine: recover executions: %w", err)
-	}
-	for _, ex := range pending {
-		e.log.Info("engine: resuming execution", "execution_id", ex.ID, "status", ex.Status)
-		e.enqueue(ex.ID)
 	}
 	e.wg.Add(1)
 	go e.sweep()
 	return nil
 }
 
-// sweepEvery is how often the engine looks for executions that should be
-// running but are not (a safety net: e.g. a write that committed after its
-// caller gave up). One engine per database is assumed.
-var sweepEvery = 5 * time.Second
-
+// sweep claims, every sweepEvery, the executions no engine holds: those
+// whose owner died (its lease ran out), released at shutdown, resumed, or
+// created while no engine was running.
 func (e *Engine) sweep() {
 	defer e.wg.Done()
-	t := time.NewTicker(sweepEvery)
+	t := time.NewTicker(e.sweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -159,24 +199,45 @@ func (e *Engine) sweep() {
 			return
 		case <-t.C:
 		}
-		pending, err := e.state.ExecutionsByStatus(e.ctx, StatusQueued, StatusStarting, StatusRunning)
-		if err != nil {
-			if e.ctx.Err() == nil {
-				e.log.Warn("engine: sweep", "err", err)
-			}
-			continue
-		}
-		for _, ex := range pending {
-			if e.runFor(ex.ID) == nil && e.now().Sub(ex.UpdatedAt) > time.Second {
-				e.log.Info("engine: sweep found an idle execution", "execution_id", ex.ID, "status", ex.Status)
-				e.enqueue(ex.ID)
-			}
+		if err := e.claim(e.ctx); err != nil && e.ctx.Err() == nil {
+			e.log.Warn("engine: sweep", "err", err)
 		}
 	}
 }
 
+// claim claims as many unheld executions as this engine has free slots,
+// so instances share the work, and runs them.
+func (e *Engine) claim(ctx context.Context) error {
+	e.mu.Lock()
+	free := cap(e.sem) - len(e.running)
+	e.mu.Unlock()
+	if free <= 0 {
+		return nil
+	}
+	now := e.now()
+	xs, err := e.state.ClaimExecutions(ctx, e.owner, now, now.Add(e.lease), free)
+	for i := range xs {
+		x := xs[i]
+		e.log.Info("engine: claimed execution", "execution_id", x.ID, "status", x.Status)
+		if !e.enqueueRun(x.ID, &x, nil) {
+			e.release(x.ID, x.LeaseToken)
+		}
+	}
+	return err
+}
+
+// release gives a lease back so another engine can claim at once.
+func (e *Engine) release(id, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.state.ReleaseLease(ctx, id, token); err != nil && !errors.Is(err, ErrConflict) {
+		e.log.Warn("engine: release lease", "execution_id", id, "err", err)
+	}
+}
+
 // Close stops the executor: running executions are interrupted between or
-// inside steps and stay resumable by the next Start on the same state.
+// inside steps, their leases released, and they stay resumable by any
+// engine on the same state.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -194,24 +255,46 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// enqueue runs the execution when a slot is free. Waiting goroutines are
-// cheap; the semaphore bounds the work.
-func (e *Engine) enqueue(id string) { e.enqueueTracked(id, nil) }
+// admits reports whether enqueued executions run here now (accepting),
+// and whether one created now would start at once (free): only then does
+// the engine create it already claimed. One that would wait is left for
+// whichever engine has a slot first, and holds no lease while it waits.
+func (e *Engine) admits() (accepting, free bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	accepting = e.started && !e.closed
+	return accepting, accepting && len(e.running) < cap(e.sem)
+}
 
-// enqueueTracked enqueues id; when x is given it becomes the in-memory
-// snapshot followers read while the execution runs here.
-func (e *Engine) enqueueTracked(id string, x *Execution) {
+// enqueue runs the execution when a slot is free, claiming it first.
+func (e *Engine) enqueue(id string) { e.enqueueRun(id, nil, nil) }
+
+// enqueueRun runs execution id here when a slot is free. held is the
+// execution as this engine holds its lease (nil: claim it once a slot is
+// free; it may turn out held by another engine, and then it is not run);
+// snapshot, when given, is what followers read while it runs here.
+// It reports false when the engine does not run executions (not started or
+// closed): a held lease is then the caller's to release.
+//
+// When a run of id is still ending here (it paused, and a resume came
+// before its cleanup; or it lost its lease, and this engine claimed the
+// execution again), the new run starts as soon as that one has ended,
+// rather than being dropped to wait for a sweep.
+func (e *Engine) enqueueRun(id string, held, snapshot *Execution) bool {
 	e.mu.Lock()
 	if e.closed || !e.started {
 		e.mu.Unlock()
-		return
+		return false
 	}
-	if _, ok := e.running[id]; ok {
+	if r, ok := e.running[id]; ok {
+		if r.again == nil || held != nil {
+			r.again = &again{held: held}
+		}
 		e.mu.Unlock()
-		return
+		return true
 	}
-	if x != nil {
-		e.changes.track(*x)
+	if snapshot != nil {
+		e.changes.track(*snapshot)
 	}
 	ctx, cancel := context.WithCancelCause(e.ctx)
 	r := &run{cancel: cancel, deltas: newDeltaLog()}
@@ -220,22 +303,92 @@ func (e *Engine) enqueueTracked(id string, x *Execution) {
 	e.mu.Unlock()
 	go func() {
 		defer e.wg.Done()
-		defer func() {
-			r.deltas.finish()
-			e.mu.Lock()
-			delete(e.running, id)
-			e.keep(id, r.deltas)
-			e.mu.Unlock()
-			e.changes.untrack(id)
-			cancel(nil)
-		}()
+		defer e.endRun(ctx, id, r)
+		if held != nil {
+			e.hold(ctx, r, id, held.LeaseToken, held.LeaseUntil)
+		}
 		select {
 		case e.sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		defer func() { <-e.sem }()
-		e.execute(ctx, id, r)
+		if held == nil {
+			now := e.now()
+			x, err := e.state.ClaimExecution(ctx, id, e.owner, newID(), now.Add(e.lease), now)
+			if err != nil {
+				if !errors.Is(err, ErrConflict) && ctx.Err() == nil {
+					e.log.Error("engine: claim execution", "execution_id", id, "err", err)
+				}
+				return
+			}
+			held = &x
+			e.hold(ctx, r, id, x.LeaseToken, x.LeaseUntil)
+		}
+		e.execute(ctx, *held, r)
+	}()
+	return true
+}
+
+// endRun forgets a run that ended, releases its lease when the engine is
+// shutting down, and starts the run that was asked for meanwhile.
+func (e *Engine) endRun(ctx context.Context, id string, r *run) {
+	r.deltas.finish()
+	if f := e.beforeCleanup.Load(); f != nil {
+		(*f)(id)
+	}
+	e.mu.Lock()
+	delete(e.running, id)
+	e.keep(id, r.deltas)
+	next := r.again
+	e.mu.Unlock()
+	e.changes.untrack(id)
+	shutdown := errors.Is(context.Cause(ctx), errShutdown)
+	r.cancel(nil)
+	if r.token != "" && shutdown && !e.abandon.Load() {
+		e.release(id, r.token)
+	}
+	if next != nil && !e.enqueueRun(id, next.held, nil) && next.held != nil {
+		e.release(id, next.held.LeaseToken)
+	}
+}
+
+// hold records that r holds the lease token (until the given time) and
+// heartbeats it every lease/3 while the run lasts. When another claim
+// replaced it, or it could not be extended before it ran out, the run is
+// cancelled: it must not write any more.
+func (e *Engine) hold(ctx context.Context, r *run, id, token string, until time.Time) {
+	r.token = token
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(e.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			now := e.now()
+			err := e.state.ExtendLease(ctx, id, token, now.Add(e.lease))
+			switch {
+			case err == nil:
+				until = now.Add(e.lease)
+				continue
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrConflict):
+				e.log.Info("engine: execution taken over or ended elsewhere; stopping its run here", "execution_id", id)
+			case now.Before(until):
+				e.log.Warn("engine: extend lease", "execution_id", id, "err", err)
+				continue
+			default:
+				e.log.Warn("engine: lease ran out before it could be extended; stopping the run", "execution_id", id, "err", err)
+			}
+			r.cancel(errLeaseLost)
+			return
+		}
 	}()
 }
 

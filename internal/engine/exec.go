@@ -48,14 +48,9 @@ func (r *returned) Error() string { return "return" }
 
 // execute runs an execution from its checkpoint until it finishes, fails,
 // pauses, is cancelled, or the engine shuts down (which leaves it resumable).
-func (e *Engine) execute(ctx context.Context, id string, r *run) {
-	ex, err := e.execution(ctx, id)
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			e.log.Error("engine: load execution", "execution_id", id, "err", err)
-		}
-		return
-	}
+// ex is the execution as this run's claim returned it (its lease token
+// fences every write the run makes).
+func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 	if terminal(ex.Status) || ex.Status == StatusAwaitingInput {
 		return
 	}
@@ -82,6 +77,9 @@ type executor struct {
 	r       *run
 	stateMu sync.Mutex
 	mem     memo // conversions of the run's unchanging values
+	// docCalls counts each step path's doc creates in this run (under
+	// stateMu), for the docs' deterministic ids.
+	docCalls map[string]int
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -181,8 +179,10 @@ func (x *executor) run(ctx context.Context) {
 				}
 				return
 			}
-			if ctx.Err() != nil {
-				x.stop(ctx, ctx.Err())
+			if ctx.Err() != nil || errors.Is(err, ErrConflict) {
+				// Interrupted, or a write of the step was refused: the
+				// lease was lost or the execution cancelled.
+				x.stop(ctx, context.Canceled)
 				return
 			}
 			x.e.fail(ctx, x.ex, x, fmt.Sprintf("workflow %q, step %s: %v", "main", stepName(i, label), err))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -162,12 +163,25 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	now := e.now()
 	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now}
+	// Created already claimed by this engine when it can start it at once:
+	// no claim write, and no other instance's sweep takes it meanwhile.
+	accepting, owned := e.admits()
+	if owned {
+		x.LeaseOwner, x.LeaseToken, x.LeaseUntil = e.owner, newID(), now.Add(e.lease)
+	}
 	// Not the request's context: once the row may be written, the client
 	// going away must not leave it queued with nobody running it.
 	if err := e.state.CreateExecution(context.WithoutCancel(r.Context()), x); err != nil {
 		return 0, nil, err
 	}
-	e.enqueueTracked(x.ID, &x)
+	switch {
+	case owned:
+		if !e.enqueueRun(x.ID, &x, &x) {
+			e.release(x.ID, x.LeaseToken)
+		}
+	case accepting:
+		e.enqueueRun(x.ID, nil, &x) // claimed when a slot frees, unless another engine is first
+	}
 	v := executionView(x)
 	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
 	return http.StatusCreated, v, nil
@@ -253,6 +267,9 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		from := x.Status
 		next := x
 		next.Status, next.UpdatedAt = StatusCancelled, now
+		// No lease: the write is guarded by status and count alone, and the
+		// owner's run, elsewhere, finds its lease gone and stops.
+		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
 		next.TransitionCount++
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "cancelled",
 			Output: map[string]any{"reason": reason}, Current: currentCursor(x), CreatedAt: now}
@@ -282,6 +299,8 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		}
 		next := x
 		next.Status, next.UpdatedAt, next.Checkpoint = StatusRunning, now, raw
+		// Unfenced, so the lease is cleared and any engine may claim it.
+		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
 		next.TransitionCount++
 		cur := currentCursor(x)
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",

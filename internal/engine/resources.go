@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -82,7 +83,7 @@ func (e *Engine) putUser(ctx context.Context, id string, in map[string]any) (map
 	if p, ok := in["project"].(string); ok {
 		body["project"] = p
 	}
-	return e.putResource(ctx, KindUser, id, "", meta, body)
+	return e.putResource(ctx, KindUser, id, "", meta, body, nil)
 }
 
 // putAgent creates or replaces an agent.
@@ -121,10 +122,12 @@ func (e *Engine) putAgent(ctx context.Context, id string, in map[string]any) (ma
 		}
 	}
 	defer e.cache.dropAgent(id)
-	return e.putResource(ctx, KindAgent, id, "", meta, body)
+	return e.putResource(ctx, KindAgent, id, "", meta, body, nil)
 }
 
-func (e *Engine) putResource(ctx context.Context, kind, id, parent string, meta, body map[string]any) (map[string]any, error) {
+// putResource creates or replaces a resource; under a fence (a running
+// execution's write) only while the execution's claim holds.
+func (e *Engine) putResource(ctx context.Context, kind, id, parent string, meta, body map[string]any, f *Fence) (map[string]any, error) {
 	now := e.now()
 	created := now
 	if old, err := e.state.GetResource(ctx, kind, id); err == nil {
@@ -137,8 +140,13 @@ func (e *Engine) putResource(ctx context.Context, kind, id, parent string, meta,
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", kind, err)
 	}
-	if err := e.state.PutResource(ctx, Resource{Kind: kind, ID: id, Parent: parent, CreatedAt: created,
-		UpdatedAt: now, Metadata: meta, Body: raw}); err != nil {
+	res := Resource{Kind: kind, ID: id, Parent: parent, CreatedAt: created, UpdatedAt: now, Metadata: meta, Body: raw}
+	if f != nil {
+		err = e.state.PutResourceFenced(ctx, res, *f)
+	} else {
+		err = e.state.PutResource(ctx, res)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return body, nil
@@ -168,8 +176,10 @@ func (e *Engine) listResources(ctx context.Context, q ListQuery) ([]any, error) 
 }
 
 // createDoc adds a doc to a user. Content is a string or a list of
-// strings, each one chunk, as Julep keeps it.
-func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any) (map[string]any, error) {
+// strings, each one chunk, as Julep keeps it. From a running step (sc not
+// nil) the doc's id is derived from the step and the write is fenced by the
+// run's lease; from the API the id is random.
+func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any, sc *stepScope) (map[string]any, error) {
 	if err := e.userExists(ctx, userID); err != nil {
 		return nil, err
 	}
@@ -199,13 +209,16 @@ func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any
 	if len(details) > 0 {
 		return nil, validationError(details)
 	}
-	id := newID()
+	id, fence := newID(), (*Fence)(nil)
+	if sc != nil {
+		id, fence = sc.docID(), &sc.fence
+	}
 	body := map[string]any{"id": id, "title": title, "content": in["content"], "metadata": meta,
 		"modality": "text", "language": "english", "embedding_model": "", "embedding_dimensions": float64(0)}
 	if ei, ok := in["embed_instruction"].(string); ok {
 		body["embed_instruction"] = ei
 	}
-	out, err := e.putResource(ctx, KindDoc, id, userID, meta, body)
+	out, err := e.putResource(ctx, KindDoc, id, userID, meta, body, fence)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +226,7 @@ func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any
 	return out, nil
 }
 
-func (e *Engine) deleteDoc(ctx context.Context, userID, docID string) (map[string]any, error) {
+func (e *Engine) deleteDoc(ctx context.Context, userID, docID string, sc *stepScope) (map[string]any, error) {
 	r, err := e.state.GetResource(ctx, KindDoc, docID)
 	if errors.Is(err, ErrNotFound) || (err == nil && r.Parent != userID) {
 		return nil, notFound("doc", docID)
@@ -221,7 +234,12 @@ func (e *Engine) deleteDoc(ctx context.Context, userID, docID string) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	if err := e.state.DeleteResource(ctx, KindDoc, docID); err != nil && !errors.Is(err, ErrNotFound) {
+	if sc != nil {
+		err = e.state.DeleteResourceFenced(ctx, KindDoc, docID, sc.fence)
+	} else {
+		err = e.state.DeleteResource(ctx, KindDoc, docID)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
 	return map[string]any{"id": docID, "deleted_at": ts(e.now()), "jobs": []any{}}, nil
@@ -397,8 +415,9 @@ func jsonContains(got, want any) bool {
 	return reflect.DeepEqual(got, want)
 }
 
-// systemTool runs a `system` tool with the argument shapes of Julep's handlers.
-func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[string]any) (any, error) {
+// systemTool runs a `system` tool with the argument shapes of Julep's
+// handlers, for the step sc.
+func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[string]any, sc *stepScope) (any, error) {
 	resource, _ := sys["resource"].(string)
 	sub, _ := sys["subresource"].(string)
 	op, _ := sys["operation"].(string)
@@ -426,7 +445,7 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 		if data == nil {
 			return nil, errors.New(`user doc create needs {user_id, data: {title, content, metadata}}`)
 		}
-		return e.createDoc(ctx, userID, data)
+		return e.createDoc(ctx, userID, data, sc)
 	case resource == "user" && sub == "doc" && op == "search":
 		sp, _ := args["search_params"].(map[string]any)
 		if sp == nil {
@@ -440,7 +459,7 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 		return e.searchDocs(ctx, userID, req)
 	case resource == "user" && sub == "doc" && op == "delete":
 		docID, _ := args["doc_id"].(string)
-		return e.deleteDoc(ctx, userID, docID)
+		return e.deleteDoc(ctx, userID, docID, sc)
 	}
 	return nil, fmt.Errorf("system tool %s/%s/%s is not supported by the embedded engine", resource, sub, op)
 }
@@ -556,7 +575,7 @@ func (e *Engine) putSecret(ctx context.Context, id string, in map[string]any, up
 		body["description"] = d
 	}
 	defer e.cache.dropSecrets()
-	return e.putResource(ctx, KindSecret, id, "", meta, body)
+	return e.putResource(ctx, KindSecret, id, "", meta, body, nil)
 }
 
 // secretValues maps secret names to values for `secrets` in expressions.
@@ -582,4 +601,36 @@ func (e *Engine) secretValues(ctx context.Context) (map[string]string, error) {
 	e.cache.secrets = cached[map[string]string]{out, time.Now()}
 	e.cache.mu.Unlock()
 	return out, nil
+}
+
+// docNamespace is the UUIDv5 namespace of the ids of docs that executions
+// create.
+var docNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/astra-app/astra/engine/doc"))
+
+// stepScope is where a running step's effects come from: the claim they
+// are made under, and the step's path, which with the execution's id and a
+// count of the step's doc creates names each doc it creates. A step run
+// again after a hand-off (or a replay) so writes the docs it wrote before
+// instead of adding copies.
+type stepScope struct {
+	fence Fence
+	x     *executor
+	path  string
+}
+
+func (x *executor) scope(path string) *stepScope {
+	return &stepScope{fence: Fence{ExecutionID: x.ex.ID, Token: x.ex.LeaseToken}, x: x, path: path}
+}
+
+// docID is the id of the step's next doc create.
+func (sc *stepScope) docID() string {
+	x := sc.x
+	x.stateMu.Lock()
+	if x.docCalls == nil {
+		x.docCalls = map[string]int{}
+	}
+	n := x.docCalls[sc.path]
+	x.docCalls[sc.path]++
+	x.stateMu.Unlock()
+	return uuid.NewSHA1(docNamespace, []byte(sc.fence.ExecutionID+"/"+sc.path+"/"+strconv.Itoa(n))).String()
 }

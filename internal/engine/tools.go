@@ -279,7 +279,7 @@ func (f *frame) tool(ctx context.Context, s map[string]any, input any, path stri
 	switch typ {
 	case "system":
 		sys, _ := t["system"].(map[string]any)
-		out, err = f.x.e.systemTool(ctx, sys, args)
+		out, err = f.x.e.systemTool(ctx, sys, args, f.x.scope(path))
 	case "api_call":
 		spec, _ := t["api_call"].(map[string]any)
 		out, err = f.apiCall(ctx, spec, args, input)

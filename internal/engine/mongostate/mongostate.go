@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -90,6 +91,8 @@ func New(ctx context.Context, db *mongo.Database) (*State, error) {
 		// ListExecutions and ExecutionsByStatus.
 		{s.executions, "engine_executions_task", asc("task_id", "created_at", "ord"), false},
 		{s.executions, "engine_executions_status", asc("status", "created_at"), false},
+		// The sweep's claims: claimable statuses whose lease ran out.
+		{s.executions, "engine_executions_lease", asc("status", "lease_until"), false},
 		// ListTransitions and Advance's sweep. Not unique: an attempt that
 		// loses a race briefly holds its own copy of a position.
 		{s.transitions, "engine_transitions_seq", asc("execution_id", "seq"), false},
@@ -275,12 +278,56 @@ func (s *State) PutResource(ctx context.Context, r engine.Resource) error {
 			{Key: "created_at", Value: nanos(r.CreatedAt)}, {Key: "ord", Value: bson.NewObjectID()},
 		}},
 	}
-	_, err = s.resources.UpdateOne(ctx, bson.D{{Key: "_id", Value: resourceKey(r.Kind, r.ID)}}, update,
-		options.UpdateOne().SetUpsert(true))
+	// Two upserts of a new id can both find nothing and both insert: the
+	// loser's duplicate key error means the document now exists, so the
+	// same upsert run again is the update it should have been.
+	for attempt := 0; ; attempt++ {
+		_, err = s.resources.UpdateOne(ctx, bson.D{{Key: "_id", Value: resourceKey(r.Kind, r.ID)}}, update,
+			options.UpdateOne().SetUpsert(true))
+		if err == nil {
+			return nil
+		}
+		if !isDuplicate(err) || attempt == 4 {
+			return fmt.Errorf("put %s %s: %w", r.Kind, r.ID, err)
+		}
+	}
+}
+
+// checkFence reports ErrConflict unless f holds its execution's lease.
+//
+// Without transactions (FerretDB has none) the check and the write that
+// follows are two operations: a run that loses its lease between them can
+// still make that one write. It is harmless because a running execution's
+// doc writes are idempotent (deterministic ids: the next owner's re-run
+// writes the same doc) and the stale run's next Advance is refused.
+func (s *State) checkFence(ctx context.Context, f engine.Fence) error {
+	if f.Token == "" {
+		return engine.ErrConflict
+	}
+	n, err := s.executions.CountDocuments(ctx, bson.D{{Key: "_id", Value: f.ExecutionID}, {Key: "lease_token", Value: f.Token}})
 	if err != nil {
-		return fmt.Errorf("put %s %s: %w", r.Kind, r.ID, err)
+		return fmt.Errorf("check the lease of execution %s: %w", f.ExecutionID, err)
+	}
+	if n == 0 {
+		return engine.ErrConflict
 	}
 	return nil
+}
+
+// PutResourceFenced puts a resource while f holds its execution's lease.
+func (s *State) PutResourceFenced(ctx context.Context, r engine.Resource, f engine.Fence) error {
+	if err := s.checkFence(ctx, f); err != nil {
+		return err
+	}
+	return s.PutResource(ctx, r)
+}
+
+// DeleteResourceFenced deletes a resource while f holds its execution's lease.
+func (s *State) DeleteResourceFenced(ctx context.Context, kind, id string, f engine.Fence) error {
+	if err := s.checkFence(ctx, f); err != nil {
+		return err
+	}
+	return s.DeleteResource(ctx, kind, id)
 }
 
 // GetResource reads one resource.
@@ -381,6 +428,12 @@ func (s *State) PutTask(ctx context.Context, t engine.Task) (engine.Task, error)
 		case err != nil:
 			return t, fmt.Errorf("put task %s: %w", t.ID, err)
 		default:
+			// The same definition as the latest version is that version:
+			// instances deploying tasks/ at once make one version, and a
+			// writer that lost the race below finds the winner's here.
+			if prev.AgentID == t.AgentID && prev.Body == string(t.Body) && prev.Metadata == meta {
+				return prev.task(), nil
+			}
 			t.Version = prev.Version + 1
 			t.CreatedAt = fromNanos(prev.CreatedAt)
 		}
@@ -391,7 +444,7 @@ func (s *State) PutTask(ctx context.Context, t engine.Task) (engine.Task, error)
 		}
 		if _, err := s.tasks.InsertOne(ctx, d); err != nil {
 			if isDuplicate(err) {
-				continue // another writer took this version; take the next
+				continue // another writer took this version; compare with it again
 			}
 			return t, fmt.Errorf("put task %s version %d: %w", t.ID, t.Version, err)
 		}
@@ -487,6 +540,9 @@ type executionDoc struct {
 	TransitionCount int           `bson:"transition_count"`
 	Checkpoint      string        `bson:"checkpoint"`
 	AdvanceToken    string        `bson:"advance_token"`
+	LeaseOwner      string        `bson:"lease_owner"`
+	LeaseToken      string        `bson:"lease_token"`
+	LeaseUntil      int64         `bson:"lease_until"` // 0: no lease
 }
 
 func (d executionDoc) execution() engine.Execution {
@@ -501,7 +557,18 @@ func (d executionDoc) execution() engine.Execution {
 	if d.Checkpoint != "" {
 		e.Checkpoint = json.RawMessage(d.Checkpoint)
 	}
+	e.LeaseOwner, e.LeaseToken = d.LeaseOwner, d.LeaseToken
+	if d.LeaseUntil != 0 {
+		e.LeaseUntil = fromNanos(d.LeaseUntil)
+	}
 	return e
+}
+
+func leaseNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return nanos(t)
 }
 
 // CreateExecution inserts a new execution.
@@ -523,6 +590,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 		CreatedAt: nanos(e.CreatedAt), UpdatedAt: nanos(e.UpdatedAt), Ord: bson.NewObjectID(),
 		Metadata: meta, MetadataKV: kv, Input: in, Output: out, Error: e.Error,
 		TransitionCount: e.TransitionCount, Checkpoint: string(e.Checkpoint),
+		LeaseOwner: e.LeaseOwner, LeaseToken: e.LeaseToken, LeaseUntil: leaseNanos(e.LeaseUntil),
 	}
 	if _, err := s.executions.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("create execution %s: %w", e.ID, err)
@@ -661,7 +729,8 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	// 1. Check.
 	var cur executionDoc
 	err = s.executions.FindOne(ctx, bson.D{{Key: "_id", Value: e.ID}},
-		options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "transition_count", Value: 1}, {Key: "advance_token", Value: 1}})).
+		options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "transition_count", Value: 1},
+			{Key: "advance_token", Value: 1}, {Key: "lease_token", Value: 1}})).
 		Decode(&cur)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return engine.ErrConflict
@@ -669,7 +738,8 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	if err != nil {
 		return fmt.Errorf("advance execution %s: %w", e.ID, err)
 	}
-	if !slices.Contains(from, cur.Status) || cur.TransitionCount != prevCount {
+	fenced := e.LeaseToken != ""
+	if !slices.Contains(from, cur.Status) || cur.TransitionCount != prevCount || (fenced && cur.LeaseToken != e.LeaseToken) {
 		return engine.ErrConflict
 	}
 
@@ -688,20 +758,27 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 		}
 	}
 
-	// 4. Commit.
-	res, err := s.executions.UpdateOne(ctx,
-		bson.D{
-			{Key: "_id", Value: e.ID},
-			{Key: "status", Value: bson.D{{Key: "$in", Value: from}}},
-			{Key: "transition_count", Value: prevCount},
-			{Key: "advance_token", Value: cur.AdvanceToken},
-		},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "status", Value: e.Status}, {Key: "updated_at", Value: nanos(e.UpdatedAt)},
-			{Key: "metadata", Value: meta}, {Key: "metadata_kv", Value: kv}, {Key: "output", Value: out},
-			{Key: "error", Value: e.Error}, {Key: "transition_count", Value: e.TransitionCount},
-			{Key: "checkpoint", Value: string(e.Checkpoint)}, {Key: "advance_token", Value: token},
-		}}})
+	// 4. Commit. A fenced write also needs the writer's lease; an
+	// unfenced one (the API's) clears the lease.
+	filter := bson.D{
+		{Key: "_id", Value: e.ID},
+		{Key: "status", Value: bson.D{{Key: "$in", Value: from}}},
+		{Key: "transition_count", Value: prevCount},
+		{Key: "advance_token", Value: cur.AdvanceToken},
+	}
+	set := bson.D{
+		{Key: "status", Value: e.Status}, {Key: "updated_at", Value: nanos(e.UpdatedAt)},
+		{Key: "metadata", Value: meta}, {Key: "metadata_kv", Value: kv}, {Key: "output", Value: out},
+		{Key: "error", Value: e.Error}, {Key: "transition_count", Value: e.TransitionCount},
+		{Key: "checkpoint", Value: string(e.Checkpoint)}, {Key: "advance_token", Value: token},
+	}
+	if fenced {
+		filter = append(filter, bson.E{Key: "lease_token", Value: e.LeaseToken})
+	} else {
+		set = append(set, bson.E{Key: "lease_owner", Value: ""}, bson.E{Key: "lease_token", Value: ""},
+			bson.E{Key: "lease_until", Value: int64(0)})
+	}
+	res, err := s.executions.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		// The update may or may not have been applied; the transitions stay,
 		// harmless if it was not (nothing names the token) and needed if it was.
@@ -796,4 +873,85 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 		}
 	}
 	return out, nil
+}
+
+// ---- leases ----
+
+// claimable matches executions an engine may claim at now: queued,
+// starting or running, with no lease or one that ran out. Executions
+// written before leases have no lease_until at all.
+func claimable(now time.Time) bson.D {
+	return bson.D{
+		{Key: "status", Value: bson.D{{Key: "$in", Value: engine.Claimable}}},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: "lease_until", Value: bson.D{{Key: "$lte", Value: nanos(now)}}}},
+			bson.D{{Key: "lease_until", Value: bson.D{{Key: "$exists", Value: false}}}},
+		}},
+	}
+}
+
+func claimUpdate(owner, token string, until time.Time) bson.D {
+	return bson.D{{Key: "$set", Value: bson.D{
+		{Key: "lease_owner", Value: owner}, {Key: "lease_token", Value: token}, {Key: "lease_until", Value: nanos(until)},
+	}}}
+}
+
+// ClaimExecution takes the lease of one claimable execution: the condition
+// is in the filter of one findOneAndUpdate, so two claimers cannot both win.
+func (s *State) ClaimExecution(ctx context.Context, id, owner, token string, until, now time.Time) (engine.Execution, error) {
+	filter := append(bson.D{{Key: "_id", Value: id}}, claimable(now)...)
+	var d executionDoc
+	err := s.executions.FindOneAndUpdate(ctx, filter, claimUpdate(owner, token, until),
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return engine.Execution{}, engine.ErrConflict
+	}
+	if err != nil {
+		return engine.Execution{}, fmt.Errorf("claim execution %s: %w", id, err)
+	}
+	return d.execution(), nil
+}
+
+// ClaimExecutions claims up to limit executions, one findOneAndUpdate each.
+func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until time.Time, limit int) ([]engine.Execution, error) {
+	var out []engine.Execution
+	for range max(limit, 0) {
+		var d executionDoc
+		err := s.executions.FindOneAndUpdate(ctx, claimable(now), claimUpdate(owner, uuid.NewString(), until),
+			options.FindOneAndUpdate().SetReturnDocument(options.After).SetSort(bson.D{{Key: "created_at", Value: 1}})).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("claim executions: %w", err)
+		}
+		out = append(out, d.execution())
+	}
+	return out, nil
+}
+
+// ExtendLease moves a held lease on.
+func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Time) error {
+	return s.leaseWrite(ctx, "extend lease of", id, token, bson.D{{Key: "lease_until", Value: nanos(until)}})
+}
+
+// ReleaseLease clears a held lease.
+func (s *State) ReleaseLease(ctx context.Context, id, token string) error {
+	return s.leaseWrite(ctx, "release lease of", id, token, bson.D{
+		{Key: "lease_owner", Value: ""}, {Key: "lease_token", Value: ""}, {Key: "lease_until", Value: int64(0)}})
+}
+
+func (s *State) leaseWrite(ctx context.Context, what, id, token string, set bson.D) error {
+	if token == "" {
+		return engine.ErrConflict
+	}
+	res, err := s.executions.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "lease_token", Value: token}},
+		bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return fmt.Errorf("%s execution %s: %w", what, id, err)
+	}
+	if res.MatchedCount == 0 {
+		return engine.ErrConflict
+	}
+	return nil
 }

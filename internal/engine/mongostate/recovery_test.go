@@ -2,6 +2,7 @@ package mongostate_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,7 +96,7 @@ func TestInterruptedPutTaskListsOnce(t *testing.T) {
 	ctx := t.Context()
 	for i := range 2 {
 		if _, err := s.state.PutTask(ctx, engine.Task{ID: "t1", AgentID: "ag", CreatedAt: t0, UpdatedAt: t0.Add(time.Duration(i)),
-			Body: json.RawMessage(`{"name":"t1"}`)}); err != nil {
+			Body: json.RawMessage(fmt.Sprintf(`{"name":"t1","rev":%d}`, i))}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -37,3 +37,24 @@ func TestDocListPlans(t *testing.T) {
 		}
 	}
 }
+
+// The sweep's search for claimable executions, which every instance runs
+// twice a second, reads the (status, lease_until) index, not the table.
+func TestClaimablePlan(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "astra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := New(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := db.QueryPlan(t.Context(), claimableSQL, int64(1), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all := strings.Join(plan, "; "); !strings.Contains(all, "INDEX engine_executions_lease") {
+		t.Errorf("plan %q, want the engine_executions_lease index", all)
+	}
+}

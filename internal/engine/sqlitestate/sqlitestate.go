@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/store/sqlite"
 )
@@ -40,6 +42,10 @@ CREATE TABLE IF NOT EXISTS engine_executions (
 	checkpoint TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS engine_executions_task ON engine_executions (task_id, created_at);
 CREATE INDEX IF NOT EXISTS engine_executions_status ON engine_executions (status);
+ALTER TABLE engine_executions ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE engine_executions ADD COLUMN lease_token TEXT NOT NULL DEFAULT '';
+ALTER TABLE engine_executions ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS engine_executions_lease ON engine_executions (status, lease_until);
 CREATE TABLE IF NOT EXISTS engine_transitions (
 	id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
 	type TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
@@ -145,7 +151,17 @@ func (c *stmtCache) lookup(q string) *sql.Stmt {
 // batch would wait for the writer's only connection, which the batch holds.
 const (
 	insertExecutionSQL = `INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
-		metadata, input, output, error, transition_count, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		metadata, input, output, error, transition_count, checkpoint, lease_owner, lease_token, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	claimSQL = `UPDATE engine_executions SET lease_owner = ?, lease_token = ?, lease_until = ?
+		WHERE id = ? AND status IN ('queued', 'starting', 'running') AND lease_until <= ?
+		RETURNING ` + execCols
+	// claimableSQL finds the sweep's candidates through the (status,
+	// lease_until) index, which every instance queries twice a second.
+	claimableSQL = `SELECT id FROM engine_executions
+		WHERE status IN ('queued', 'starting', 'running') AND lease_until <= ? ORDER BY created_at LIMIT (? + 0)`
+	extendSQL           = `UPDATE engine_executions SET lease_until = ? WHERE id = ? AND lease_token = ?`
+	fenceSQL            = `SELECT 1 FROM engine_executions WHERE id = ? AND lease_token = ?`
 	insertTransitionSQL = `INSERT INTO engine_transitions (id, execution_id, seq, type, created_at, body)
 		VALUES (?, ?, ?, ?, ?, ?)`
 	putResourceSQL = `INSERT INTO engine_resources (kind, id, parent, created_at, updated_at, metadata, body)
@@ -154,17 +170,23 @@ const (
 			metadata = excluded.metadata, body = excluded.body`
 )
 
-// advanceSQL updates an execution expected in one of n statuses.
-func advanceSQL(n int) string {
+// advanceSQL updates an execution expected in one of n statuses. A fenced
+// update also expects the writer's lease token (the last argument) and
+// keeps the lease; an unfenced one (the API's) clears it.
+func advanceSQL(n int, fenced bool) string {
+	set, guard := ", lease_owner = '', lease_token = '', lease_until = 0", ""
+	if fenced {
+		set, guard = "", " AND lease_token = ?"
+	}
 	return `UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
-		error = ?, transition_count = ?, checkpoint = ? WHERE id = ? AND transition_count = ? AND status IN (?` +
-		strings.Repeat(", ?", max(n-1, 0)) + `)`
+		error = ?, transition_count = ?, checkpoint = ?` + set + ` WHERE id = ? AND transition_count = ? AND status IN (?` +
+		strings.Repeat(", ?", max(n-1, 0)) + `)` + guard
 }
 
 func writerStatements() []string {
-	qs := []string{insertExecutionSQL, insertTransitionSQL, putResourceSQL}
+	qs := []string{insertExecutionSQL, insertTransitionSQL, putResourceSQL, claimSQL, extendSQL, fenceSQL}
 	for n := 1; n <= 4; n++ {
-		qs = append(qs, advanceSQL(n))
+		qs = append(qs, advanceSQL(n, false), advanceSQL(n, true))
 	}
 	return qs
 }
@@ -188,6 +210,10 @@ func New(ctx context.Context, st *sqlite.Store) (*State, error) {
 			continue
 		}
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			// Tables made before leases gain the columns; later opens find them.
+			if strings.Contains(stmt, "ADD COLUMN") && strings.Contains(err.Error(), "duplicate column") {
+				continue
+			}
 			return nil, fmt.Errorf("create engine tables: %w", err)
 		}
 	}
@@ -409,17 +435,28 @@ func (s *State) PutTask(ctx context.Context, t engine.Task) (engine.Task, error)
 		return t, fmt.Errorf("put task %s: %w", t.ID, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var (
-		version sql.NullInt64
-		created sql.NullInt64
-	)
-	if err := tx.QueryRowContext(ctx, "SELECT MAX(version), MIN(created_at) FROM engine_tasks WHERE id = ?", t.ID).
-		Scan(&version, &created); err != nil {
+	// In the write transaction, so callers putting one definition at once
+	// (instances deploying tasks/ together) all see the first one's version.
+	latest, err := scanTask(tx.QueryRowContext(ctx, "SELECT "+taskCols+" FROM engine_tasks WHERE id = ? ORDER BY version DESC LIMIT 1", t.ID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		t.Version = 1
+	case err != nil:
 		return t, fmt.Errorf("put task %s: %w", t.ID, err)
-	}
-	t.Version = int(version.Int64) + 1
-	if created.Valid {
-		t.CreatedAt = fromNanos(created.Int64)
+	default:
+		var stored string
+		if err := tx.QueryRowContext(ctx, "SELECT metadata FROM engine_tasks WHERE id = ? AND version = ?", t.ID, latest.Version).
+			Scan(&stored); err != nil {
+			return t, fmt.Errorf("put task %s: %w", t.ID, err)
+		}
+		if latest.AgentID == t.AgentID && string(latest.Body) == string(t.Body) && stored == meta {
+			return latest, nil
+		}
+		var created int64
+		if err := tx.QueryRowContext(ctx, "SELECT MIN(created_at) FROM engine_tasks WHERE id = ?", t.ID).Scan(&created); err != nil {
+			return t, fmt.Errorf("put task %s: %w", t.ID, err)
+		}
+		t.Version, t.CreatedAt = latest.Version+1, fromNanos(created)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO engine_tasks (id, version, agent_id, created_at, updated_at, metadata, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Version, t.AgentID, nanos(t.CreatedAt), nanos(t.UpdatedAt), meta, string(t.Body)); err != nil {
@@ -507,7 +544,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 	err = s.batch(ctx, func(tx *sql.Tx) error {
 		_, err := s.txExec(tx, insertExecutionSQL,
 			e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
-			e.TransitionCount, string(e.Checkpoint))
+			e.TransitionCount, string(e.Checkpoint), e.LeaseOwner, e.LeaseToken, leaseNanos(e.LeaseUntil))
 		return err
 	})
 	if err != nil {
@@ -516,17 +553,30 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 	return nil
 }
 
-const execCols = "id, task_id, task_version, status, created_at, updated_at, metadata, input, output, error, transition_count, checkpoint"
+const execCols = "id, task_id, task_version, status, created_at, updated_at, metadata, input, output, error, " +
+	"transition_count, checkpoint, lease_owner, lease_token, lease_until"
+
+// leaseNanos stores a lease's end; no lease is 0, which every claim's now
+// passes.
+func leaseNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return nanos(t)
+}
 
 func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error) {
 	var (
 		e                   engine.Execution
-		ca, ua              int64
+		ca, ua, lu          int64
 		meta, in, out, ckpt string
 	)
 	if err := sc.Scan(&e.ID, &e.TaskID, &e.TaskVersion, &e.Status, &ca, &ua, &meta, &in, &out, &e.Error,
-		&e.TransitionCount, &ckpt); err != nil {
+		&e.TransitionCount, &ckpt, &e.LeaseOwner, &e.LeaseToken, &lu); err != nil {
 		return e, err
+	}
+	if lu != 0 {
+		e.LeaseUntil = fromNanos(lu)
 	}
 	e.CreatedAt, e.UpdatedAt = fromNanos(ca), fromNanos(ua)
 	e.Metadata = decodeMeta(meta)
@@ -620,8 +670,12 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	for _, st := range from {
 		args = append(args, st)
 	}
+	fenced := e.LeaseToken != ""
+	if fenced {
+		args = append(args, e.LeaseToken)
+	}
 	err = s.batch(ctx, func(tx *sql.Tx) error {
-		res, err := s.txExec(tx, advanceSQL(len(from)), args...)
+		res, err := s.txExec(tx, advanceSQL(len(from), fenced), args...)
 		if err != nil {
 			return err
 		}
@@ -642,6 +696,161 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 		return fmt.Errorf("advance execution %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// ClaimExecution takes the lease of one claimable execution.
+func (s *State) ClaimExecution(ctx context.Context, id, owner, token string, until, now time.Time) (engine.Execution, error) {
+	var e engine.Execution
+	err := s.batch(ctx, func(tx *sql.Tx) error {
+		var err error
+		e, err = scanExecution(s.txQueryRow(tx, claimSQL, owner, token, nanos(until), id, nanos(now)))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, engine.ErrConflict
+	}
+	if err != nil {
+		return e, fmt.Errorf("claim execution %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// ClaimExecutions claims up to limit executions. Candidates are found by a
+// read first, so a sweep that finds nothing costs no write; each is then
+// claimed with the same condition as ClaimExecution, in one transaction.
+func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until time.Time, limit int) ([]engine.Execution, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmts.query(ctx, claimableSQL, nanos(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("find claimable executions: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("find claimable executions: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	var out []engine.Execution
+	err = s.batch(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		for _, id := range ids {
+			e, err := scanExecution(s.txQueryRow(tx, claimSQL, owner, uuid.NewString(), nanos(until), id, nanos(now)))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // another engine took it meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim executions: %w", err)
+	}
+	return out, nil
+}
+
+// ExtendLease moves a held lease on.
+func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Time) error {
+	return s.leaseWrite(ctx, "extend lease of", id, extendSQL, nanos(until), id, token)
+}
+
+// ReleaseLease clears a held lease.
+func (s *State) ReleaseLease(ctx context.Context, id, token string) error {
+	return s.leaseWrite(ctx, "release lease of", id,
+		`UPDATE engine_executions SET lease_owner = '', lease_token = '', lease_until = 0 WHERE id = ? AND lease_token = ?`, id, token)
+}
+
+func (s *State) leaseWrite(ctx context.Context, what, id, q string, args ...any) error {
+	if args[len(args)-1] == "" {
+		return engine.ErrConflict // no claim is named, so none is held
+	}
+	err := s.batch(ctx, func(tx *sql.Tx) error {
+		res, err := s.txExec(tx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return engine.ErrConflict
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, engine.ErrConflict) {
+		return fmt.Errorf("%s execution %s: %w", what, id, err)
+	}
+	return err
+}
+
+// fenced runs write in the transaction that checks f, so a run fenced out
+// by a later claim cannot write after the check.
+func (s *State) fenced(ctx context.Context, f engine.Fence, write func(tx *sql.Tx) error) error {
+	if f.Token == "" {
+		return engine.ErrConflict
+	}
+	return s.batch(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := s.txQueryRow(tx, fenceSQL, f.ExecutionID, f.Token).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return engine.ErrConflict
+			}
+			return err
+		}
+		return write(tx)
+	})
+}
+
+// PutResourceFenced puts a resource while f holds its execution's lease.
+func (s *State) PutResourceFenced(ctx context.Context, r engine.Resource, f engine.Fence) error {
+	meta, err := metaText(r.Metadata)
+	if err != nil {
+		return fmt.Errorf("encode metadata: %w", err)
+	}
+	err = s.fenced(ctx, f, func(tx *sql.Tx) error {
+		_, err := s.txExec(tx, putResourceSQL, r.Kind, r.ID, r.Parent, nanos(r.CreatedAt), nanos(r.UpdatedAt), meta, string(r.Body))
+		return err
+	})
+	if err != nil && !errors.Is(err, engine.ErrConflict) {
+		return fmt.Errorf("put %s %s: %w", r.Kind, r.ID, err)
+	}
+	return err
+}
+
+// DeleteResourceFenced deletes a resource while f holds its execution's
+// lease; a missing one is ErrNotFound.
+func (s *State) DeleteResourceFenced(ctx context.Context, kind, id string, f engine.Fence) error {
+	err := s.fenced(ctx, f, func(tx *sql.Tx) error {
+		res, err := tx.Exec("DELETE FROM engine_resources WHERE kind = ? AND id = ?", kind, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return engine.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, engine.ErrConflict) && !errors.Is(err, engine.ErrNotFound) {
+		return fmt.Errorf("delete %s %s: %w", kind, id, err)
+	}
+	return err
+}
+
+// txQueryRow queries one row in tx, through its prepared statement when
+// there is one.
+func (s *State) txQueryRow(tx *sql.Tx, q string, args ...any) *sql.Row {
+	if st := s.wstmts.lookup(q); st != nil {
+		return tx.Stmt(st).QueryRow(args...)
+	}
+	return tx.QueryRow(q, args...)
 }
 
 // batch runs fn as one write of the store's group commit. ctx only

@@ -24,6 +24,11 @@
 //   - Bodies, inputs, outputs and checkpoints round-trip as the same JSON.
 //   - Advance is all or nothing as any reader can observe, also when two
 //     callers race with the same expected status.
+//   - A claim has exactly one winner however many race; a lease that ran
+//     out is claimable; once another owner claimed, the old token's
+//     Advance, ExtendLease, ReleaseLease and fenced doc writes all return
+//     ErrConflict and change nothing.
+//   - PutTask of the latest version's definition returns that version.
 package statetest
 
 import (
@@ -59,6 +64,8 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Tasks/Versions", testTaskVersions},
 		{"Tasks/ListLatest", testTaskListLatest},
 		{"Tasks/ListFilterSortPage", testTaskListFilterSortPage},
+		{"Tasks/ConcurrentSameBodyOneVersion", testTaskConcurrentSameBody},
+		{"Resources/ConcurrentPut", testResourceConcurrentPut},
 
 		{"Executions/CreateGet", testExecutionCreateGet},
 		{"Executions/DuplicateCreate", testExecutionDuplicate},
@@ -73,6 +80,14 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Transitions/Paging", testTransitionPaging},
 		{"Checkpoint/RoundTrip", testCheckpoint},
 		{"JSON/RoundTrip", testJSONRoundTrip},
+
+		{"Leases/CreateRoundTrip", testLeaseCreateRoundTrip},
+		{"Leases/ClaimRaceOneWins", testLeaseClaimRace},
+		{"Leases/ClaimManyRaceEachOnce", testLeaseClaimManyRace},
+		{"Leases/ExpiryHandOff", testLeaseExpiryHandOff},
+		{"Leases/Release", testLeaseRelease},
+		{"Leases/UnfencedAdvanceClears", testLeaseUnfencedAdvanceClears},
+		{"Leases/FencedDocWrites", testLeaseFencedDocWrites},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
