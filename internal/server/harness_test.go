@@ -42,6 +42,9 @@ type envConfig struct {
 	deps *Deps
 	hub  *stream.Options
 	auth *auth.Options
+	// authStore, when set, wraps the store the sessions read (to count or
+	// hold their lookups).
+	authStore func(responder.Auth) responder.Auth
 	// smallBuffers shrinks the kernel send buffer of every accepted
 	// connection, so a client that stops reading stalls the server fast.
 	smallBuffers bool
@@ -72,7 +75,11 @@ func newEnv(t testing.TB, configure ...func(*envConfig)) *env {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	e.sessions = auth.New(st, authOpts)
+	var authStore responder.Auth = st
+	if cfg.authStore != nil {
+		authStore = cfg.authStore(st)
+	}
+	e.sessions = auth.New(authStore, authOpts)
 	deps.Sessions = e.sessions
 	e.hub = stream.NewHub(hubOpts)
 	deps.Hub = e.hub

@@ -131,6 +131,13 @@ type socket struct {
 	pingTimer    *time.Timer
 	authTimer    *time.Timer
 	stopShutdown func() bool
+
+	// tmu orders re-arming a timer against finish: a timer callback still
+	// running when the socket finishes must not schedule another round,
+	// or the socket stays reachable (and queries the store) until the
+	// session expires.
+	tmu      sync.Mutex
+	finished bool
 }
 
 // serve sends the history, then hands the connection to a new goroutine
@@ -169,6 +176,9 @@ func (c *socket) readLoop(ctx context.Context) {
 
 // finish releases everything the socket holds.
 func (c *socket) finish() {
+	c.tmu.Lock()
+	c.finished = true
+	c.tmu.Unlock()
 	if c.stopShutdown != nil {
 		c.stopShutdown()
 		c.pingTimer.Stop()
@@ -406,7 +416,16 @@ func (c *socket) ping() {
 		c.ws.CloseNow()
 		return
 	}
-	c.pingTimer.Reset(c.srv.PingInterval)
+	c.rearm(c.pingTimer, c.srv.PingInterval)
+}
+
+// rearm schedules t again unless the socket has finished.
+func (c *socket) rearm(t *time.Timer, d time.Duration) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if !c.finished {
+		t.Reset(d)
+	}
 }
 
 // checkSession closes the socket (1008) once its session is revoked or
@@ -427,7 +446,7 @@ func (c *socket) checkSession() {
 	default:
 		c.expiresAt = id.Session.ExpiresAt // only this timer's goroutine touches it after start
 	}
-	c.authTimer.Reset(c.nextAuthCheck())
+	c.rearm(c.authTimer, c.nextAuthCheck())
 }
 
 // nextAuthCheck is the check interval, or sooner when the session expires first.
