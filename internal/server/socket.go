@@ -6,11 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
+		"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +26,7 @@ const (
 	initEvents       = 25          // events in messages:init, as the original
 	resumePage       = 200         // events per UserEventsAfter query on resume
 	maxResume        = 1000        // beyond this many missed events, start fresh with init
-	maxClientMessage = 4 << 10     // a client frame (heartbeat, resume) is tiny
-	skipHorizon      = time.Minute // how long ids sent from history are remembered
+	maxClientMessage = 4 << 10 // a client frame (heartbeat, resume) is tiny
 )
 
 // Frames the socket sends.
@@ -121,10 +120,15 @@ type socket struct {
 
 	// wmu orders the socket's frames: history (init, resume) and live
 	// frames never interleave. It guards the fields below it.
-	wmu       sync.Mutex
-	sub       *stream.Subscription
-	skip      []string // ids sent from history that a feed may still deliver live
-	skipUntil time.Time
+	wmu sync.Mutex
+	sub *stream.Subscription
+	// The newest event sent, in the user's order: an event at or before
+	// it is not sent again, however late a feed delivers it. lastID is
+	// that event (or, after a resume with nothing missed, the client's
+	// cursor, whose position is then not known yet: known is false).
+	last   responder.Position
+	lastID string
+	known  bool
 
 	pending      atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
 	closing      atomic.Bool
@@ -260,17 +264,14 @@ func (c *socket) replay(ctx context.Context, after string) error {
 			}
 		}
 	}
-	c.skip = c.skip[:0]
-	now := time.Now()
-	for _, e := range history {
-		// Older events are long past any feed's re-read window.
-		if now.Sub(e.CreatedAt) < skipHorizon {
-			c.skip = append(c.skip, e.ID)
-		}
-	}
-	c.skipUntil = now.Add(skipHorizon)
-	if len(c.skip) == 0 {
-		c.skip = nil
+	switch {
+	case len(history) > 0:
+		c.sent(&history[len(history)-1])
+		c.sub.Advance(c.last)
+	case fresh: // the user has no events: everything is new
+		c.last, c.lastID, c.known = responder.Position{}, "", true
+	default: // nothing missed since after, whose position we did not read
+		c.last, c.lastID, c.known = responder.Position{}, after, false
 	}
 	sub := c.sub
 	sub.OnReady(func() { c.wake(sub) })
@@ -280,7 +281,7 @@ func (c *socket) replay(ctx context.Context, after string) error {
 var errTooFarBehind = errors.New("too many missed events")
 
 func (c *socket) eventsAfter(ctx context.Context, after string) ([]responder.Event, error) {
-	if !responder.ValidID(after) {
+	if after != "" && !responder.ValidID(after) {
 		return nil, responder.Errorf(responder.ENOTFOUND, "Unknown event id")
 	}
 	var all []responder.Event
@@ -340,28 +341,68 @@ func (c *socket) flush() {
 	}
 }
 
-// writeLive sends live frames, skipping events already sent from history.
-// Called with wmu held.
+// writeLive sends live frames. Called with wmu held.
 func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
-	if c.skip != nil && time.Now().After(c.skipUntil) {
-		c.skip = nil
-	}
 	for _, f := range frames {
-		v := f.Data
+		var err error
 		if f.Event != nil {
-			if slices.Contains(c.skip, f.Event.ID) {
-				continue
-			}
-			if err := c.writeAppend(ctx, f.Event); err != nil {
-				return err
-			}
-			continue
+			err = c.writeEvent(ctx, f.Event)
+		} else {
+			err = c.writeLocked(ctx, f.Data)
 		}
-		if err := c.writeLocked(ctx, v); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeEvent sends a live event unless it was sent already. An event that
+// is not the next one of the user's numbers (a feed delivered it before
+// one it holds back, or the hub dropped one as out of order) first brings
+// the events between from the store: a user's numbers are visible in
+// order, so the store has them. Called with wmu held.
+func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
+	p := e.Position()
+	if c.known && p.Compare(c.last) <= 0 {
+		return nil
+	}
+	if !c.known || (p.Seq > 0 && p.Seq != c.last.Seq+1) {
+		if err := c.catchUp(ctx); err != nil {
+			return err
+		}
+		if c.known && p.Compare(c.last) <= 0 {
+			return nil
+		}
+	}
+	if err := c.writeAppend(ctx, e); err != nil {
+		return err
+	}
+	c.sent(e)
+	return nil
+}
+
+// catchUp sends every event after the last one sent, from the store.
+// Called with wmu held.
+func (c *socket) catchUp(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
+	evs, err := c.eventsAfter(rctx, c.lastID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read the events after %s: %w", c.lastID, err)
+	}
+	for i := range evs {
+		if err := c.writeAppend(ctx, &evs[i]); err != nil {
+			return err
+		}
+		c.sent(&evs[i])
+	}
+	return nil
+}
+
+// sent records e as the newest event sent. Called with wmu held.
+func (c *socket) sent(e *responder.Event) {
+	c.last, c.lastID, c.known = e.Position(), e.ID, true
 }
 
 // writeAppend sends one event as messages:append. Called with wmu held.
