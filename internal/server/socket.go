@@ -10,7 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-		"strings"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +23,9 @@ import (
 
 // Socket limits.
 const (
-	initEvents       = 25          // events in messages:init, as the original
-	resumePage       = 200         // events per UserEventsAfter query on resume
-	maxResume        = 1000        // beyond this many missed events, start fresh with init
+	initEvents       = 25      // events in messages:init, as the original
+	resumePage       = 200     // events per UserEventsAfter query on resume
+	maxResume        = 1000    // beyond this many missed events, start fresh with init
 	maxClientMessage = 4 << 10 // a client frame (heartbeat, resume) is tiny
 )
 
