@@ -161,7 +161,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 					d.Wake()
 				}
 			},
-			Context: ctx,
+			Context:        ctx,
+			SocketsPerUser: cfg.SocketsPerUser,
 		}
 		if eng != nil {
 			deps.Engine = eng.Handler()

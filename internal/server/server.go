@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/astra-app/astra/internal/auth"
@@ -21,6 +22,7 @@ const (
 	DefaultPingInterval         = 30 * time.Second
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultMaxMessageBytes      = 64 << 10
+	DefaultSocketsPerUser       = 16
 )
 
 // Deps is everything the API needs; nil optional handlers are simply not
@@ -62,12 +64,18 @@ type Deps struct {
 	PingInterval         time.Duration // socket pings, default 30s
 	WriteTimeout         time.Duration // one socket write, default 10s
 	MaxMessageBytes      int64         // POST /api/responder/messages body, default 64 KiB
+	// SocketsPerUser caps one user's open sockets on this instance; a new
+	// socket beyond it closes the user's oldest. Default 16.
+	SocketsPerUser int
 }
 
 type server struct {
 	Deps
 	log     *slog.Logger
 	origins map[string]bool
+
+	socketsMu sync.Mutex
+	sockets   map[string][]*socket // each user's open sockets, oldest first
 }
 
 // New returns the API's handler.
@@ -87,13 +95,16 @@ func New(deps Deps) http.Handler {
 	if deps.MaxMessageBytes <= 0 {
 		deps.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if deps.SocketsPerUser <= 0 {
+		deps.SocketsPerUser = DefaultSocketsPerUser
+	}
 	if deps.Context == nil {
 		deps.Context = context.Background()
 	}
 	if deps.Ready == nil {
 		deps.Ready = deps.Store.Ping
 	}
-	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool)}
+	s := &server{Deps: deps, log: deps.Logger, origins: make(map[string]bool), sockets: make(map[string][]*socket)}
 	for _, o := range deps.AllowedOrigins {
 		if o = normalizeOrigin(o); o != "" {
 			s.origins[o] = true

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,40 @@ type (
 
 func toEventJSON(e *responder.Event) eventJSON {
 	return eventJSON{ID: e.ID, Role: e.Role, Content: e.Content, CreatedAt: isoTime(e.CreatedAt), Metadata: e.Metadata}
+}
+
+// tooManySockets is the close reason of a socket pushed out by the cap.
+const tooManySockets = "too many connections for this user; closed the oldest"
+
+// register adds c to its user's sockets and returns the oldest one when
+// that puts the user over the cap: a page reloaded in a loop, or a script,
+// cannot hold sockets (and their goroutines and buffers) without bound,
+// while a person's newest tab always works.
+func (s *server) register(c *socket) (oldest *socket) {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	list := append(s.sockets[c.userID], c)
+	if len(list) > s.SocketsPerUser {
+		oldest = list[0]
+		list = slices.Delete(list, 0, 1)
+	}
+	s.sockets[c.userID] = list
+	return oldest
+}
+
+// unregister removes c from its user's sockets; removing twice is harmless.
+func (s *server) unregister(c *socket) {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	list := s.sockets[c.userID]
+	if i := slices.Index(list, c); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(s.sockets, c.userID)
+	} else {
+		s.sockets[c.userID] = list
+	}
 }
 
 // handleSocket upgrades to the live stream. Everything that can be refused
@@ -150,6 +185,10 @@ type socket struct {
 // an idle socket keeps only a small stack.
 func (c *socket) serve(after string) {
 	ctx := context.Background()
+	if oldest := c.srv.register(c); oldest != nil {
+		c.srv.log.Info("socket cap reached; closing the user's oldest", "user", c.userID, "cap", c.srv.SocketsPerUser)
+		go oldest.close(websocket.StatusPolicyViolation, tooManySockets)
+	}
 	c.wmu.Lock()
 	err := c.replay(ctx, after)
 	c.wmu.Unlock()
@@ -180,6 +219,7 @@ func (c *socket) readLoop(ctx context.Context) {
 
 // finish releases everything the socket holds.
 func (c *socket) finish() {
+	c.srv.unregister(c)
 	c.tmu.Lock()
 	c.finished = true
 	c.tmu.Unlock()
