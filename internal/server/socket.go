@@ -550,6 +550,12 @@ const (
 
 // smallBuffers is a ResponseWriter whose Hijack swaps net/http's buffers
 // for small ones, keeping any bytes the client already sent.
+//
+// Those bytes must sit in the new reader's buffer, not behind it:
+// coder/websocket keeps only what Buffered() reports and Resets the reader
+// onto the bare connection, so bytes left in an underlying io.MultiReader
+// were dropped, and a frame the client wrote right after the handshake lost
+// its head ("unexpected rsv bits", 1002).
 type smallBuffers struct{ http.ResponseWriter }
 
 func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -559,16 +565,24 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
 	if err := brw.Writer.Flush(); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, socketReadBuffer), bufio.NewWriterSize(conn, socketWriteBuffer)), nil
+	var br *bufio.Reader
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(socketReadBuffer, n))
+		// Pull the early bytes into br's buffer: a bytes.Reader fills a
+		// read of at least its length at once, so conn is not read here.
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	} else {
+		br = bufio.NewReaderSize(conn, socketReadBuffer)
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, socketWriteBuffer)), nil
 }
 
 // headerHasToken reports whether a comma-separated header lists token.
