@@ -171,6 +171,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			Context:           ctx,
 			MessagesPerMinute: cfg.MessagesPerMinute,
 			MessageBurst:      cfg.MessageBurst,
+			SocketsPerUser:    cfg.SocketsPerUser,
 		}
 		if eng != nil {
 			deps.Engine = eng.Handler()

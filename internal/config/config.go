@@ -75,6 +75,7 @@ type Config struct {
 	TTSURL     string
 
 	StreamPoll       time.Duration
+	SocketsPerUser   int
 	DispatchSweep    time.Duration
 	DispatchLease    time.Duration
 	DispatchInFlight int
@@ -177,6 +178,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		TTSURL:     p.str("ASTRA_TTS_URL", ""),
 
 		StreamPoll:       p.duration("ASTRA_STREAM_POLL", 250*time.Millisecond),
+		SocketsPerUser:   p.positive("ASTRA_SOCKETS_PER_USER", 16),
 		DispatchSweep:    p.duration("ASTRA_DISPATCH_SWEEP", time.Second),
 		DispatchLease:    p.duration("ASTRA_DISPATCH_LEASE", 30*time.Second),
 		DispatchInFlight: p.positive("ASTRA_DISPATCH_MAX_INFLIGHT", 64),

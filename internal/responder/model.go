@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,12 @@ const (
 
 // Event is a row of responder_events: something the person sees in their
 // conversation. DedupeKey is unique; appending the same key twice stores one event.
+//
+// Seq is the event's place in its user's order: AppendEvent numbers a
+// user's events 1, 2, 3, ... in the order they become visible, whatever the
+// writers' clocks say. It is 0 for an event stored with a caller-chosen
+// CreatedAt (an import) or written by the original app; those come before
+// every numbered event of their user, by (CreatedAt, ID).
 type Event struct {
 	ID          string         `json:"id"`
 	UserID      string         `json:"userId"`
@@ -79,6 +86,34 @@ type Event struct {
 	Metadata    map[string]any `json:"metadata"`
 	CreatedAt   time.Time      `json:"createdAt"`
 	DedupeKey   string         `json:"-"`
+	Seq         int64          `json:"seq,omitempty"`
+}
+
+// Position is where an event sits in its user's order (see Event).
+type Position struct {
+	Seq       int64
+	CreatedAt time.Time
+	ID        string
+}
+
+// Position returns e's place in its user's order.
+func (e *Event) Position() Position { return Position{Seq: e.Seq, CreatedAt: e.CreatedAt, ID: e.ID} }
+
+// Compare orders p and q in their user's order: unnumbered events first,
+// by (CreatedAt, ID), then numbered ones by Seq. It returns -1, 0 or +1.
+func (p Position) Compare(q Position) int {
+	switch {
+	case p.Seq != q.Seq:
+		if p.Seq < q.Seq {
+			return -1
+		}
+		return 1
+	case p.Seq > 0:
+		return 0 // a user's numbers are unique
+	case !p.CreatedAt.Equal(q.CreatedAt):
+		return p.CreatedAt.Compare(q.CreatedAt)
+	}
+	return strings.Compare(p.ID, q.ID)
 }
 
 // User is Better Auth's user record, plus the fields Astra keeps on it.

@@ -62,24 +62,29 @@ type Outbox interface {
 
 // Events is responder_events: what the person sees in their conversation.
 //
-// Events have one total order, (CreatedAt, ID); cursors are event ids and
-// resume strictly after the named event in that order, so equal timestamps
-// neither skip nor repeat events.
+// Events have two orders. A user's events follow the user order of
+// Position.Compare (Seq, which is commit order, after the unnumbered ones):
+// a reader that sees a user's event n also sees every event before it, so
+// a client resuming after the last event it saw misses none, however the
+// writers' clocks disagree. All users' events together follow (CreatedAt,
+// ID), the polling feed's order, which clock skew can make differ from
+// commit order. Cursors are event ids and resume strictly after the named
+// event, so equal timestamps neither skip nor repeat events.
 type Events interface {
 	// AppendEvent stores e unless an event with the same DedupeKey exists
-	// (DedupeKey is required). It sets ID and CreatedAt (when zero) on e and
-	// reports true; on a duplicate it copies the stored event into e and
-	// reports false.
+	// (DedupeKey is required). It sets ID, CreatedAt (when zero) and Seq on
+	// e and reports true; on a duplicate it copies the stored event into e
+	// and reports false. An event given a CreatedAt is an import: Seq 0.
 	AppendEvent(ctx context.Context, e *Event) (created bool, err error)
-	// LatestEvents returns a user's latest n events, oldest first.
+	// LatestEvents returns a user's latest n events in user order, oldest first.
 	LatestEvents(ctx context.Context, userID string, n int) ([]Event, error)
 	// UserEventsAfter returns up to limit of a user's events after the event
-	// with id after, oldest first. An empty after means from the beginning.
+	// with id after, in user order. An empty after means from the beginning.
 	// An after that is not one of this user's events is ENOTFOUND.
 	UserEventsAfter(ctx context.Context, userID, after string, limit int) ([]Event, error)
 	// EventsAfter returns up to limit events of all users after the event
-	// with id after, oldest first: the polling feed of the stream. An empty
-	// after means from the beginning.
+	// with id after, in (CreatedAt, ID) order: the polling feed of the
+	// stream. An empty after means from the beginning.
 	EventsAfter(ctx context.Context, after string, limit int) ([]Event, error)
 	// LastEvent returns the newest event of all users, or (nil, nil) when
 	// there is none (where a polling feed starts).

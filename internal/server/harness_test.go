@@ -44,6 +44,9 @@ type envConfig struct {
 	auth *auth.Options
 	// devLogin mounts the auth routes with dev login on.
 	devLogin bool
+	// authStore, when set, wraps the store the sessions read (to count or
+	// hold their lookups).
+	authStore func(responder.Auth) responder.Auth
 	// smallBuffers shrinks the kernel send buffer of every accepted
 	// connection, so a client that stops reading stalls the server fast.
 	smallBuffers bool
@@ -74,7 +77,11 @@ func newEnv(t testing.TB, configure ...func(*envConfig)) *env {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	e.sessions = auth.New(st, authOpts)
+	var authStore responder.Auth = st
+	if cfg.authStore != nil {
+		authStore = cfg.authStore(st)
+	}
+	e.sessions = auth.New(authStore, authOpts)
 	deps.Sessions = e.sessions
 	e.hub = stream.NewHub(hubOpts)
 	deps.Hub = e.hub

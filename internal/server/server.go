@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/astra-app/astra/internal/auth"
@@ -21,6 +22,7 @@ const (
 	DefaultPingInterval         = 30 * time.Second
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultMaxMessageBytes      = 64 << 10
+	DefaultSocketsPerUser       = 16
 )
 
 // Deps is everything the API needs; nil optional handlers are simply not
@@ -72,6 +74,9 @@ type Deps struct {
 	MessageBurst      int
 	// Now is the clock of the rate limit (tests); default time.Now.
 	Now func() time.Time
+	// SocketsPerUser caps one user's open sockets on this instance; a new
+	// socket beyond it closes the user's oldest. Default 16.
+	SocketsPerUser int
 }
 
 type server struct {
@@ -79,6 +84,9 @@ type server struct {
 	log   *slog.Logger
 	site  site
 	limit *userLimiter
+
+	socketsMu sync.Mutex
+	sockets   map[string][]*socket // each user's open sockets, oldest first
 }
 
 // New returns the API's handler.
@@ -98,6 +106,9 @@ func New(deps Deps) http.Handler {
 	if deps.MaxMessageBytes <= 0 {
 		deps.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if deps.SocketsPerUser <= 0 {
+		deps.SocketsPerUser = DefaultSocketsPerUser
+	}
 	if deps.Context == nil {
 		deps.Context = context.Background()
 	}
@@ -108,6 +119,6 @@ func New(deps Deps) http.Handler {
 		deps.Now = time.Now
 	}
 	s := &server{Deps: deps, log: deps.Logger, site: newSite(deps.AllowedOrigins),
-		limit: newUserLimiter(deps.MessagesPerMinute, deps.MessageBurst)}
+		limit: newUserLimiter(deps.MessagesPerMinute, deps.MessageBurst), sockets: make(map[string][]*socket)}
 	return s.routes()
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,11 +24,10 @@ import (
 
 // Socket limits.
 const (
-	initEvents       = 25          // events in messages:init, as the original
-	resumePage       = 200         // events per UserEventsAfter query on resume
-	maxResume        = 1000        // beyond this many missed events, start fresh with init
-	maxClientMessage = 4 << 10     // a client frame (heartbeat, resume) is tiny
-	skipHorizon      = time.Minute // how long ids sent from history are remembered
+	initEvents       = 25      // events in messages:init, as the original
+	resumePage       = 200     // events per UserEventsAfter query on resume
+	maxResume        = 1000    // beyond this many missed events, start fresh with init
+	maxClientMessage = 4 << 10 // a client frame (heartbeat, resume) is tiny
 )
 
 // Frames the socket sends.
@@ -68,6 +68,40 @@ type (
 
 func toEventJSON(e *responder.Event) eventJSON {
 	return eventJSON{ID: e.ID, Role: e.Role, Content: e.Content, CreatedAt: isoTime(e.CreatedAt), Metadata: e.Metadata}
+}
+
+// tooManySockets is the close reason of a socket pushed out by the cap.
+const tooManySockets = "too many connections for this user; closed the oldest"
+
+// register adds c to its user's sockets and returns the oldest one when
+// that puts the user over the cap: a page reloaded in a loop, or a script,
+// cannot hold sockets (and their goroutines and buffers) without bound,
+// while a person's newest tab always works.
+func (s *server) register(c *socket) (oldest *socket) {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	list := append(s.sockets[c.userID], c)
+	if len(list) > s.SocketsPerUser {
+		oldest = list[0]
+		list = slices.Delete(list, 0, 1)
+	}
+	s.sockets[c.userID] = list
+	return oldest
+}
+
+// unregister removes c from its user's sockets; removing twice is harmless.
+func (s *server) unregister(c *socket) {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	list := s.sockets[c.userID]
+	if i := slices.Index(list, c); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(s.sockets, c.userID)
+	} else {
+		s.sockets[c.userID] = list
+	}
 }
 
 // handleSocket upgrades to the live stream. Everything that can be refused
@@ -121,16 +155,28 @@ type socket struct {
 
 	// wmu orders the socket's frames: history (init, resume) and live
 	// frames never interleave. It guards the fields below it.
-	wmu       sync.Mutex
-	sub       *stream.Subscription
-	skip      []string // ids sent from history that a feed may still deliver live
-	skipUntil time.Time
+	wmu sync.Mutex
+	sub *stream.Subscription
+	// The newest event sent, in the user's order: an event at or before
+	// it is not sent again, however late a feed delivers it. lastID is
+	// that event (or, after a resume with nothing missed, the client's
+	// cursor, whose position is then not known yet: known is false).
+	last   responder.Position
+	lastID string
+	known  bool
 
 	pending      atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
 	closing      atomic.Bool
 	pingTimer    *time.Timer
 	authTimer    *time.Timer
 	stopShutdown func() bool
+
+	// tmu orders re-arming a timer against finish: a timer callback still
+	// running when the socket finishes must not schedule another round,
+	// or the socket stays reachable (and queries the store) until the
+	// session expires.
+	tmu      sync.Mutex
+	finished bool
 }
 
 // serve sends the history, then hands the connection to a new goroutine
@@ -139,6 +185,10 @@ type socket struct {
 // an idle socket keeps only a small stack.
 func (c *socket) serve(after string) {
 	ctx := context.Background()
+	if oldest := c.srv.register(c); oldest != nil {
+		c.srv.log.Info("socket cap reached; closing the user's oldest", "user", c.userID, "cap", c.srv.SocketsPerUser)
+		go oldest.close(websocket.StatusPolicyViolation, tooManySockets)
+	}
 	c.wmu.Lock()
 	err := c.replay(ctx, after)
 	c.wmu.Unlock()
@@ -169,6 +219,10 @@ func (c *socket) readLoop(ctx context.Context) {
 
 // finish releases everything the socket holds.
 func (c *socket) finish() {
+	c.srv.unregister(c)
+	c.tmu.Lock()
+	c.finished = true
+	c.tmu.Unlock()
 	if c.stopShutdown != nil {
 		c.stopShutdown()
 		c.pingTimer.Stop()
@@ -250,17 +304,14 @@ func (c *socket) replay(ctx context.Context, after string) error {
 			}
 		}
 	}
-	c.skip = c.skip[:0]
-	now := time.Now()
-	for _, e := range history {
-		// Older events are long past any feed's re-read window.
-		if now.Sub(e.CreatedAt) < skipHorizon {
-			c.skip = append(c.skip, e.ID)
-		}
-	}
-	c.skipUntil = now.Add(skipHorizon)
-	if len(c.skip) == 0 {
-		c.skip = nil
+	switch {
+	case len(history) > 0:
+		c.sent(&history[len(history)-1])
+		c.sub.Advance(c.last)
+	case fresh: // the user has no events: everything is new
+		c.last, c.lastID, c.known = responder.Position{}, "", true
+	default: // nothing missed since after, whose position we did not read
+		c.last, c.lastID, c.known = responder.Position{}, after, false
 	}
 	sub := c.sub
 	sub.OnReady(func() { c.wake(sub) })
@@ -270,7 +321,7 @@ func (c *socket) replay(ctx context.Context, after string) error {
 var errTooFarBehind = errors.New("too many missed events")
 
 func (c *socket) eventsAfter(ctx context.Context, after string) ([]responder.Event, error) {
-	if !responder.ValidID(after) {
+	if after != "" && !responder.ValidID(after) {
 		return nil, responder.Errorf(responder.ENOTFOUND, "Unknown event id")
 	}
 	var all []responder.Event
@@ -330,28 +381,68 @@ func (c *socket) flush() {
 	}
 }
 
-// writeLive sends live frames, skipping events already sent from history.
-// Called with wmu held.
+// writeLive sends live frames. Called with wmu held.
 func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
-	if c.skip != nil && time.Now().After(c.skipUntil) {
-		c.skip = nil
-	}
 	for _, f := range frames {
-		v := f.Data
+		var err error
 		if f.Event != nil {
-			if slices.Contains(c.skip, f.Event.ID) {
-				continue
-			}
-			if err := c.writeAppend(ctx, f.Event); err != nil {
-				return err
-			}
-			continue
+			err = c.writeEvent(ctx, f.Event)
+		} else {
+			err = c.writeLocked(ctx, f.Data)
 		}
-		if err := c.writeLocked(ctx, v); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeEvent sends a live event unless it was sent already. An event that
+// is not the next one of the user's numbers (a feed delivered it before
+// one it holds back, or the hub dropped one as out of order) first brings
+// the events between from the store: a user's numbers are visible in
+// order, so the store has them. Called with wmu held.
+func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
+	p := e.Position()
+	if c.known && p.Compare(c.last) <= 0 {
+		return nil
+	}
+	if !c.known || (p.Seq > 0 && p.Seq != c.last.Seq+1) {
+		if err := c.catchUp(ctx); err != nil {
+			return err
+		}
+		if c.known && p.Compare(c.last) <= 0 {
+			return nil
+		}
+	}
+	if err := c.writeAppend(ctx, e); err != nil {
+		return err
+	}
+	c.sent(e)
+	return nil
+}
+
+// catchUp sends every event after the last one sent, from the store.
+// Called with wmu held.
+func (c *socket) catchUp(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
+	evs, err := c.eventsAfter(rctx, c.lastID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read the events after %s: %w", c.lastID, err)
+	}
+	for i := range evs {
+		if err := c.writeAppend(ctx, &evs[i]); err != nil {
+			return err
+		}
+		c.sent(&evs[i])
+	}
+	return nil
+}
+
+// sent records e as the newest event sent. Called with wmu held.
+func (c *socket) sent(e *responder.Event) {
+	c.last, c.lastID, c.known = e.Position(), e.ID, true
 }
 
 // writeAppend sends one event as messages:append. Called with wmu held.
@@ -406,7 +497,16 @@ func (c *socket) ping() {
 		c.ws.CloseNow()
 		return
 	}
-	c.pingTimer.Reset(c.srv.PingInterval)
+	c.rearm(c.pingTimer, c.srv.PingInterval)
+}
+
+// rearm schedules t again unless the socket has finished.
+func (c *socket) rearm(t *time.Timer, d time.Duration) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if !c.finished {
+		t.Reset(d)
+	}
 }
 
 // checkSession closes the socket (1008) once its session is revoked or
@@ -427,7 +527,7 @@ func (c *socket) checkSession() {
 	default:
 		c.expiresAt = id.Session.ExpiresAt // only this timer's goroutine touches it after start
 	}
-	c.authTimer.Reset(c.nextAuthCheck())
+	c.rearm(c.authTimer, c.nextAuthCheck())
 }
 
 // nextAuthCheck is the check interval, or sooner when the session expires first.
@@ -450,6 +550,12 @@ const (
 
 // smallBuffers is a ResponseWriter whose Hijack swaps net/http's buffers
 // for small ones, keeping any bytes the client already sent.
+//
+// Those bytes must sit in the new reader's buffer, not behind it:
+// coder/websocket keeps only what Buffered() reports and Resets the reader
+// onto the bare connection, so bytes left in an underlying io.MultiReader
+// were dropped, and a frame the client wrote right after the handshake lost
+// its head ("unexpected rsv bits", 1002).
 type smallBuffers struct{ http.ResponseWriter }
 
 func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -459,16 +565,24 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
 	if err := brw.Writer.Flush(); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, socketReadBuffer), bufio.NewWriterSize(conn, socketWriteBuffer)), nil
+	var br *bufio.Reader
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(socketReadBuffer, n))
+		// Pull the early bytes into br's buffer: a bytes.Reader fills a
+		// read of at least its length at once, so conn is not read here.
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	} else {
+		br = bufio.NewReaderSize(conn, socketReadBuffer)
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, socketWriteBuffer)), nil
 }
 
 // headerHasToken reports whether a comma-separated header lists token.

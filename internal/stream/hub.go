@@ -11,22 +11,15 @@ import (
 	"github.com/astra-app/astra/internal/responder"
 )
 
-// Defaults for Options.
-const (
-	DefaultBuffer    = 256
-	DefaultRecentIDs = 8192
-)
+// DefaultBuffer is Options.Buffer's default.
+const DefaultBuffer = 256
 
 // Options configures a Hub.
 type Options struct {
 	// Buffer is how many frames a subscription holds before it is marked
 	// overflowed (its consumer cannot keep up). Default 256.
 	Buffer int
-	// RecentIDs is how many event ids the hub remembers to drop an event
-	// that arrives twice (from the in-process publisher and from a feed).
-	// Default 8192; keep it well above a feed's re-read overlap.
-	RecentIDs int
-	Logger    *slog.Logger
+	Logger *slog.Logger
 }
 
 // Frame is one thing a subscription delivers: a stored event, or a
@@ -40,17 +33,19 @@ type Frame struct {
 
 // Hub is a per-user fan-out of frames to subscriptions. It is safe for
 // concurrent use; publishers never block on a subscriber.
+//
+// An event may be published more than once (by the in-process publisher and
+// by a feed, by a poller re-reading its window, by a change stream resuming
+// after an outage, however late). Each subscription drops an event at or
+// before the newest one it has taken in its user's order (Position), so a
+// repeat is dropped however long after, and however many events after, it
+// comes; no id set to outgrow.
 type Hub struct {
 	buffer int
 	log    *slog.Logger
 
 	mu    sync.RWMutex
 	users map[string][]*Subscription
-
-	seenMu   sync.Mutex
-	seen     map[string]struct{}
-	seenRing []string
-	seenNext int
 
 	subscribers atomic.Int64
 	published   atomic.Int64
@@ -63,26 +58,21 @@ func NewHub(opts Options) *Hub {
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultBuffer
 	}
-	if opts.RecentIDs <= 0 {
-		opts.RecentIDs = DefaultRecentIDs
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{
-		buffer:   opts.Buffer,
-		log:      opts.Logger,
-		users:    make(map[string][]*Subscription),
-		seen:     make(map[string]struct{}, opts.RecentIDs),
-		seenRing: make([]string, opts.RecentIDs),
+		buffer: opts.Buffer,
+		log:    opts.Logger,
+		users:  make(map[string][]*Subscription),
 	}
 }
 
 // Stats are the hub's counters, for metrics.
 type Stats struct {
 	Subscribers int64 // open subscriptions
-	Published   int64 // events fanned out (after dedupe)
-	Duplicates  int64 // events dropped as already seen
+	Published   int64 // events fanned out
+	Duplicates  int64 // events a subscription dropped as already taken
 	Overflows   int64 // subscriptions that could not keep up
 }
 
@@ -129,17 +119,15 @@ func (h *Hub) unsubscribe(s *Subscription) {
 	h.subscribers.Add(-1)
 }
 
-// PublishEvent fans a stored event out to its user's subscriptions, unless
-// an event with the same id was published recently. Call it after the event
-// is committed. It reports whether the event was new.
-func (h *Hub) PublishEvent(e responder.Event) bool {
-	if e.ID == "" || !h.remember(e.ID) {
-		h.duplicates.Add(1)
-		return false
+// PublishEvent fans a stored event out to its user's subscriptions; each
+// drops it if it has taken it (or a later event) already. Call it after the
+// event is committed.
+func (h *Hub) PublishEvent(e responder.Event) {
+	if e.ID == "" {
+		return
 	}
 	h.published.Add(1)
 	h.fanOut(e.UserID, Frame{Event: &e})
-	return true
 }
 
 // PublishTransient sends a frame that is not stored (e.g. token deltas) to
@@ -152,28 +140,14 @@ func (h *Hub) fanOut(userID string, f Frame) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, s := range h.users[userID] {
-		if s.push(f) {
+		switch s.push(f) {
+		case pushOverflowed:
 			h.overflows.Add(1)
 			h.log.Warn("stream subscriber overflowed", "user", userID, "buffer", h.buffer)
+		case pushDuplicate:
+			h.duplicates.Add(1)
 		}
 	}
-}
-
-// remember records id in the bounded recent-ids set and reports whether it
-// was not there yet. The oldest id is forgotten when the set is full.
-func (h *Hub) remember(id string) bool {
-	h.seenMu.Lock()
-	defer h.seenMu.Unlock()
-	if _, ok := h.seen[id]; ok {
-		return false
-	}
-	if old := h.seenRing[h.seenNext]; old != "" {
-		delete(h.seen, old)
-	}
-	h.seenRing[h.seenNext] = id
-	h.seenNext = (h.seenNext + 1) % len(h.seenRing)
-	h.seen[id] = struct{}{}
-	return true
 }
 
 // Subscription is one consumer's bounded queue of frames. A consumer is
@@ -191,35 +165,70 @@ type Subscription struct {
 	closed     bool
 	notify     func()
 	ready      chan struct{}
+	// newest is the position of the newest event taken (queued, or sent by
+	// the consumer from history: Advance); has says whether there is one.
+	newest responder.Position
+	has    bool
 }
 
 // UserID is the user whose frames this subscription receives.
 func (s *Subscription) UserID() string { return s.userID }
 
-// push queues f and wakes the consumer when the queue was empty. It reports
-// whether this push overflowed the subscription.
-func (s *Subscription) push(f Frame) (overflow bool) {
+type pushResult int
+
+const (
+	pushQueued pushResult = iota
+	pushDuplicate
+	pushOverflowed
+	pushIgnored // closed or overflowed already
+)
+
+// push queues f and wakes the consumer when the queue was empty. An event
+// at or before the newest one taken is dropped: a repeat, or one that came
+// late from a feed out of order (a consumer that sees a hole in a user's
+// numbers reads what it lacks from the store).
+func (s *Subscription) push(f Frame) pushResult {
 	s.mu.Lock()
 	if s.closed || s.overflowed {
 		s.mu.Unlock()
-		return false
+		return pushIgnored
 	}
+	if f.Event != nil {
+		p := f.Event.Position()
+		if s.has && p.Compare(s.newest) <= 0 {
+			s.mu.Unlock()
+			return pushDuplicate
+		}
+		s.newest, s.has = p, true
+	}
+	res := pushQueued
 	if len(s.frames) >= s.max {
 		// Drop the queue rather than block the publisher or grow without
 		// bound: the consumer is told and closes its socket.
 		s.overflowed, s.frames = true, nil
-		overflow = true
+		res = pushOverflowed
 	} else {
 		s.frames = append(s.frames, f)
 		if len(s.frames) > 1 {
 			s.mu.Unlock()
-			return false
+			return res
 		}
 	}
 	notify, ready := s.notify, s.ready
 	s.mu.Unlock()
 	wake(notify, ready)
-	return overflow
+	return res
+}
+
+// Advance records that the consumer has sent events up to p by other means
+// (history read from the store), so events at or before p are dropped when
+// they come live.
+func (s *Subscription) Advance(p responder.Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.has || p.Compare(s.newest) > 0 {
+		s.newest, s.has = p, true
+	}
 }
 
 func wake(notify func(), ready chan struct{}) {

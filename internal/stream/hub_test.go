@@ -22,9 +22,7 @@ func TestHubDeliversToTheUsersSubscriptionsOnly(t *testing.T) {
 	defer other.Close()
 
 	e := event("ada", "hello")
-	if !h.PublishEvent(e) {
-		t.Fatal("PublishEvent of a new event reported a duplicate")
-	}
+	h.PublishEvent(e)
 	for _, s := range []*Subscription{tab1, tab2} {
 		<-s.Ready()
 		frames, over := s.Drain()
@@ -40,29 +38,66 @@ func TestHubDeliversToTheUsersSubscriptionsOnly(t *testing.T) {
 	}
 }
 
-func TestHubDedupesEventsByID(t *testing.T) {
+// numbered is a user's event n as a store numbers it.
+func numbered(user string, n int64) responder.Event {
+	e := event(user, fmt.Sprint("event ", n))
+	e.Seq = n
+	return e
+}
+
+// TestHubDropsRepeatsHoweverLate: an event comes again after many others
+// (a change stream resuming after an outage, a poller's backlog) and after
+// any time; each subscription still takes it once. The repeat is judged by
+// the event's place in its user's order, not by a bounded set of ids.
+func TestHubDropsRepeatsHoweverLate(t *testing.T) {
 	t.Parallel()
-	h := NewHub(Options{RecentIDs: 4})
+	h := NewHub(Options{Buffer: 1 << 15})
 	s := h.Subscribe("ada")
 	defer s.Close()
-	e := event("ada", "once")
-	h.PublishEvent(e)
-	if h.PublishEvent(e) {
-		t.Error("the same event published twice was reported new")
+	const many = 10000 // more than the 8,192 ids the hub once remembered
+	first := numbered("ada", 1)
+	h.PublishEvent(first)
+	for i := range int64(many) {
+		h.PublishEvent(numbered("grace", i+1)) // other users' traffic
+		h.PublishEvent(numbered("ada", i+2))
 	}
+	h.PublishEvent(first)                   // the feed delivers it again
+	h.PublishEvent(numbered("ada", many/2)) // and one from the middle
 	frames, _ := s.Drain()
-	if len(frames) != 1 {
-		t.Fatalf("got %d frames, want 1", len(frames))
+	if len(frames) != many+1 {
+		t.Fatalf("got %d frames, want %d: each event once", len(frames), many+1)
 	}
-	// The set is bounded: after RecentIDs newer events the id is forgotten.
-	for i := range 4 {
-		h.PublishEvent(event("ada", fmt.Sprint(i)))
+	for i, f := range frames {
+		if f.Event.Seq != int64(i+1) {
+			t.Fatalf("frame %d is event %d", i, f.Event.Seq)
+		}
 	}
-	if !h.PublishEvent(e) {
-		t.Error("an id older than the recent-ids window is still remembered; the set is not bounded")
+	if st := h.Stats(); st.Duplicates != 2 {
+		t.Errorf("stats %+v, want 2 duplicates", st)
 	}
-	if st := h.Stats(); st.Duplicates != 1 || st.Published != 6 {
-		t.Errorf("stats %+v, want 1 duplicate and 6 published", st)
+
+	// Events without a number (imports, the original app's) follow
+	// (CreatedAt, ID), and come before numbered ones.
+	s2 := h.Subscribe("lin")
+	defer s2.Close()
+	old := event("lin", "old")
+	h.PublishEvent(old)
+	h.PublishEvent(numbered("lin", 1))
+	h.PublishEvent(old)
+	h.PublishEvent(event("lin", "unnumbered, after a numbered one"))
+	if frames, _ := s2.Drain(); len(frames) != 2 {
+		t.Errorf("got %d frames, want the old event and event 1", len(frames))
+	}
+
+	// History sent by the consumer counts as taken.
+	s3 := h.Subscribe("mo")
+	defer s3.Close()
+	s3.Advance(responder.Position{Seq: 3})
+	for n := range int64(5) {
+		h.PublishEvent(numbered("mo", n+1))
+	}
+	if frames, _ := s3.Drain(); len(frames) != 2 || frames[0].Event.Seq != 4 {
+		t.Errorf("after Advance(3) got %d frames, want events 4 and 5", len(frames))
 	}
 }
 

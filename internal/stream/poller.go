@@ -33,8 +33,10 @@ const (
 // a plain cursor would skip it for good. So the poller does not read after
 // the newest event it saw, but after the newest one older than Window
 // before it (at most Overlap events back): recent events are re-read every
-// poll, a late commit inside the window is found, and the hub's id dedupe
-// drops the repeats.
+// poll, a late commit inside the window is found, and each subscription
+// drops the repeats (and a socket reads from the store any event of a user
+// it finds missing, so a commit later than the window is still sent once
+// that user's next event arrives).
 type Poller struct {
 	Store    responder.Events
 	Hub      *Hub

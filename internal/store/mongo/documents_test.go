@@ -184,6 +184,8 @@ func TestResponderDocuments(t *testing.T) {
 	sameFields(t, "event", fields(t, db.Collection("responder_events"), bson.D{{Key: "_id", Value: oid(t, e.ID)}}), map[string]bson.Type{
 		"_id": tObjectID, "userId": tString, "outboxId": tString, "role": tString, "content": tString,
 		"createdAt": tDate, "metadata": tDoc, "dedupeKey": tString,
+		// Astra's own: the user's event number and its unique key.
+		"seq": bson.TypeInt64, "seqKey": tString,
 	})
 }
 

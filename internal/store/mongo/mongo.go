@@ -48,6 +48,9 @@ type Options struct {
 	Plural bool
 	// ServerSelectionTimeout overrides DefaultServerSelectionTimeout.
 	ServerSelectionTimeout time.Duration
+	// Now is the clock events are stamped with; default time.Now. Tests
+	// give two stores on one database clocks that disagree.
+	Now func() time.Time
 }
 
 // Store is a responder.Store on one MongoDB database.
@@ -60,6 +63,9 @@ type Store struct {
 	sessions *mongo.Collection
 	accounts *mongo.Collection
 	blobs    *mongo.Collection
+
+	clock        func() time.Time
+	beforeInsert func() // tests: between reading a user's last seq and inserting
 }
 
 var _ responder.Store = (*Store)(nil)
@@ -101,6 +107,10 @@ func Open(ctx context.Context, uri, dbName string, opts Options) (*Store, error)
 		sessions: db.Collection(session),
 		accounts: db.Collection(account),
 		blobs:    db.Collection(blobsCollection),
+		clock:    opts.Now,
+	}
+	if s.clock == nil {
+		s.clock = time.Now
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
@@ -147,8 +157,14 @@ func (s *Store) indexes() []index {
 		{coll: s.outbox, name: "astra_outbox_available", keys: bson.D{{Key: "status", Value: 1}, {Key: "availableAt", Value: 1}}},
 		// UserMessages: a user's rows, newest first.
 		{coll: s.outbox, name: "astra_outbox_user", keys: bson.D{{Key: "userId", Value: 1}, {Key: "createdAt", Value: -1}}},
-		// LatestEvents and UserEventsAfter walk (userId, createdAt, _id).
-		{coll: s.events, name: "astra_events_user_order", keys: bson.D{{Key: "userId", Value: 1}, {Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}},
+		// LatestEvents, UserEventsAfter and AppendEvent's last seq walk a
+		// user's order (userId, seq, createdAt, _id). (Earlier versions
+		// created astra_events_user_order on (userId, createdAt, _id); no
+		// query needs it now, and an operator may drop it.)
+		{coll: s.events, name: "astra_events_user_seq", keys: bson.D{{Key: "userId", Value: 1}, {Key: "seq", Value: 1}, {Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}},
+		// One number per user's event; sparse, since imports and the
+		// original app's events have none.
+		{coll: s.events, name: "astra_events_seq", keys: bson.D{{Key: "seqKey", Value: 1}}, unique: true, sparse: true},
 		// EventsAfter and LastEvent walk the global (createdAt, _id) order.
 		{coll: s.events, name: "astra_events_order", keys: bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}},
 		// Sparse, because the original app stored events without a key and
@@ -253,6 +269,9 @@ func redact(err error, uri string) string {
 
 // now is the current time at the millisecond precision BSON dates keep.
 func now() time.Time { return ms(time.Now()) }
+
+// now is the store's clock (Options.Now), for stamping events.
+func (s *Store) now() time.Time { return s.clock() }
 
 // ms truncates t to milliseconds in UTC; the zero time stays zero.
 func ms(t time.Time) time.Time {

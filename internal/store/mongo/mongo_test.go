@@ -31,6 +31,28 @@ func openStore(t testing.TB, uri string, opts mongo.Options) *mongo.Store {
 	return s
 }
 
+// openWriters opens one store per clock on one fresh database at uri:
+// instances sharing a database whose clocks disagree.
+func openWriters(t *testing.T, uri string, clocks []func() time.Time) []responder.Store {
+	t.Helper()
+	db := "t" + responder.NewID()
+	var out []responder.Store
+	for _, c := range clocks {
+		s, err := mongo.Open(t.Context(), uri, db, mongo.Options{Now: c})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = s.Database().Drop(ctx)
+			_ = s.Close()
+		})
+		out = append(out, s)
+	}
+	return out
+}
+
 // newFerretStore gives the test its own FerretDB server and database.
 func newFerretStore(t testing.TB, opts mongo.Options) *mongo.Store {
 	t.Helper()
@@ -41,7 +63,9 @@ func TestConformanceFerretDB(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) responder.Store {
 		return newFerretStore(t, mongo.Options{})
-	}, storetest.Options{Concurrent: false})
+	}, storetest.Options{Concurrent: false, OpenWriters: func(t *testing.T, clocks ...func() time.Time) []responder.Store {
+		return openWriters(t, ferrettest.Start(t), clocks)
+	}})
 }
 
 // realMongoURI is a real MongoDB (ideally a replica set) to test against
@@ -59,7 +83,9 @@ func TestConformanceMongoDB(t *testing.T) {
 	uri := realMongoURI(t)
 	storetest.Run(t, func(t *testing.T) responder.Store {
 		return openStore(t, uri, mongo.Options{})
-	}, storetest.Options{Concurrent: true})
+	}, storetest.Options{Concurrent: true, OpenWriters: func(t *testing.T, clocks ...func() time.Time) []responder.Store {
+		return openWriters(t, uri, clocks)
+	}})
 }
 
 func TestUnreachableServerFailsFast(t *testing.T) {

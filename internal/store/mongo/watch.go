@@ -58,8 +58,9 @@ func (s *Store) CheckChangeStreams(ctx context.Context) error {
 // responder_events, by any instance, as the store reads it. It satisfies
 // stream.Feed: one per instance, never one per socket. Like the poller it
 // starts at "now": history is the socket's job. An event may be published
-// twice (after a resume, or by the in-process publisher too); the hub
-// drops repeats by id.
+// twice (after a resume, or by the in-process publisher too); each hub
+// subscription drops what it has taken already, by the event's place in
+// its user's order.
 type EventFeed struct {
 	Store   *Store
 	Publish func(responder.Event)

@@ -6,21 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/astra-app/astra/internal/responder"
 )
 
-const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key`
+const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq`
 
-// The event reads: keyset pages on (created_at, id), each served in order
-// by an index that ends in those columns (see TestQueryPlans). LIMIT is
-// bound as (? + 0): SQLite re-prepares a statement whose bare bound LIMIT
-// changes value, and callers pass different limits.
+// The event reads: keyset pages, each served in order by an index that
+// ends in its order's columns (see TestQueryPlans): a user's order is
+// (user_seq, created_at, id), user_seq 0 (unnumbered) first; the global
+// feed's is (created_at, id). LIMIT is bound as (? + 0): SQLite
+// re-prepares a statement whose bare bound LIMIT changes value, and
+// callers pass different limits.
 const (
 	latestEventsQuery = `SELECT ` + eventCols + ` FROM events
-		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT (? + 0)`
+		WHERE user_id = ? ORDER BY user_seq DESC, created_at DESC, id DESC LIMIT (? + 0)`
 	userEventsAfterQuery = `SELECT ` + eventCols + ` FROM events
-		WHERE user_id = ? AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT (? + 0)`
+		WHERE user_id = ? AND (user_seq, created_at, id) > (?, ?, ?) ORDER BY user_seq, created_at, id LIMIT (? + 0)`
 	eventsAfterQuery = `SELECT ` + eventCols + ` FROM events
 		WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT (? + 0)`
 	lastEventQuery = `SELECT ` + eventCols + ` FROM events ORDER BY created_at DESC, id DESC LIMIT 1`
@@ -30,7 +33,7 @@ func scanEvent(sc scanner) (*responder.Event, error) {
 	var e responder.Event
 	var role string
 	err := sc.Scan(&e.ID, &e.UserID, &e.OutboxID, &e.ExecutionID, &role, &e.Content, metaCol{&e.Metadata},
-		timeCol{&e.CreatedAt}, &e.DedupeKey)
+		timeCol{&e.CreatedAt}, &e.DedupeKey, &e.Seq)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +56,11 @@ func scanEvents(rows *sql.Rows) ([]responder.Event, error) {
 
 // AppendEvent stores e unless its DedupeKey is taken.
 //
-// The id and time of an event are chosen inside the write transaction, on
-// the one write connection, so events the store stamps commit in their
-// (CreatedAt, ID) order: a poller that has read up to some event can never
-// later meet a newly committed one ordered before it (within one process;
-// caller-chosen times are the caller's business).
+// The id, time and user_seq of an event are chosen inside the write
+// transaction, and SQLite lets one writer in at a time (across processes
+// too), so user_seq is the user's commit order. created_at comes from this
+// process's clock: another process sharing the file may disagree, which is
+// why a user's cursor follows user_seq, not created_at.
 func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, error) {
 	if e.DedupeKey == "" {
 		return false, responder.Errorf(responder.EINVALID, "event has no dedupe key")
@@ -82,15 +85,18 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 		} else {
 			stored.ID, _ = normID(stored.ID)
 		}
-		if stored.CreatedAt.IsZero() {
-			stored.CreatedAt = now()
+		numbered := stored.CreatedAt.IsZero() // a caller-chosen time is an import
+		if numbered {
+			stored.CreatedAt = msTime(s.now())
 		} else {
 			stored.CreatedAt = msTime(stored.CreatedAt)
 		}
-		res, err := tx.exec(`INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING`,
+		res, err := tx.exec(`INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,
+				CASE WHEN ? THEN (SELECT COALESCE(MAX(user_seq), 0) + 1 FROM events WHERE user_id = ?) ELSE 0 END)
+			ON CONFLICT (dedupe_key) DO NOTHING`,
 			stored.ID, stored.UserID, stored.OutboxID, stored.ExecutionID, string(stored.Role), stored.Content, meta,
-			stored.CreatedAt.UnixMilli(), stored.DedupeKey)
+			stored.CreatedAt.UnixMilli(), stored.DedupeKey, numbered, stored.UserID)
 		if err != nil {
 			return err
 		}
@@ -98,6 +104,9 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 			return err
 		} else if n == 1 {
 			created = true
+			if numbered {
+				return tx.queryRow(`SELECT user_seq FROM events WHERE id = ?`, stored.ID).Scan(&stored.Seq)
+			}
 			return nil
 		}
 		prev, err := scanEvent(tx.queryRow(`SELECT `+eventCols+` FROM events WHERE dedupe_key = ?`, stored.DedupeKey))
@@ -134,28 +143,28 @@ func (s *Store) LatestEvents(ctx context.Context, userID string, n int) ([]respo
 	return out, nil
 }
 
-// cursor is the (created_at, id) position of event after, which must belong
-// to userID unless userID is empty.
-func (s *Store) cursor(ctx context.Context, userID, after string) (int64, string, error) {
+// cursor is the position of event after, which must belong to userID
+// unless userID is empty.
+func (s *Store) cursor(ctx context.Context, userID, after string) (responder.Position, error) {
 	key, ok := normID(after)
 	if !ok {
-		return 0, "", notFound("event", after)
+		return responder.Position{}, notFound("event", after)
 	}
-	var at int64
+	var at, seq int64
 	var owner string
-	err := s.queryRow(ctx, `SELECT created_at, user_id FROM events WHERE id = ?`, key).Scan(&at, &owner)
+	err := s.queryRow(ctx, `SELECT created_at, user_seq, user_id FROM events WHERE id = ?`, key).Scan(&at, &seq, &owner)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && userID != "" && owner != userID) {
-		return 0, "", notFound("event", after)
+		return responder.Position{}, notFound("event", after)
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("read event cursor %s: %w", after, err)
+		return responder.Position{}, fmt.Errorf("read event cursor %s: %w", after, err)
 	}
-	return at, key, nil
+	return responder.Position{Seq: seq, CreatedAt: time.UnixMilli(at), ID: key}, nil
 }
 
 // UserEventsAfter returns up to limit of a user's events after the event
-// with id after, oldest first: a keyset page on (created_at, id), exact
-// however many events share a millisecond.
+// with id after, in user order: a keyset page on (user_seq, created_at,
+// id), exact however many events share a millisecond.
 func (s *Store) UserEventsAfter(ctx context.Context, userID, after string, limit int) ([]responder.Event, error) {
 	if userID == "" {
 		return nil, responder.Errorf(responder.EINVALID, "no user")
@@ -170,12 +179,14 @@ func (s *Store) EventsAfter(ctx context.Context, after string, limit int) ([]res
 }
 
 func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int) ([]responder.Event, error) {
-	at, id := int64(-1<<63), ""
+	var seq, at int64 = -1, -1 << 63
+	id := ""
 	if after != "" {
-		var err error
-		if at, id, err = s.cursor(ctx, userID, after); err != nil {
+		p, err := s.cursor(ctx, userID, after)
+		if err != nil {
 			return nil, err
 		}
+		seq, at, id = p.Seq, p.CreatedAt.UnixMilli(), p.ID
 	}
 	if limit <= 0 {
 		return []responder.Event{}, nil
@@ -185,7 +196,7 @@ func (s *Store) eventsAfter(ctx context.Context, userID, after string, limit int
 		err  error
 	)
 	if userID != "" {
-		rows, err = s.query(ctx, userEventsAfterQuery, userID, at, id, limit)
+		rows, err = s.query(ctx, userEventsAfterQuery, userID, seq, at, id, limit)
 	} else {
 		rows, err = s.query(ctx, eventsAfterQuery, at, id, limit)
 	}

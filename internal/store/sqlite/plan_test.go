@@ -22,8 +22,8 @@ func TestQueryPlans(t *testing.T) {
 		{"claim", claimQuery, "COVERING INDEX outbox_claim", 5},
 		{"user messages", userMessagesQuery, "INDEX outbox_user", 2},
 		{"next available", nextAvailableQuery, "COVERING INDEX outbox_available", 0},
-		{"latest events", latestEventsQuery, "INDEX events_user_order", 2},
-		{"user events after", userEventsAfterQuery, "INDEX events_user_order", 4},
+		{"latest events", latestEventsQuery, "INDEX events_user_seq", 2},
+		{"user events after", userEventsAfterQuery, "INDEX events_user_seq", 5},
 		{"events after", eventsAfterQuery, "INDEX events_order", 3},
 		{"last event", lastEventQuery, "INDEX events_order", 0},
 	}

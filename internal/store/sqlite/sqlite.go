@@ -46,6 +46,15 @@ type Store struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+
+	clock func() time.Time // stamps events; Options.Now
+}
+
+// Options configures OpenWith.
+type Options struct {
+	// Now is the clock events are stamped with; default time.Now. Tests
+	// give two stores on one file clocks that disagree.
+	Now func() time.Time
 }
 
 var _ responder.Store = (*Store)(nil)
@@ -57,9 +66,18 @@ const busyTimeoutMS = 10000
 // Open opens (creating if needed) the database at path, applies pending
 // migrations and returns the store. Any failure is one error naming the path.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
 	s, err := open(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite database %q: %s", path, describe(err))
+	}
+	s.clock = opts.Now
+	if s.clock == nil {
+		s.clock = time.Now
 	}
 	return s, nil
 }
@@ -449,6 +467,9 @@ func notFound(what, id string) error {
 
 // now is the current time at the precision the store keeps.
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// now is the store's clock (Options.Now), for stamping events.
+func (s *Store) now() time.Time { return s.clock() }
 
 // msTime is t at stored precision.
 func msTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }

@@ -32,7 +32,22 @@ func openTemp(t *testing.T) *sqlite.Store {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) responder.Store { return openTemp(t) }, storetest.Options{Concurrent: true})
+	storetest.Run(t, func(t *testing.T) responder.Store { return openTemp(t) }, storetest.Options{
+		Concurrent: true,
+		OpenWriters: func(t *testing.T, clocks ...func() time.Time) []responder.Store {
+			path := filepath.Join(t.TempDir(), "astra.db")
+			var out []responder.Store
+			for _, c := range clocks {
+				s, err := sqlite.OpenWith(t.Context(), path, sqlite.Options{Now: c})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				out = append(out, s)
+			}
+			return out
+		},
+	})
 }
 
 func TestOpenErrors(t *testing.T) {

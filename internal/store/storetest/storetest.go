@@ -37,6 +37,11 @@ type Options struct {
 	// backend whose fresh stores share something that cannot take parallel
 	// load.
 	Serial bool
+	// OpenWriters, when set, opens one store per clock on one fresh
+	// database, each stamping the events it appends with its own clock:
+	// instances whose clocks disagree, sharing a database. Cases that need
+	// it are skipped without it.
+	OpenWriters func(t *testing.T, clocks ...func() time.Time) []responder.Store
 }
 
 // Run runs every conformance case as a subtest of t. newStore must return a
@@ -72,6 +77,9 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Events/LastEvent", testLastEvent},
 		{"Events/UserIsolation", testUserIsolation},
 		{"Events/NotFound", testEventsNotFound},
+		{"Events/ResumeAcrossSkewedClocks", testResumeAcrossSkewedClocks},
+		{"Events/ResumeDuringConcurrentAppends", testResumeDuringConcurrentAppends},
+		{"Events/ImportsComeFirst", testImportsComeFirst},
 
 		{"Blobs/PutAndGet", testBlobs},
 

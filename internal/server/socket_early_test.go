@@ -1,0 +1,137 @@
+package server
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestSocketKeepsAFrameSentWithTheHandshake: a client's first frame that
+// arrives together with its upgrade request (so net/http has buffered it
+// before the hijack) reaches the socket whole.
+func TestSocketKeepsAFrameSentWithTheHandshake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.newUser("Ada")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second)) // a hang fails, not blocks
+	req := "GET /api/responder/socket HTTP/1.1\r\nHost: " + strings.TrimPrefix(e.srv.URL, "http://") + "\r\n" +
+		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: " + u.withCookie() + "\r\n\r\n"
+	// One write: the request and a masked text frame, as a fast client's
+	// bytes can arrive in one segment.
+	payload := []byte(`{"type":"heartbeat"}`)
+	wire := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4}
+	for i, b := range payload {
+		wire = append(wire, b^[]byte{1, 2, 3, 4}[i%4])
+	}
+	if _, err := conn.Write(append([]byte(req), wire...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", res, err)
+	}
+	for range 3 { // init, then the heartbeat's answer
+		op, data := readServerFrame(t, br)
+		if op == 0x8 {
+			code := 0
+			if len(data) >= 2 {
+				code = int(binary.BigEndian.Uint16(data))
+			}
+			t.Fatalf("the server closed the socket: %d %s", code, data[min(2, len(data)):])
+		}
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatalf("frame %q: %v", data, err)
+		}
+		if f.Type == "heartbeat" {
+			return
+		}
+	}
+	t.Fatal("no answer to the heartbeat sent with the handshake")
+}
+
+// readServerFrame reads one unmasked, unfragmented frame.
+func readServerFrame(t *testing.T, br *bufio.Reader) (opcode byte, payload []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatalf("read frame header: %v", err)
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var l [2]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = int(binary.BigEndian.Uint16(l[:]))
+	case 127:
+		var l [8]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = int(binary.BigEndian.Uint64(l[:]))
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatalf("read frame payload: %v", err)
+	}
+	return h[0] & 0x0f, payload
+}
+
+// TestManySocketsWriteAtOnce: 200 clients each write a frame the moment
+// their handshake completes; none is closed for a protocol error.
+func TestManySocketsWriteAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *envConfig) { c.deps.SocketsPerUser = 1000 })
+	ctx := testCtx(t)
+	u := e.newUser("Ada")
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			c, _, err := e.dial(ctx, u.withCookie(), "")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.CloseNow()
+			if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"resume","after":""}`)); err != nil {
+				errs <- err
+				return
+			}
+			for {
+				f, err := tryReadFrame(ctx, c)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if f.Type == "messages:resume" {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("socket: %v (status %v)", err, websocket.CloseStatus(err))
+	}
+}
