@@ -59,7 +59,13 @@ type proc struct {
 	done chan struct{}
 	// past keeps the logs of earlier runs of this instance (before a kill).
 	past []string
+	// modelURL, when set, is the slow model this instance calls under a
+	// client name of its own per run (see clientURL).
+	modelURL string
 }
+
+// run names the instance's current run as a model client.
+func (p *proc) run() string { return fmt.Sprintf("%s.%d", p.name, len(p.past)) }
 
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -80,7 +86,7 @@ func (l *lockedBuffer) String() string {
 
 func startProc(t testing.TB, name string, env map[string]string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, env: env}
+	p := &proc{t: t, name: name, env: env, modelURL: env["ASTRA_LLM_BASE_URL"]}
 	p.start()
 	t.Cleanup(func() { p.term() })
 	return p
@@ -91,7 +97,13 @@ func (p *proc) start() {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$", "-test.count=1")
 	cmd.Env = append(os.Environ(), serveChildEnv+"=1")
 	for k, v := range p.env {
+		if k == "ASTRA_LLM_BASE_URL" && p.modelURL != "" {
+			continue
+		}
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if p.modelURL != "" {
+		cmd.Env = append(cmd.Env, "ASTRA_LLM_BASE_URL="+clientURL(p.modelURL, p.run()))
 	}
 	p.logs = &lockedBuffer{}
 	pr, pw := io.Pipe()
@@ -135,11 +147,14 @@ func (p *proc) start() {
 	}
 }
 
-// kill SIGKILLs the process: nothing of it runs after this returns.
-func (p *proc) kill() {
+// kill SIGKILLs the process: nothing of it runs after this returns. It
+// returns the killed run's model client name.
+func (p *proc) kill() string {
+	run := p.run()
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	p.past = append(p.past, p.logs.String())
+	return run
 }
 
 // term stops the process as an operator would, SIGKILL after a while.
@@ -172,15 +187,22 @@ type slowModel struct {
 	mu      sync.Mutex
 	reqs    map[string]int
 	aborted map[string]int
+	clients map[string][]string // per key, the client of each request in order
 }
 
 var tagRe = regexp.MustCompile(`msg-[a-z0-9]+-[0-9]+`)
 
 func newSlowModel(t testing.TB, delay time.Duration) (*slowModel, string) {
-	m := &slowModel{delay: delay, reqs: map[string]int{}, aborted: map[string]int{}}
+	m := &slowModel{delay: delay, reqs: map[string]int{}, aborted: map[string]int{}, clients: map[string][]string{}}
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
 	return m, srv.URL + "/v1"
+}
+
+// clientURL is the model's base URL for one client (an instance's run):
+// requests through it are known to come from that client.
+func clientURL(modelURL, client string) string {
+	return strings.TrimSuffix(modelURL, "/v1") + "/c/" + client + "/v1"
 }
 
 func (m *slowModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -200,8 +222,13 @@ func (m *slowModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(last, "Person said:") {
 		key = tag + "/summary"
 	}
+	client := ""
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/c/"); ok {
+		client, _, _ = strings.Cut(rest, "/")
+	}
 	m.mu.Lock()
 	m.reqs[key]++
+	m.clients[key] = append(m.clients[key], client)
 	m.mu.Unlock()
 	select {
 	case <-time.After(m.delay):
@@ -226,6 +253,17 @@ func (m *slowModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	b, _ := json.Marshal(text)
 	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+}
+
+// firstClients returns, per key, the client of its first request.
+func (m *slowModel) firstClients() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for k, cs := range m.clients {
+		out[k] = cs[0]
+	}
+	return out
 }
 
 func (m *slowModel) counts() (reqs, aborted map[string]int, total int) {
@@ -351,16 +389,19 @@ func settled(t testing.TB, procs []*proc, people []*person, within time.Duration
 // scaleEnv is what every instance of one deployment shares.
 func scaleEnv(t testing.TB, modelURL string) map[string]string {
 	return map[string]string{
-		"ASTRA_ADDR":                  "127.0.0.1:0",
-		"ASTRA_TASKS_DIR":             "../../tasks",
-		"ASTRA_ENGINE_KEY":            "engine-key-for-tests",
-		"BETTER_AUTH_SECRET":          "scale-out-secret-0123456789",
-		"ASTRA_LOG_LEVEL":             "info",
-		"ASTRA_LLM_BASE_URL":          modelURL,
-		"ASTRA_LLM_MODEL":             "test-model",
-		"ASTRA_DISPATCH_LEASE":        "3s",
+		"ASTRA_ADDR":         "127.0.0.1:0",
+		"ASTRA_TASKS_DIR":    "../../tasks",
+		"ASTRA_ENGINE_KEY":   "engine-key-for-tests",
+		"BETTER_AUTH_SECRET": "scale-out-secret-0123456789",
+		"ASTRA_LOG_LEVEL":    "info",
+		"ASTRA_LLM_BASE_URL": modelURL,
+		"ASTRA_LLM_MODEL":    "test-model",
+		// Leases short enough for a quick hand-off, long enough that a
+		// heartbeat delayed by a loaded machine (the race detector, two
+		// cores) never lets a live instance's work be taken over.
+		"ASTRA_DISPATCH_LEASE":        "6s",
 		"ASTRA_DISPATCH_SWEEP":        "200ms",
-		"ASTRA_ENGINE_LEASE":          "2s",
+		"ASTRA_ENGINE_LEASE":          "4s",
 		"ASTRA_DEV_LOGIN":             "true",
 		"ASTRA_SHUTDOWN_TIMEOUT":      "5s",
 		"ASTRA_DISPATCH_MAX_ATTEMPTS": "10",
@@ -404,7 +445,7 @@ func openShared(t testing.TB, env map[string]string) responder.Store {
 // messages from 6 people, and SIGKILLs one instance twice mid-run (each
 // time restarting it). Every message must end with exactly one answer; the
 // model must get exactly one request per prompt step of every message,
-// except that a request cut off by a kill may be made once more; the task
+// except that a request the killed instance made may be made once more; the task
 // writes one note per message; no instance logs a duplicate-key error.
 func TestScaleOut(t *testing.T) {
 	if testing.Short() {
@@ -433,6 +474,7 @@ func TestScaleOut(t *testing.T) {
 				}
 			}
 			victim := procs[2]
+			killed := map[string]bool{} // model clients (instance runs) that were killed
 			killDuringWork := func() {
 				// Kill once the model is busy, so work is in flight.
 				_, _, before := model.counts()
@@ -441,7 +483,7 @@ func TestScaleOut(t *testing.T) {
 						break
 					}
 				}
-				victim.kill()
+				killed[victim.kill()] = true
 				victim.start()
 			}
 			sendRound(0, 5)
@@ -451,6 +493,7 @@ func TestScaleOut(t *testing.T) {
 
 			status := settled(t, procs, people, 3*time.Minute)
 			reqs, aborted, total := model.counts()
+			first := model.firstClients()
 			t.Logf("%d messages settled; %d model requests, %d cut off by kills", len(status), total, sum(aborted))
 
 			st := openShared(t, env)
@@ -489,8 +532,12 @@ func TestScaleOut(t *testing.T) {
 					}
 					for _, kind := range []string{"/reply", "/summary"} {
 						k := tag + kind
-						if reqs[k] < 1 || reqs[k] > 1+aborted[k] || aborted[k] > 1 {
-							t.Errorf("%s: %d model requests (%d cut off by a kill), want 1 (or 2 when one was cut off)", k, reqs[k], aborted[k])
+						// A request made by an instance that was then killed
+						// may be made once more (its answer may have died
+						// with it); any other repeat is work done twice.
+						if reqs[k] < 1 || reqs[k] > 2 || (reqs[k] == 2 && !killed[first[k]]) {
+							t.Errorf("%s: %d model requests, the first by %s (killed: %v), want 1, or 2 when the first one's instance was killed",
+								k, reqs[k], first[k], killed[first[k]])
 						}
 					}
 				}
