@@ -237,22 +237,30 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 	}
 	e := &responder.Event{
 		UserID: r.m.UserID, OutboxID: r.m.ID, ExecutionID: x.Id, Role: responder.RoleAssistant,
-		Content: reply, Metadata: meta, DedupeKey: "outbox:" + r.m.ID + ":assistant",
+		Content: reply, Metadata: meta, DedupeKey: answerKey(r.m.ID),
 	}
 	if err := d.appendEvent(ctx, e); err != nil {
 		return storeErr("append answer", err)
 	}
+	// From here the person has the answer: nothing may turn the row into
+	// an error (fail delivers an answered row).
 	if summary != "" {
 		// The seed's step 6: the latest turn summary, on the user record
-		// (the task has also saved it as a frontline notes doc in Julep).
-		if err := d.o.Store.SetResponderSummary(ctx, r.m.UserID, summary, d.o.Now()); err != nil && !responder.IsNotFound(err) {
-			return storeErr("store summary", err)
+		// (the task has also saved it as a frontline notes doc in Julep,
+		// and it is on the event). An extra: a failure is only logged.
+		if err := d.o.Store.SetResponderSummary(ctx, r.m.UserID, summary, d.o.Now()); err != nil && !responder.IsNotFound(err) && ctx.Err() == nil {
+			d.log.Warn("turn summary not stored on the user", "outbox_id", r.m.ID, "err", err)
 		}
 	}
-	if err := d.o.Store.Deliver(ctx, r.m.ID, d.o.Owner); err != nil {
+	return r.deliver(ctx)
+}
+
+// deliver marks the answered row delivered.
+func (r *row) deliver(ctx context.Context) error {
+	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.d.o.Owner); err != nil {
 		return storeErr("deliver", err)
 	}
-	d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", x.Id)
+	r.d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", r.m.ExecutionID)
 	return nil
 }
 

@@ -193,6 +193,21 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, reason, tel
 		log.Info("not failing: lease lost", "reason", reason, "err", err)
 		return
 	}
+	// The person already has the answer (a write after it failed): the
+	// row is delivered, never "sorry" after the real reply.
+	answered, err := d.answered(ctx, m.ID)
+	if err != nil {
+		log.Warn("cannot tell whether the row was answered; it stays leased and will be retried", "reason", reason, "err", err)
+		return
+	}
+	if answered {
+		if err := d.o.Store.Deliver(ctx, m.ID, d.o.Owner); err != nil {
+			log.Warn("deliver answered row; it stays leased and will be retried", "err", err)
+			return
+		}
+		log.Info("row delivered: its answer was stored before the failure", "failure", reason)
+		return
+	}
 	e := &responder.Event{
 		UserID: m.UserID, OutboxID: m.ID, ExecutionID: m.ExecutionID, Role: responder.RoleSystem,
 		Content: tell, Metadata: map[string]any{"outboxId": m.ID, "error": true},
@@ -212,6 +227,22 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, reason, tel
 	log.Info("row failed", "reason", reason)
 }
 
+// answerKey is the dedupe key of a row's answer event.
+func answerKey(outboxID string) string { return "outbox:" + outboxID + ":assistant" }
+
+// answered reports whether the row's answer event is stored.
+func (d *Dispatcher) answered(ctx context.Context, outboxID string) (bool, error) {
+	_, err := d.o.Store.EventByDedupeKey(ctx, answerKey(outboxID))
+	switch {
+	case err == nil:
+		return true, nil
+	case responder.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look up answer of %s: %w", outboxID, err)
+	}
+}
+
 // appendEvent stores e and, when it is new, publishes it to this
 // instance's sockets.
 func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error {
@@ -228,6 +259,17 @@ func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error 
 // run does the row's work: Julep user, execution (found or created),
 // following it, and the result.
 func (r *row) run(ctx context.Context) error {
+	if r.m.Attempts > 1 {
+		// An earlier attempt stored the answer and then failed to mark
+		// the row: delivering is all that is left.
+		answered, err := r.d.answered(ctx, r.m.ID)
+		if err != nil {
+			return storeErr("look up answer", err)
+		}
+		if answered {
+			return r.deliver(ctx)
+		}
+	}
 	if err := r.ensureUser(ctx); err != nil {
 		return err
 	}

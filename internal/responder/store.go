@@ -84,6 +84,9 @@ type Events interface {
 	// LastEvent returns the newest event of all users, or (nil, nil) when
 	// there is none (where a polling feed starts).
 	LastEvent(ctx context.Context) (*Event, error)
+	// EventByDedupeKey returns the event stored under key; none is
+	// ENOTFOUND. The dispatcher asks it whether a row's answer exists.
+	EventByDedupeKey(ctx context.Context, key string) (*Event, error)
 }
 
 // Auth is Better Auth's records, shared with the Next.js app.

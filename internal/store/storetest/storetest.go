@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Events/LastEvent", testLastEvent},
 		{"Events/UserIsolation", testUserIsolation},
 		{"Events/NotFound", testEventsNotFound},
+		{"Events/ByDedupeKey", testEventByDedupeKey},
 
 		{"Blobs/PutAndGet", testBlobs},
 
