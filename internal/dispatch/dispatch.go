@@ -51,10 +51,12 @@ type Options struct {
 	Hub *stream.Hub
 	// TaskID is the responder task's id (from tasks/julep-lock.json; see TaskIDFromLock).
 	TaskID string
-	// Owner names this instance in leases; unique per process.
+	// Owner names this instance in leases; unique per process. Each claim
+	// is leased to Owner + "/" + an id of its own.
 	Owner string
 	// Lease is how long a claim lasts without a heartbeat; the heartbeat
-	// extends it every Lease/3.
+	// extends it every Lease/4, and work on a row whose heartbeat keeps
+	// failing stops before its lease can run out.
 	Lease time.Duration
 	// Sweep is the safety-net claim interval; Wake is the normal trigger.
 	Sweep time.Duration
@@ -299,7 +301,8 @@ func (d *Dispatcher) claimAll(ctx context.Context) (idle bool) {
 		default:
 			return false // full: a finishing row wakes the loop
 		}
-		m, err := d.o.Store.Claim(ctx, d.o.Owner, d.o.Lease)
+		owner, sent := d.claimOwner(), time.Now()
+		m, err := d.o.Store.Claim(ctx, owner, d.o.Lease)
 		if err != nil || m == nil {
 			<-d.slots
 			if err != nil && ctx.Err() == nil {
@@ -317,7 +320,7 @@ func (d *Dispatcher) claimAll(ctx context.Context) (idle bool) {
 				d.wg.Done()
 				d.Wake()
 			}()
-			d.process(m)
+			d.process(m, owner, sent)
 		}()
 	}
 }

@@ -257,7 +257,7 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 
 // deliver marks the answered row delivered.
 func (r *row) deliver(ctx context.Context) error {
-	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.d.o.Owner); err != nil {
+	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.owner); err != nil {
 		return storeErr("deliver", err)
 	}
 	r.d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", r.m.ExecutionID)
