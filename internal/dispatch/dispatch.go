@@ -160,6 +160,9 @@ type Dispatcher struct {
 	// ensured remembers Julep users created-or-updated recently, so a busy
 	// user costs one Julep call per ensureTTL rather than one per message.
 	ensured sync.Map // julep user id -> time.Time
+	// afterFunc is time.AfterFunc returning the timer's Stop; a test
+	// replaces it to fire the timer at a chosen moment.
+	afterFunc func(time.Duration, func()) (stop func() bool)
 	// Features found missing on the Julep server; they stay off.
 	noDeltas   atomic.Bool
 	noProject  atomic.Bool
@@ -182,6 +185,7 @@ func New(o Options) *Dispatcher {
 		slots:     make(chan struct{}, o.MaxInFlight),
 		stopClaim: make(chan struct{}),
 		runDone:   make(chan struct{}),
+		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
 	}
 	d.work, d.abandonWork = context.WithCancelCause(context.Background())
 	d.m = newMetrics(o.Store)

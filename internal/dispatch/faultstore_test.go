@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ type faultStore struct {
 	failDeliver atomic.Int32 // fail the next n Deliver calls
 	failSummary atomic.Int32 // fail the next n SetResponderSummary calls
 	failExtend  atomic.Bool  // fail every ExtendLease while set
+	// slowProgress delays storing still-working events, ignoring the
+	// caller's context, as a stalled write does.
+	slowProgress time.Duration
 	// onClaim, when set, sees every row a Claim returned.
 	onClaim func(m *responder.Message)
 
@@ -61,6 +65,13 @@ func (s *faultStore) ExtendLease(ctx context.Context, id, owner string, lease ti
 		return errFlaky
 	}
 	return s.Store.ExtendLease(ctx, id, owner, lease)
+}
+
+func (s *faultStore) AppendEvent(ctx context.Context, e *responder.Event) (bool, error) {
+	if s.slowProgress > 0 && strings.HasSuffix(e.DedupeKey, ":still-working") {
+		time.Sleep(s.slowProgress)
+	}
+	return s.Store.AppendEvent(ctx, e)
 }
 
 func (s *faultStore) Deliver(ctx context.Context, id, owner string) error {

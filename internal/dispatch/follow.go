@@ -40,12 +40,19 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 		go func() { defer bg.Done(); r.relayDeltas(bgCtx, execID) }()
 	}
 	if d.o.StillWorking > 0 {
-		t := time.AfterFunc(d.o.StillWorking, func() {
-			bg.Add(1)
+		// Counted before the timer exists: an Add in the callback could
+		// run while (or after) Wait runs, which panics or leaves the
+		// callback running after following has ended.
+		bg.Add(1)
+		stop := d.afterFunc(d.o.StillWorking, func() {
 			defer bg.Done()
 			r.stillWorking(bgCtx)
 		})
-		defer t.Stop()
+		defer func() {
+			if stop() {
+				bg.Done() // stopped before firing: the callback never runs
+			}
+		}()
 	}
 
 	poll := d.noStatusSS.Load()

@@ -1,0 +1,6 @@
+package dispatch
+
+import "time"
+
+// SetAfterFunc replaces d's still-working timer; call it before Run.
+func SetAfterFunc(d *Dispatcher, f func(time.Duration, func()) (stop func() bool)) { d.afterFunc = f }
