@@ -157,9 +157,7 @@ type Dispatcher struct {
 	started     atomic.Bool
 	runDone     chan struct{}
 
-	// ensured remembers Julep users created-or-updated recently, so a busy
-	// user costs one Julep call per ensureTTL rather than one per message.
-	ensured sync.Map // julep user id -> time.Time
+	ensured ensuredUsers
 	// afterFunc is time.AfterFunc returning the timer's Stop; a test
 	// replaces it to fire the timer at a chosen moment.
 	afterFunc func(time.Duration, func()) (stop func() bool)

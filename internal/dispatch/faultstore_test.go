@@ -30,6 +30,7 @@ type faultStore struct {
 	onClaim func(m *responder.Message)
 
 	delivers atomic.Int32 // Deliver calls, failed or not
+	blobs    atomic.Int32 // blobs stored
 	mu       sync.Mutex
 	claims   []responder.Message
 }
@@ -72,6 +73,14 @@ func (s *faultStore) AppendEvent(ctx context.Context, e *responder.Event) (bool,
 		time.Sleep(s.slowProgress)
 	}
 	return s.Store.AppendEvent(ctx, e)
+}
+
+func (s *faultStore) PutBlob(ctx context.Context, b *responder.Blob) error {
+	err := s.Store.PutBlob(ctx, b)
+	if err == nil {
+		s.blobs.Add(1)
+	}
+	return err
 }
 
 func (s *faultStore) Deliver(ctx context.Context, id, owner string) error {

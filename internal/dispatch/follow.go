@@ -234,6 +234,18 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 	if summary != "" {
 		meta["summary"] = summary
 	}
+	if hasAudio(x.Output) {
+		// Audio is stored before the answer event that links it: with the
+		// answer already stored (another attempt got here first), storing
+		// it again would leave a blob nothing refers to.
+		answered, err := d.answered(ctx, r.m.ID)
+		if err != nil {
+			return storeErr("look up answer", err)
+		}
+		if answered {
+			return r.deliver(ctx)
+		}
+	}
 	if url := d.storeAudio(ctx, r.m.UserID, x.Output); url != "" {
 		meta["audioUrl"] = url
 	}
@@ -294,6 +306,13 @@ func outputOf(out any) (reply, summary string) {
 	}
 	b, _ := json.Marshal(out)
 	return string(b), ""
+}
+
+// hasAudio reports whether the task's output carries a spoken reply.
+func hasAudio(out any) bool {
+	o, _ := out.(map[string]any)
+	a, _ := o["audio"].(map[string]any)
+	return a != nil
 }
 
 // storeAudio keeps the spoken reply the task returned as

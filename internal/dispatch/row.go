@@ -330,9 +330,6 @@ func (r *row) run(ctx context.Context) error {
 	return r.finish(ctx, x)
 }
 
-// ensureTTL is how long an ensured Julep user is trusted to exist.
-const ensureTTL = 10 * time.Minute
-
 // ensureUser creates or updates the row's Julep user (deterministic id, so
 // harmless to repeat) and records the id on the auth user and the row.
 func (r *row) ensureUser(ctx context.Context) error {
@@ -342,7 +339,7 @@ func (r *row) ensureUser(ctx context.Context) error {
 		id = responder.JulepUserID(r.m.UserID)
 	}
 	r.julepUser = id
-	if at, ok := d.ensured.Load(id); !ok || d.o.Now().Sub(at.(time.Time)) > ensureTTL {
+	if !d.ensured.fresh(id, d.o.Now()) {
 		u, err := d.o.Store.UserByID(ctx, r.m.UserID)
 		if err != nil && !responder.IsNotFound(err) {
 			return storeErr("read user", err)
@@ -372,7 +369,7 @@ func (r *row) ensureUser(ctx context.Context) error {
 				return storeErr("record Julep user on user", err)
 			}
 		}
-		d.ensured.Store(id, d.o.Now())
+		d.ensured.add(id, d.o.Now())
 	}
 	if r.m.JulepUserID != id {
 		if err := d.o.Store.SetJulepUser(ctx, r.m.ID, r.owner, id); err != nil {
