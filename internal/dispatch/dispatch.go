@@ -31,6 +31,7 @@ const (
 	DefaultLease            = 30 * time.Second
 	DefaultSweep            = time.Second
 	DefaultMaxInFlight      = 64
+	DefaultMaxPerUser       = 4
 	DefaultMaxAttempts      = 5
 	DefaultHistoryTurns     = 6
 	DefaultProject          = "astra"
@@ -62,6 +63,10 @@ type Options struct {
 	Sweep time.Duration
 	// MaxInFlight bounds rows worked on at once; no row is claimed beyond it.
 	MaxInFlight int
+	// MaxPerUser bounds the rows of one user in work at once (across every
+	// instance sharing the store), so one user's burst cannot delay the
+	// others' replies; the rest of the burst waits its turn. Negative: no cap.
+	MaxPerUser int
 	// MaxAttempts bounds claims of one row that end in a transient Julep error.
 	MaxAttempts int
 	// HistoryTurns is how many earlier messages of the user (each with its
@@ -100,6 +105,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxPerUser == 0 {
+		o.MaxPerUser = DefaultMaxPerUser
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
@@ -265,13 +273,25 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	next := time.NewTimer(time.Hour)
 	next.Stop()
 	defer next.Stop()
+	// retried is set after one quick retry for rows that were due but not
+	// claimable: due in the instant after the claim, or (usually) rows of
+	// users at their cap, which only a finishing row (it wakes the loop) or
+	// an expiring lease (the sweep) makes claimable.
+	retried := false
 	for {
-		idle := d.claimAll(ctx)
+		idle, claimed := d.claimAll(ctx)
+		if claimed {
+			retried = false
+		}
 		if idle {
 			// Sleep no longer than until the next held-back row is due.
 			if at, err := d.o.Store.NextAvailable(ctx); err == nil && !at.IsZero() {
-				if wait := at.Sub(d.o.Now()); wait < d.o.Sweep {
-					next.Reset(max(wait, time.Millisecond))
+				switch wait := at.Sub(d.o.Now()); {
+				case wait > 0 && wait < d.o.Sweep:
+					next.Reset(wait)
+				case wait <= 0 && !retried:
+					retried = true
+					next.Reset(time.Millisecond)
 				}
 			}
 		}
@@ -287,32 +307,33 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	}
 }
 
-// claimAll claims rows until the slots are full (false) or none is
-// claimable (true).
-func (d *Dispatcher) claimAll(ctx context.Context) (idle bool) {
+// claimAll claims rows until the slots are full (idle false) or none is
+// claimable (idle true); claimed reports whether it claimed any.
+func (d *Dispatcher) claimAll(ctx context.Context) (idle, claimed bool) {
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return false, claimed
 		case <-d.stopClaim:
-			return false
+			return false, claimed
 		default:
 		}
 		select {
 		case d.slots <- struct{}{}:
 		default:
-			return false // full: a finishing row wakes the loop
+			return false, claimed // full: a finishing row wakes the loop
 		}
 		owner, sent := d.claimOwner(), time.Now()
-		m, err := d.o.Store.Claim(ctx, owner, d.o.Lease)
+		m, err := d.o.Store.Claim(ctx, owner, d.o.Lease, max(d.o.MaxPerUser, 0))
 		if err != nil || m == nil {
 			<-d.slots
 			if err != nil && ctx.Err() == nil {
 				d.m.errors.WithLabelValues("store").Inc()
 				d.log.Warn("claim failed", "err", err)
 			}
-			return err == nil
+			return err == nil, claimed
 		}
+		claimed = true
 		d.wg.Add(1)
 		d.m.inFlight.Inc()
 		go func() {

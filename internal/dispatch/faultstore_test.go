@@ -35,8 +35,8 @@ type faultStore struct {
 	claims   []responder.Message
 }
 
-func (s *faultStore) Claim(ctx context.Context, owner string, lease time.Duration) (*responder.Message, error) {
-	m, err := s.Store.Claim(ctx, owner, lease)
+func (s *faultStore) Claim(ctx context.Context, owner string, lease time.Duration, maxPerUser int) (*responder.Message, error) {
+	m, err := s.Store.Claim(ctx, owner, lease, maxPerUser)
 	if m != nil {
 		s.mu.Lock()
 		s.claims = append(s.claims, *m)

@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Outbox/ClaimOldestFirst", testClaimOldestFirst},
 		{"Outbox/ClaimEachRowOnce", testClaimEachRowOnce},
 		{"Outbox/LeaseExpiryReclaim", testLeaseExpiryReclaim},
+		{"Outbox/ClaimPerUserCap", testClaimPerUserCap},
 		{"Outbox/OnlyOwnerCompletes", testOnlyOwnerCompletes},
 		{"Outbox/ExtendLeaseAndRecord", testExtendLeaseAndRecord},
 		{"Outbox/ExtendRevivesLease", testExtendRevivesLease},
@@ -115,7 +116,7 @@ func enqueue(t *testing.T, s responder.Store, userID, content string) *responder
 
 func mustClaim(t *testing.T, s responder.Store, owner string, lease time.Duration) *responder.Message {
 	t.Helper()
-	m, err := s.Claim(t.Context(), owner, lease)
+	m, err := s.Claim(t.Context(), owner, lease, 0)
 	if err != nil {
 		t.Fatalf("Claim(%s): %v", owner, err)
 	}
