@@ -209,7 +209,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		d := dispatch.New(dispatch.Options{
 			Store: st, Julep: jc, Hub: dispHub, TaskID: taskID,
 			Lease: cfg.DispatchLease, Sweep: cfg.DispatchSweep,
-			MaxInFlight: cfg.DispatchInFlight, MaxAttempts: cfg.DispatchAttempts,
+			MaxInFlight: cfg.DispatchInFlight, MaxPerUser: cfg.DispatchPerUser, MaxAttempts: cfg.DispatchAttempts,
 			ShutdownGrace: cfg.ShutdownTimeout / 2,
 			Logger:        log, Metrics: reg,
 		})

@@ -79,6 +79,7 @@ type Config struct {
 	DispatchSweep    time.Duration
 	DispatchLease    time.Duration
 	DispatchInFlight int
+	DispatchPerUser  int
 	DispatchAttempts int
 	ShutdownTimeout  time.Duration
 
@@ -182,6 +183,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		DispatchSweep:    p.duration("ASTRA_DISPATCH_SWEEP", time.Second),
 		DispatchLease:    p.duration("ASTRA_DISPATCH_LEASE", 30*time.Second),
 		DispatchInFlight: p.positive("ASTRA_DISPATCH_MAX_INFLIGHT", 64),
+		DispatchPerUser:  p.positive("ASTRA_DISPATCH_MAX_PER_USER", 4),
 		DispatchAttempts: p.positive("ASTRA_DISPATCH_MAX_ATTEMPTS", 5),
 		ShutdownTimeout:  p.duration("ASTRA_SHUTDOWN_TIMEOUT", 15*time.Second),
 

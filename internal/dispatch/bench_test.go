@@ -67,7 +67,7 @@ type benchEnv struct {
 	hook  *createdHook
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B, opts ...func(*dispatch.Options)) *benchEnv {
 	b.Helper()
 	st := openStore(b)
 	je := startEngine(b, nil)
@@ -79,7 +79,11 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	hub := stream.NewHub(stream.Options{Buffer: 1 << 16})
-	r := runDispatcher(b, dispatch.Options{Store: st, Julep: c, Hub: hub, TaskID: je.TaskID, Sweep: time.Second})
+	o := dispatch.Options{Store: st, Julep: c, Hub: hub, TaskID: je.TaskID, Sweep: time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	r := runDispatcher(b, o)
 	e := &benchEnv{st: st, je: je, hub: hub, d: r.d, hook: hook}
 	for i := range 8 {
 		e.users = append(e.users, newUser(b, st, fmt.Sprintf("Bench %d", i)))
@@ -97,12 +101,16 @@ func newBenchEnv(b *testing.B) *benchEnv {
 
 // waitEvent waits for the assistant event of outboxID on sub.
 func waitEvent(b testing.TB, sub *stream.Subscription, outboxID string) {
-	timeout := time.After(20 * time.Second)
+	waitEventWithin(b, sub, outboxID, 20*time.Second)
+}
+
+func waitEventWithin(b testing.TB, sub *stream.Subscription, outboxID string, d time.Duration) {
+	timeout := time.After(d)
 	for {
 		select {
 		case <-sub.Ready():
 		case <-timeout:
-			b.Fatalf("no event for %s within 20s", outboxID)
+			b.Fatalf("no event for %s within %v", outboxID, d)
 		}
 		frames, _ := sub.Drain()
 		for _, f := range frames {

@@ -31,6 +31,7 @@ const (
 	DefaultLease            = 30 * time.Second
 	DefaultSweep            = time.Second
 	DefaultMaxInFlight      = 64
+	DefaultMaxPerUser       = 4
 	DefaultMaxAttempts      = 5
 	DefaultHistoryTurns     = 6
 	DefaultProject          = "astra"
@@ -51,15 +52,21 @@ type Options struct {
 	Hub *stream.Hub
 	// TaskID is the responder task's id (from tasks/julep-lock.json; see TaskIDFromLock).
 	TaskID string
-	// Owner names this instance in leases; unique per process.
+	// Owner names this instance in leases; unique per process. Each claim
+	// is leased to Owner + "/" + an id of its own.
 	Owner string
 	// Lease is how long a claim lasts without a heartbeat; the heartbeat
-	// extends it every Lease/3.
+	// extends it every Lease/4, and work on a row whose heartbeat keeps
+	// failing stops before its lease can run out.
 	Lease time.Duration
 	// Sweep is the safety-net claim interval; Wake is the normal trigger.
 	Sweep time.Duration
 	// MaxInFlight bounds rows worked on at once; no row is claimed beyond it.
 	MaxInFlight int
+	// MaxPerUser bounds the rows of one user in work at once (across every
+	// instance sharing the store), so one user's burst cannot delay the
+	// others' replies; the rest of the burst waits its turn. Negative: no cap.
+	MaxPerUser int
 	// MaxAttempts bounds claims of one row that end in a transient Julep error.
 	MaxAttempts int
 	// HistoryTurns is how many earlier messages of the user (each with its
@@ -98,6 +105,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxPerUser == 0 {
+		o.MaxPerUser = DefaultMaxPerUser
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
@@ -155,9 +165,10 @@ type Dispatcher struct {
 	started     atomic.Bool
 	runDone     chan struct{}
 
-	// ensured remembers Julep users created-or-updated recently, so a busy
-	// user costs one Julep call per ensureTTL rather than one per message.
-	ensured sync.Map // julep user id -> time.Time
+	ensured ensuredUsers
+	// afterFunc is time.AfterFunc returning the timer's Stop; a test
+	// replaces it to fire the timer at a chosen moment.
+	afterFunc func(time.Duration, func()) (stop func() bool)
 	// Features found missing on the Julep server; they stay off.
 	noDeltas   atomic.Bool
 	noProject  atomic.Bool
@@ -180,6 +191,7 @@ func New(o Options) *Dispatcher {
 		slots:     make(chan struct{}, o.MaxInFlight),
 		stopClaim: make(chan struct{}),
 		runDone:   make(chan struct{}),
+		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
 	}
 	d.work, d.abandonWork = context.WithCancelCause(context.Background())
 	d.m = newMetrics(o.Store)
@@ -261,13 +273,25 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	next := time.NewTimer(time.Hour)
 	next.Stop()
 	defer next.Stop()
+	// retried is set after one quick retry for rows that were due but not
+	// claimable: due in the instant after the claim, or (usually) rows of
+	// users at their cap, which only a finishing row (it wakes the loop) or
+	// an expiring lease (the sweep) makes claimable.
+	retried := false
 	for {
-		idle := d.claimAll(ctx)
+		idle, claimed := d.claimAll(ctx)
+		if claimed {
+			retried = false
+		}
 		if idle {
 			// Sleep no longer than until the next held-back row is due.
 			if at, err := d.o.Store.NextAvailable(ctx); err == nil && !at.IsZero() {
-				if wait := at.Sub(d.o.Now()); wait < d.o.Sweep {
-					next.Reset(max(wait, time.Millisecond))
+				switch wait := at.Sub(d.o.Now()); {
+				case wait > 0 && wait < d.o.Sweep:
+					next.Reset(wait)
+				case wait <= 0 && !retried:
+					retried = true
+					next.Reset(time.Millisecond)
 				}
 			}
 		}
@@ -283,31 +307,33 @@ func (d *Dispatcher) loop(ctx context.Context) {
 	}
 }
 
-// claimAll claims rows until the slots are full (false) or none is
-// claimable (true).
-func (d *Dispatcher) claimAll(ctx context.Context) (idle bool) {
+// claimAll claims rows until the slots are full (idle false) or none is
+// claimable (idle true); claimed reports whether it claimed any.
+func (d *Dispatcher) claimAll(ctx context.Context) (idle, claimed bool) {
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return false, claimed
 		case <-d.stopClaim:
-			return false
+			return false, claimed
 		default:
 		}
 		select {
 		case d.slots <- struct{}{}:
 		default:
-			return false // full: a finishing row wakes the loop
+			return false, claimed // full: a finishing row wakes the loop
 		}
-		m, err := d.o.Store.Claim(ctx, d.o.Owner, d.o.Lease)
+		owner, sent := d.claimOwner(), time.Now()
+		m, err := d.o.Store.Claim(ctx, owner, d.o.Lease, max(d.o.MaxPerUser, 0))
 		if err != nil || m == nil {
 			<-d.slots
 			if err != nil && ctx.Err() == nil {
 				d.m.errors.WithLabelValues("store").Inc()
 				d.log.Warn("claim failed", "err", err)
 			}
-			return err == nil
+			return err == nil, claimed
 		}
+		claimed = true
 		d.wg.Add(1)
 		d.m.inFlight.Inc()
 		go func() {
@@ -317,7 +343,7 @@ func (d *Dispatcher) claimAll(ctx context.Context) (idle bool) {
 				d.wg.Done()
 				d.Wake()
 			}()
-			d.process(m)
+			d.process(m, owner, sent)
 		}()
 	}
 }

@@ -153,7 +153,7 @@ func TestRecoveryFindsUnrecordedExecution(t *testing.T) {
 	u := newUser(t, st, "Dev")
 	m := enqueue(t, st, u, "kya haal hai", nil)
 	ctx := context.Background()
-	claimed, err := st.Claim(ctx, "crashed-owner", 300*time.Millisecond)
+	claimed, err := st.Claim(ctx, "crashed-owner", 300*time.Millisecond, 0)
 	if err != nil || claimed == nil || claimed.ID != m.ID {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
@@ -194,7 +194,7 @@ func TestRecoveryFollowsRecordedExecution(t *testing.T) {
 	u := newUser(t, st, "Isha")
 	m := enqueue(t, st, u, "good morning", nil)
 	ctx := context.Background()
-	if _, err := st.Claim(ctx, "crashed-owner", 300*time.Millisecond); err != nil {
+	if _, err := st.Claim(ctx, "crashed-owner", 300*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
 	crashedOwnerEnsuresUser(t, je, m)

@@ -40,12 +40,19 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 		go func() { defer bg.Done(); r.relayDeltas(bgCtx, execID) }()
 	}
 	if d.o.StillWorking > 0 {
-		t := time.AfterFunc(d.o.StillWorking, func() {
-			bg.Add(1)
+		// Counted before the timer exists: an Add in the callback could
+		// run while (or after) Wait runs, which panics or leaves the
+		// callback running after following has ended.
+		bg.Add(1)
+		stop := d.afterFunc(d.o.StillWorking, func() {
 			defer bg.Done()
 			r.stillWorking(bgCtx)
 		})
-		defer t.Stop()
+		defer func() {
+			if stop() {
+				bg.Done() // stopped before firing: the callback never runs
+			}
+		}()
 	}
 
 	poll := d.noStatusSS.Load()
@@ -227,6 +234,18 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 	if summary != "" {
 		meta["summary"] = summary
 	}
+	if hasAudio(x.Output) {
+		// Audio is stored before the answer event that links it: with the
+		// answer already stored (another attempt got here first), storing
+		// it again would leave a blob nothing refers to.
+		answered, err := d.answered(ctx, r.m.ID)
+		if err != nil {
+			return storeErr("look up answer", err)
+		}
+		if answered {
+			return r.deliver(ctx)
+		}
+	}
 	if url := d.storeAudio(ctx, r.m.UserID, x.Output); url != "" {
 		meta["audioUrl"] = url
 	}
@@ -237,22 +256,30 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 	}
 	e := &responder.Event{
 		UserID: r.m.UserID, OutboxID: r.m.ID, ExecutionID: x.Id, Role: responder.RoleAssistant,
-		Content: reply, Metadata: meta, DedupeKey: "outbox:" + r.m.ID + ":assistant",
+		Content: reply, Metadata: meta, DedupeKey: answerKey(r.m.ID),
 	}
 	if err := d.appendEvent(ctx, e); err != nil {
 		return storeErr("append answer", err)
 	}
+	// From here the person has the answer: nothing may turn the row into
+	// an error (fail delivers an answered row).
 	if summary != "" {
 		// The seed's step 6: the latest turn summary, on the user record
-		// (the task has also saved it as a frontline notes doc in Julep).
-		if err := d.o.Store.SetResponderSummary(ctx, r.m.UserID, summary, d.o.Now()); err != nil && !responder.IsNotFound(err) {
-			return storeErr("store summary", err)
+		// (the task has also saved it as a frontline notes doc in Julep,
+		// and it is on the event). An extra: a failure is only logged.
+		if err := d.o.Store.SetResponderSummary(ctx, r.m.UserID, summary, d.o.Now()); err != nil && !responder.IsNotFound(err) && ctx.Err() == nil {
+			d.log.Warn("turn summary not stored on the user", "outbox_id", r.m.ID, "err", err)
 		}
 	}
-	if err := d.o.Store.Deliver(ctx, r.m.ID, d.o.Owner); err != nil {
+	return r.deliver(ctx)
+}
+
+// deliver marks the answered row delivered.
+func (r *row) deliver(ctx context.Context) error {
+	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.owner); err != nil {
 		return storeErr("deliver", err)
 	}
-	d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", x.Id)
+	r.d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", r.m.ExecutionID)
 	return nil
 }
 
@@ -279,6 +306,13 @@ func outputOf(out any) (reply, summary string) {
 	}
 	b, _ := json.Marshal(out)
 	return string(b), ""
+}
+
+// hasAudio reports whether the task's output carries a spoken reply.
+func hasAudio(out any) bool {
+	o, _ := out.(map[string]any)
+	a, _ := o["audio"].(map[string]any)
+	return a != nil
 }
 
 // storeAudio keeps the spoken reply the task returned as

@@ -363,9 +363,10 @@ func openStore(t testing.TB) *sqlite.Store {
 
 // running is a dispatcher running in the background.
 type running struct {
-	d    *dispatch.Dispatcher
-	stop context.CancelFunc
-	done chan error
+	d     *dispatch.Dispatcher
+	owner string
+	stop  context.CancelFunc
+	done  chan error
 }
 
 func runDispatcher(t testing.TB, o dispatch.Options) *running {
@@ -378,7 +379,7 @@ func runDispatcher(t testing.TB, o dispatch.Options) *running {
 	}
 	d := dispatch.New(o)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{d: d, stop: cancel, done: make(chan error, 1)}
+	r := &running{d: d, owner: o.Owner, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
 	t.Cleanup(func() { r.Stop(t) })
 	return r

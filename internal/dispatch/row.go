@@ -73,8 +73,12 @@ func storeErr(what string, err error) error {
 
 // row is the work on one claimed outbox row.
 type row struct {
-	d         *Dispatcher
-	m         *responder.Message
+	d *Dispatcher
+	m *responder.Message
+	// owner is this claim's lease owner, unique to the claim: the fencing
+	// token every guarded write presents, so a worker that lost its lease
+	// cannot write over a later claim, not even one of the same instance.
+	owner     string
 	claimedAt time.Time
 	julepUser string
 	// created is true when this attempt started the execution (so a 404 on
@@ -82,27 +86,46 @@ type row struct {
 	created bool
 }
 
+// claimOwner returns a lease owner unique to one claim by this instance.
+func (d *Dispatcher) claimOwner() string { return d.o.Owner + "/" + responder.NewID() }
+
 // process works on a claimed row until it is settled: delivered, failed,
-// released, or abandoned to the owner that took over its lease.
-func (d *Dispatcher) process(m *responder.Message) {
+// released, or abandoned to the owner that took over its lease. sent is
+// when the claim was asked for: the lease runs at least until sent+Lease.
+func (d *Dispatcher) process(m *responder.Message, owner string, sent time.Time) {
 	ctx, cancel := context.WithCancelCause(d.work)
 	defer cancel(nil)
-	hb := d.heartbeat(ctx, cancel, m.ID)
-	r := &row{d: d, m: m, claimedAt: d.o.Now()}
+	hb := d.heartbeat(ctx, cancel, m.ID, owner, sent)
+	r := &row{d: d, m: m, owner: owner, claimedAt: d.o.Now()}
 	err := r.run(ctx)
 	cause := context.Cause(ctx)
 	cancel(nil)
 	<-hb
-	d.settle(m, err, cause)
+	d.settle(m, owner, err, cause)
 }
 
-// heartbeat extends the lease every Lease/3 until ctx ends; a lease found
-// taken over cancels ctx with errLeaseLost.
-func (d *Dispatcher) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, id string) <-chan struct{} {
+// leaseMargin is how long before its lease may run out a row whose
+// heartbeat keeps failing is stopped: time for the cancellation to reach
+// calls in flight, and for clock skew between instances.
+func leaseMargin(lease time.Duration) time.Duration { return lease / 10 }
+
+// heartbeat extends the lease every Lease/4 until ctx ends. A lease found
+// taken over cancels ctx with errLeaseLost; so does a lease that may run
+// out because no extend has succeeded for nearly a lease (a store failover),
+// before another claim can take the row and work it alongside this one.
+func (d *Dispatcher) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, id, owner string, sent time.Time) <-chan struct{} {
 	done := make(chan struct{})
+	lease, margin := d.o.Lease, leaseMargin(d.o.Lease)
+	// A timer, not a check between beats: an extend may hang for longer
+	// than the lease while the store fails over.
+	expiring := time.AfterFunc(time.Until(sent.Add(lease-margin)), func() {
+		d.log.Warn("lease may expire: no heartbeat succeeded; stopping work on the row", "outbox_id", id)
+		cancel(errLeaseLost)
+	})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(d.o.Lease / 3)
+		defer expiring.Stop()
+		t := time.NewTicker(lease / 4)
 		defer t.Stop()
 		for {
 			select {
@@ -110,9 +133,16 @@ func (d *Dispatcher) heartbeat(ctx context.Context, cancel context.CancelCauseFu
 				return
 			case <-t.C:
 			}
-			err := d.o.Store.ExtendLease(ctx, id, d.o.Owner, d.o.Lease)
+			at := time.Now()
+			err := d.o.Store.ExtendLease(ctx, id, owner, lease)
+			if took := time.Since(at); took > lease/4 {
+				d.log.Warn("slow heartbeat", "outbox_id", id, "took", took)
+			}
 			switch {
-			case err == nil, ctx.Err() != nil:
+			case ctx.Err() != nil:
+			case err == nil:
+				// The store set the lease from a time no earlier than at.
+				expiring.Reset(time.Until(at.Add(lease - margin)))
 			case responder.IsConflict(err) || responder.IsNotFound(err):
 				d.log.Info("lease lost: another owner has the row", "outbox_id", id, "err", err)
 				cancel(errLeaseLost)
@@ -127,7 +157,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context, cancel context.CancelCauseFu
 }
 
 // settle ends a row's attempt according to how run ended.
-func (d *Dispatcher) settle(m *responder.Message, err, cause error) {
+func (d *Dispatcher) settle(m *responder.Message, owner string, err, cause error) {
 	log := d.log.With("outbox_id", m.ID, "attempt", m.Attempts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -142,14 +172,14 @@ func (d *Dispatcher) settle(m *responder.Message, err, cause error) {
 	case errors.Is(cause, errShutdown):
 		// Claimable again at once, by any instance.
 		d.m.errors.WithLabelValues(reasonReleaseShutdown).Inc()
-		if rerr := d.o.Store.Release(ctx, m.ID, d.o.Owner, d.o.Now(), "released: the dispatcher shut down while working on it"); rerr != nil && !responder.IsConflict(rerr) {
+		if rerr := d.o.Store.Release(ctx, m.ID, owner, d.o.Now(), "released: the dispatcher shut down while working on it"); rerr != nil && !responder.IsConflict(rerr) {
 			log.Warn("release at shutdown failed; the lease will expire", "err", rerr)
 		} else {
 			log.Info("released at shutdown")
 		}
 	case errors.As(err, &perm):
 		d.m.errors.WithLabelValues(perm.class).Inc()
-		d.fail(ctx, m, perm.reason, perm.tell)
+		d.fail(ctx, m, owner, perm.reason, perm.tell)
 	default:
 		if !errors.As(err, &trans) {
 			trans = &transientError{err: err}
@@ -157,12 +187,12 @@ func (d *Dispatcher) settle(m *responder.Message, err, cause error) {
 		d.m.errors.WithLabelValues(reasonJulepTransient).Inc()
 		if m.Attempts >= d.o.MaxAttempts {
 			d.m.errors.WithLabelValues(reasonAttempts).Inc()
-			d.fail(ctx, m, fmt.Sprintf("gave up after %d attempts: %v", m.Attempts, trans.err),
+			d.fail(ctx, m, owner, fmt.Sprintf("gave up after %d attempts: %v", m.Attempts, trans.err),
 				"Sorry, I could not answer this message: the assistant service kept failing. Please send it again in a little while.")
 			return
 		}
 		retryAt := d.o.Now().Add(d.backoff(m.Attempts, trans.retryAfter))
-		if rerr := d.o.Store.Release(ctx, m.ID, d.o.Owner, retryAt, trans.err.Error()); rerr != nil && !responder.IsConflict(rerr) {
+		if rerr := d.o.Store.Release(ctx, m.ID, owner, retryAt, trans.err.Error()); rerr != nil && !responder.IsConflict(rerr) {
 			log.Warn("release failed; the lease will expire", "err", rerr)
 			return
 		}
@@ -186,11 +216,26 @@ func (d *Dispatcher) backoff(n int, hint time.Duration) time.Duration {
 // fail appends the person's error event, then marks the row error. In
 // that order: a crash in between leaves the row to be worked again, and
 // the event's dedupe key keeps it single.
-func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, reason, tell string) {
+func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reason, tell string) {
 	log := d.log.With("outbox_id", m.ID)
 	// A row another owner has taken over is theirs to settle.
-	if err := d.o.Store.ExtendLease(ctx, m.ID, d.o.Owner, d.o.Lease); err != nil {
+	if err := d.o.Store.ExtendLease(ctx, m.ID, owner, d.o.Lease); err != nil {
 		log.Info("not failing: lease lost", "reason", reason, "err", err)
+		return
+	}
+	// The person already has the answer (a write after it failed): the
+	// row is delivered, never "sorry" after the real reply.
+	answered, err := d.answered(ctx, m.ID)
+	if err != nil {
+		log.Warn("cannot tell whether the row was answered; it stays leased and will be retried", "reason", reason, "err", err)
+		return
+	}
+	if answered {
+		if err := d.o.Store.Deliver(ctx, m.ID, owner); err != nil {
+			log.Warn("deliver answered row; it stays leased and will be retried", "err", err)
+			return
+		}
+		log.Info("row delivered: its answer was stored before the failure", "failure", reason)
 		return
 	}
 	e := &responder.Event{
@@ -205,11 +250,27 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, reason, tel
 		log.Warn("error event not stored; the row stays leased and will be retried", "err", err)
 		return
 	}
-	if err := d.o.Store.Fail(ctx, m.ID, d.o.Owner, reason); err != nil {
+	if err := d.o.Store.Fail(ctx, m.ID, owner, reason); err != nil {
 		log.Warn("fail row", "err", err)
 		return
 	}
 	log.Info("row failed", "reason", reason)
+}
+
+// answerKey is the dedupe key of a row's answer event.
+func answerKey(outboxID string) string { return "outbox:" + outboxID + ":assistant" }
+
+// answered reports whether the row's answer event is stored.
+func (d *Dispatcher) answered(ctx context.Context, outboxID string) (bool, error) {
+	_, err := d.o.Store.EventByDedupeKey(ctx, answerKey(outboxID))
+	switch {
+	case err == nil:
+		return true, nil
+	case responder.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look up answer of %s: %w", outboxID, err)
+	}
 }
 
 // appendEvent stores e and, when it is new, publishes it to this
@@ -228,6 +289,17 @@ func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error 
 // run does the row's work: Julep user, execution (found or created),
 // following it, and the result.
 func (r *row) run(ctx context.Context) error {
+	if r.m.Attempts > 1 {
+		// An earlier attempt stored the answer and then failed to mark
+		// the row: delivering is all that is left.
+		answered, err := r.d.answered(ctx, r.m.ID)
+		if err != nil {
+			return storeErr("look up answer", err)
+		}
+		if answered {
+			return r.deliver(ctx)
+		}
+	}
 	if err := r.ensureUser(ctx); err != nil {
 		return err
 	}
@@ -240,7 +312,7 @@ func (r *row) run(ctx context.Context) error {
 		}
 		if x != nil {
 			r.d.log.Info("found the execution of an earlier attempt", "outbox_id", r.m.ID, "execution_id", x.Id)
-			if err := storeErr("record execution", r.d.o.Store.SetExecution(ctx, r.m.ID, r.d.o.Owner, x.Id)); err != nil {
+			if err := storeErr("record execution", r.d.o.Store.SetExecution(ctx, r.m.ID, r.owner, x.Id)); err != nil {
 				return err
 			}
 			r.m.ExecutionID = x.Id
@@ -258,9 +330,6 @@ func (r *row) run(ctx context.Context) error {
 	return r.finish(ctx, x)
 }
 
-// ensureTTL is how long an ensured Julep user is trusted to exist.
-const ensureTTL = 10 * time.Minute
-
 // ensureUser creates or updates the row's Julep user (deterministic id, so
 // harmless to repeat) and records the id on the auth user and the row.
 func (r *row) ensureUser(ctx context.Context) error {
@@ -270,7 +339,7 @@ func (r *row) ensureUser(ctx context.Context) error {
 		id = responder.JulepUserID(r.m.UserID)
 	}
 	r.julepUser = id
-	if at, ok := d.ensured.Load(id); !ok || d.o.Now().Sub(at.(time.Time)) > ensureTTL {
+	if !d.ensured.fresh(id, d.o.Now()) {
 		u, err := d.o.Store.UserByID(ctx, r.m.UserID)
 		if err != nil && !responder.IsNotFound(err) {
 			return storeErr("read user", err)
@@ -300,10 +369,10 @@ func (r *row) ensureUser(ctx context.Context) error {
 				return storeErr("record Julep user on user", err)
 			}
 		}
-		d.ensured.Store(id, d.o.Now())
+		d.ensured.add(id, d.o.Now())
 	}
 	if r.m.JulepUserID != id {
-		if err := d.o.Store.SetJulepUser(ctx, r.m.ID, d.o.Owner, id); err != nil {
+		if err := d.o.Store.SetJulepUser(ctx, r.m.ID, r.owner, id); err != nil {
 			return storeErr("record Julep user on row", err)
 		}
 		r.m.JulepUserID = id
@@ -372,7 +441,7 @@ func (r *row) createExecution(ctx context.Context) error {
 	}
 	d.m.claimToCreate.Observe(d.o.Now().Sub(r.claimedAt).Seconds())
 	r.created = true
-	if err := d.o.Store.SetExecution(ctx, r.m.ID, d.o.Owner, x.Id); err != nil {
+	if err := d.o.Store.SetExecution(ctx, r.m.ID, r.owner, x.Id); err != nil {
 		return storeErr("record execution "+x.Id, err)
 	}
 	r.m.ExecutionID = x.Id

@@ -39,7 +39,13 @@ type Outbox interface {
 	// (AvailableAt <= now), or processing with an expired lease, sets it
 	// processing with LeaseOwner=owner and LeaseUntil=now+lease, increments
 	// Attempts, and returns it. No claimable row: (nil, nil).
-	Claim(ctx context.Context, owner string, lease time.Duration) (*Message, error)
+	//
+	// With maxPerUser > 0 a row is claimable only while its user has fewer
+	// than maxPerUser rows processing under an unexpired lease, so one
+	// user's backlog cannot hold every dispatcher slot while other users
+	// wait. (On MongoDB the count and the claim are two commands: racing
+	// instances may exceed the cap by a row or two, never take a row twice.)
+	Claim(ctx context.Context, owner string, lease time.Duration, maxPerUser int) (*Message, error)
 	// ExtendLease moves LeaseUntil to now+lease (owner only, while processing).
 	ExtendLease(ctx context.Context, id, owner string, lease time.Duration) error
 	// SetExecution records the Julep execution id of a row (owner only).
@@ -89,6 +95,9 @@ type Events interface {
 	// LastEvent returns the newest event of all users, or (nil, nil) when
 	// there is none (where a polling feed starts).
 	LastEvent(ctx context.Context) (*Event, error)
+	// EventByDedupeKey returns the event stored under key; none is
+	// ENOTFOUND. The dispatcher asks it whether a row's answer exists.
+	EventByDedupeKey(ctx context.Context, key string) (*Event, error)
 }
 
 // Auth is Better Auth's records, shared with the Next.js app.

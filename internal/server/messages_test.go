@@ -147,7 +147,7 @@ func TestListMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One row failed, one has an execution: both show.
-	claimed, err := e.store.Claim(ctx, "w", time.Minute)
+	claimed, err := e.store.Claim(ctx, "w", time.Minute, 0)
 	if err != nil || claimed == nil {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
@@ -222,7 +222,7 @@ func TestExecutionView(t *testing.T) {
 	if r.status != http.StatusOK || string(r.body) != `{"id":"`+m.ID+`","status":"pending","executionId":null,"execution":null}`+"\n" {
 		t.Errorf("before an execution: %d %s", r.status, r.body)
 	}
-	if _, err := e.store.Claim(ctx, "w", time.Minute); err != nil {
+	if _, err := e.store.Claim(ctx, "w", time.Minute, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.SetExecution(ctx, m.ID, "w", "exec-1"); err != nil {
@@ -244,7 +244,7 @@ func TestExecutionView(t *testing.T) {
 	if err := e.store.Enqueue(ctx, m2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Claim(ctx, "w", time.Minute); err != nil {
+	if _, err := e.store.Claim(ctx, "w", time.Minute, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.SetExecution(ctx, m2.ID, "w", "exec-broken"); err != nil {

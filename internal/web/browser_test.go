@@ -144,7 +144,7 @@ func TestBrowserConversation(t *testing.T) {
 	m := msgs[0]
 
 	// The dispatcher claims it: processing.
-	if c, err := s.store.Claim(ctx, "w1", time.Minute); err != nil || c == nil || c.ID != m.ID {
+	if c, err := s.store.Claim(ctx, "w1", time.Minute, 0); err != nil || c == nil || c.ID != m.ID {
 		t.Fatalf("claim: %+v, %v", c, err)
 	}
 	if err := s.store.SetExecution(ctx, m.ID, "w1", "exec-1"); err != nil {

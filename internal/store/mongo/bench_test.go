@@ -30,7 +30,7 @@ func BenchmarkMessageLifecycle(b *testing.B) {
 		if err := s.Enqueue(ctx, &responder.Message{UserID: user, Content: "hi"}); err != nil {
 			b.Fatal(err)
 		}
-		m, err := s.Claim(ctx, "bench", time.Minute)
+		m, err := s.Claim(ctx, "bench", time.Minute, 0)
 		if err != nil || m == nil {
 			b.Fatalf("Claim = %v, %v", m, err)
 		}

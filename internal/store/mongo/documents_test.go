@@ -156,7 +156,7 @@ func TestResponderDocuments(t *testing.T) {
 	}
 	sameFields(t, "outbox row", got, outFields)
 
-	c, err := s.Claim(ctx, "w1", time.Hour)
+	c, err := s.Claim(ctx, "w1", time.Hour, 0)
 	if err != nil || c == nil {
 		t.Fatalf("Claim = %v, %v", c, err)
 	}
@@ -263,7 +263,7 @@ func TestLegacyDocuments(t *testing.T) {
 	if !next.Equal(created.Add(time.Second)) {
 		t.Errorf("NextAvailable = %v, want the legacy row's createdAt %v", next, created.Add(time.Second))
 	}
-	c, err := s.Claim(ctx, "w1", time.Minute)
+	c, err := s.Claim(ctx, "w1", time.Minute, 0)
 	if err != nil || c == nil {
 		t.Fatalf("Claim of a legacy row = %v, %v", c, err)
 	}

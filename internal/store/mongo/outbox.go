@@ -130,8 +130,10 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 }
 
 // Claim takes the oldest claimable row in one findAndModify, which MongoDB
-// applies atomically to one document, so racing dispatchers never share a row.
-func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*responder.Message, error) {
+// applies atomically to one document, so racing dispatchers never share a
+// row. The users at maxPerUser are found first, by an aggregation over the
+// few processing rows, and excluded.
+func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration, maxPerUser int) (*responder.Message, error) {
 	t := now()
 	pending := string(responder.StatusPending)
 	filter := bson.D{{Key: "$or", Value: bson.A{
@@ -140,6 +142,15 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*
 		bson.D{{Key: "status", Value: pending}, {Key: "availableAt", Value: bson.D{{Key: "$lte", Value: t}}}},
 		bson.D{{Key: "status", Value: string(responder.StatusProcessing)}, {Key: "leaseUntil", Value: bson.D{{Key: "$lt", Value: t}}}},
 	}}}
+	if maxPerUser > 0 {
+		busy, err := s.busyUsers(ctx, t, maxPerUser)
+		if err != nil {
+			return nil, fmt.Errorf("claim outbox row for %s: %w", owner, err)
+		}
+		if len(busy) > 0 {
+			filter = append(filter, bson.E{Key: "userId", Value: bson.D{{Key: "$nin", Value: busy}}})
+		}
+	}
 	update := bson.D{
 		{Key: "$set", Value: bson.D{
 			{Key: "status", Value: string(responder.StatusProcessing)},
@@ -160,6 +171,34 @@ func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*
 		return nil, fmt.Errorf("claim outbox row for %s: %w", owner, err)
 	}
 	return d.message(), nil
+}
+
+// busyUsers returns the userId values (as stored) of users with at least
+// max rows processing under a lease unexpired at t. An aggregation rather
+// than distinct, which FerretDB refuses under a context deadline.
+func (s *Store) busyUsers(ctx context.Context, t time.Time, max int) (bson.A, error) {
+	cur, err := s.outbox.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{
+			{Key: "status", Value: string(responder.StatusProcessing)},
+			{Key: "leaseUntil", Value: bson.D{{Key: "$gte", Value: t}}},
+		}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$userId"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		{{Key: "$match", Value: bson.D{{Key: "n", Value: bson.D{{Key: "$gte", Value: max}}}}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find users at their cap: %w", err)
+	}
+	var groups []struct {
+		User bson.RawValue `bson:"_id"`
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		return nil, fmt.Errorf("find users at their cap: %w", err)
+	}
+	busy := make(bson.A, len(groups))
+	for i, g := range groups {
+		busy[i] = g.User
+	}
+	return busy, nil
 }
 
 // ownerUpdate applies update to row id only while owner holds its lease. When

@@ -360,7 +360,7 @@ func TestOutboxWakerMongoDB(t *testing.T) {
 	}
 	waitWake("an insert")
 
-	claimed, err := writer.Claim(t.Context(), "other", time.Minute)
+	claimed, err := writer.Claim(t.Context(), "other", time.Minute, 0)
 	if err != nil || claimed == nil {
 		t.Fatalf("Claim = %v, %v", claimed, err)
 	}

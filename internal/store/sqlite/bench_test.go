@@ -41,7 +41,7 @@ func BenchmarkClaimDeliver(b *testing.B) {
 		owner := fmt.Sprint("w", w)
 		wg.Go(func() {
 			for {
-				m, err := s.Claim(ctx, owner, time.Minute)
+				m, err := s.Claim(ctx, owner, time.Minute, 0)
 				if err != nil {
 					b.Error(err)
 					return

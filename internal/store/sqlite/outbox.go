@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/astra-app/astra/internal/responder"
@@ -111,13 +112,20 @@ func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]r
 
 const (
 	// claimQuery's status IN (...) term is what lets SQLite use the
-	// outbox_claim partial index, walked in (created_at, id) order.
+	// outbox_claim partial index, walked in (created_at, id) order; the
+	// index carries user_id, so skipping a busy user's rows reads no table
+	// row. The users at their cap come first, once per claim, from the
+	// outbox_busy partial index of processing rows (few: only rows in work).
 	claimQuery = `UPDATE outbox
 		SET status = 'processing', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 		WHERE id = (
 			SELECT id FROM outbox INDEXED BY outbox_claim
 			WHERE status IN ('pending', 'processing')
 			  AND ((status = 'pending' AND available_at <= ?) OR (status = 'processing' AND lease_until <= ?))
+			  AND user_id NOT IN (
+				SELECT user_id FROM outbox INDEXED BY outbox_busy
+				WHERE status = 'processing' AND lease_until > ?
+				GROUP BY user_id HAVING COUNT(*) >= ?)
 			ORDER BY created_at, id LIMIT 1)
 		RETURNING ` + messageCols
 	userMessagesQuery = `SELECT ` + messageCols + ` FROM outbox
@@ -126,19 +134,22 @@ const (
 		FROM outbox WHERE status = 'pending'`
 )
 
-// Claim takes the oldest claimable row. One UPDATE ... RETURNING inside the
-// single writer's transaction: no other write can run between choosing the
-// row and taking it.
-func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*responder.Message, error) {
+// Claim takes the oldest claimable row of a user below maxPerUser rows in
+// work. One UPDATE ... RETURNING inside the single writer's transaction: no
+// other write can run between counting, choosing the row and taking it.
+func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration, maxPerUser int) (*responder.Message, error) {
 	if owner == "" {
 		// An empty owner would match the cleared lease_owner of every
 		// released, delivered or failed row.
 		return nil, responder.Errorf(responder.EINVALID, "claim needs an owner")
 	}
+	if maxPerUser <= 0 {
+		maxPerUser = math.MaxInt32 // no cap: no user is ever at it
+	}
 	var m *responder.Message
 	err := s.write(ctx, func(tx *wtx) error {
 		at := now().UnixMilli()
-		row := tx.queryRow(claimQuery, owner, at+lease.Milliseconds(), at, at, at)
+		row := tx.queryRow(claimQuery, owner, at+lease.Milliseconds(), at, at, at, at, maxPerUser)
 		var err error
 		m, err = scanMessage(row)
 		if errors.Is(err, sql.ErrNoRows) {

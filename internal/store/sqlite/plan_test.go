@@ -19,7 +19,8 @@ func TestQueryPlans(t *testing.T) {
 		name, query, index string
 		args               int
 	}{
-		{"claim", claimQuery, "COVERING INDEX outbox_claim", 5},
+		{"claim", claimQuery, "COVERING INDEX outbox_claim", 7},
+		{"claim's busy users", claimQuery, "COVERING INDEX outbox_busy", 7},
 		{"user messages", userMessagesQuery, "INDEX outbox_user", 2},
 		{"next available", nextAvailableQuery, "COVERING INDEX outbox_available", 0},
 		{"latest events", latestEventsQuery, "INDEX events_user_seq", 2},

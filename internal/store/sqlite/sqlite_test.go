@@ -210,7 +210,7 @@ func TestLegacyFailedStatus(t *testing.T) {
 	if err != nil || counts[responder.StatusError] != 1 || counts["failed"] != 0 {
 		t.Errorf("CountByStatus = %v, %v; want the failed row counted as error", counts, err)
 	}
-	if c, err := s.Claim(ctx, "w", time.Minute); err != nil || c != nil {
+	if c, err := s.Claim(ctx, "w", time.Minute, 0); err != nil || c != nil {
 		t.Errorf("Claim = %v, %v; a failed row is not claimable", c, err)
 	}
 }
@@ -246,7 +246,7 @@ func TestTwoStoresOneFile(t *testing.T) {
 		s := stores[w%2]
 		wg.Go(func() {
 			for {
-				m, err := s.Claim(ctx, fmt.Sprint("w", w), time.Hour)
+				m, err := s.Claim(ctx, fmt.Sprint("w", w), time.Hour, 0)
 				if err != nil {
 					t.Error(err)
 					return

@@ -46,7 +46,7 @@ func testEnqueueAndGet(t *testing.T, s responder.Store, _ Options) {
 
 func testClaimOldestFirst(t *testing.T, s responder.Store, _ Options) {
 	ctx := t.Context()
-	if m, err := s.Claim(ctx, "w1", time.Minute); err != nil || m != nil {
+	if m, err := s.Claim(ctx, "w1", time.Minute, 0); err != nil || m != nil {
 		t.Fatalf("Claim on empty outbox = %v, %v; want nil, nil", m, err)
 	}
 	u := userID()
@@ -68,7 +68,7 @@ func testClaimOldestFirst(t *testing.T, s responder.Store, _ Options) {
 		}
 		sameMessage(t, mustMessage(t, s, c.ID), c)
 	}
-	if m, err := s.Claim(ctx, "w1", time.Minute); err != nil || m != nil {
+	if m, err := s.Claim(ctx, "w1", time.Minute, 0); err != nil || m != nil {
 		t.Fatalf("Claim with every row leased = %v, %v; want nil, nil", m, err)
 	}
 }
@@ -92,7 +92,7 @@ func testClaimEachRowOnce(t *testing.T, s responder.Store, opts Options) {
 	)
 	claimAll := func(owner string) error {
 		for {
-			m, err := s.Claim(ctx, owner, time.Hour)
+			m, err := s.Claim(ctx, owner, time.Hour, 0)
 			if err != nil {
 				return fmt.Errorf("claim by %s: %w", owner, err)
 			}
@@ -142,7 +142,7 @@ func testClaimEachRowOnce(t *testing.T, s responder.Store, opts Options) {
 			t.Errorf("row %s claimed %d times, by %v", id, len(owners), owners)
 		}
 	}
-	if m, err := s.Claim(ctx, "late", time.Hour); err != nil || m != nil {
+	if m, err := s.Claim(ctx, "late", time.Hour, 0); err != nil || m != nil {
 		t.Errorf("Claim after all were taken = %v, %v; want nil, nil", m, err)
 	}
 	counts, err := s.CountByStatus(ctx)
@@ -165,7 +165,7 @@ func testLeaseExpiryReclaim(t *testing.T, s responder.Store, _ Options) {
 	var b *responder.Message
 	eventually(t, "the expired lease to be reclaimed", func() bool {
 		var err error
-		b, err = s.Claim(ctx, "new", time.Hour)
+		b, err = s.Claim(ctx, "new", time.Hour, 0)
 		if err != nil {
 			t.Fatalf("Claim(new): %v", err)
 		}
@@ -249,7 +249,7 @@ func testOnlyOwnerCompletes(t *testing.T, s responder.Store, _ Options) {
 	if c3.ID != pending.ID {
 		t.Errorf("claimed %s, want the last pending row %s", c3.ID, pending.ID)
 	}
-	if m, err := s.Claim(ctx, "w1", time.Hour); err != nil || m != nil {
+	if m, err := s.Claim(ctx, "w1", time.Hour, 0); err != nil || m != nil {
 		t.Errorf("Claim = %v, %v; want nil, nil", m, err)
 	}
 }
@@ -306,7 +306,7 @@ func testExtendRevivesLease(t *testing.T, s responder.Store, _ Options) {
 	if err := s.ExtendLease(ctx, c.ID, "w1", time.Hour); err != nil {
 		t.Fatalf("ExtendLease of a lapsed lease nobody took: %v", err)
 	}
-	if m, err := s.Claim(ctx, "w2", time.Hour); err != nil || m != nil {
+	if m, err := s.Claim(ctx, "w2", time.Hour, 0); err != nil || m != nil {
 		t.Fatalf("Claim after the owner extended = %v, %v; want nil, nil", m, err)
 	}
 	if err := s.Deliver(ctx, c.ID, "w1"); err != nil {
@@ -334,7 +334,7 @@ func testReleaseRetry(t *testing.T, s responder.Store, _ Options) {
 	sameTime(t, "AvailableAt", r.AvailableAt, retryAt)
 	wantCode(t, "Deliver after Release", s.Deliver(ctx, m.ID, "w1"), responder.ECONFLICT)
 
-	if got, err := s.Claim(ctx, "w2", time.Hour); err != nil || got != nil {
+	if got, err := s.Claim(ctx, "w2", time.Hour, 0); err != nil || got != nil {
 		t.Fatalf("Claim before retryAt = %v, %v; want nil, nil", got, err)
 	}
 	next, err := s.NextAvailable(ctx)
@@ -371,7 +371,7 @@ func testReleaseRetry(t *testing.T, s responder.Store, _ Options) {
 		t.Fatal(err)
 	}
 	eventually(t, "the released row to become claimable", func() bool {
-		got, err := s.Claim(ctx, "w4", time.Hour)
+		got, err := s.Claim(ctx, "w4", time.Hour, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

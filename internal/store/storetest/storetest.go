@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Outbox/ClaimOldestFirst", testClaimOldestFirst},
 		{"Outbox/ClaimEachRowOnce", testClaimEachRowOnce},
 		{"Outbox/LeaseExpiryReclaim", testLeaseExpiryReclaim},
+		{"Outbox/ClaimPerUserCap", testClaimPerUserCap},
 		{"Outbox/OnlyOwnerCompletes", testOnlyOwnerCompletes},
 		{"Outbox/ExtendLeaseAndRecord", testExtendLeaseAndRecord},
 		{"Outbox/ExtendRevivesLease", testExtendRevivesLease},
@@ -80,6 +81,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Events/ResumeAcrossSkewedClocks", testResumeAcrossSkewedClocks},
 		{"Events/ResumeDuringConcurrentAppends", testResumeDuringConcurrentAppends},
 		{"Events/ImportsComeFirst", testImportsComeFirst},
+		{"Events/ByDedupeKey", testEventByDedupeKey},
 
 		{"Blobs/PutAndGet", testBlobs},
 
@@ -122,7 +124,7 @@ func enqueue(t *testing.T, s responder.Store, userID, content string) *responder
 
 func mustClaim(t *testing.T, s responder.Store, owner string, lease time.Duration) *responder.Message {
 	t.Helper()
-	m, err := s.Claim(t.Context(), owner, lease)
+	m, err := s.Claim(t.Context(), owner, lease, 0)
 	if err != nil {
 		t.Fatalf("Claim(%s): %v", owner, err)
 	}
