@@ -456,26 +456,11 @@ func (r *row) history(ctx context.Context) ([]map[string]any, error) {
 		return nil, nil
 	}
 	st := r.d.o.Store
-	// Newer rows of the same user may be waiting too: read some extra, and
-	// more when a backlog of them hides the earlier turns.
-	var earlier []responder.Message // newest first
-	for limit := n + 16; ; limit *= 4 {
-		msgs, err := st.UserMessages(ctx, r.m.UserID, limit)
-		if err != nil {
-			return nil, err
-		}
-		earlier = earlier[:0]
-		for _, m := range msgs {
-			if m.ID == r.m.ID || !before(m, *r.m) {
-				continue
-			}
-			if earlier = append(earlier, m); len(earlier) == n {
-				break
-			}
-		}
-		if len(earlier) == n || len(msgs) < limit || limit >= maxHistoryScan {
-			break
-		}
+	// Only the rows before this one: a backlog of newer rows of the same
+	// user (a flood) costs nothing here.
+	earlier, err := st.UserMessagesBefore(ctx, r.m.UserID, r.m, n) // newest first
+	if err != nil {
+		return nil, err
 	}
 	if len(earlier) == 0 {
 		return nil, nil
@@ -499,18 +484,6 @@ func (r *row) history(ctx context.Context) ([]map[string]any, error) {
 		}
 	}
 	return out, nil
-}
-
-// maxHistoryScan bounds the rows read to find a row's earlier turns: a user
-// with more newer rows waiting than this gets a shorter history.
-const maxHistoryScan = 1024
-
-// before orders messages as the outbox does: (CreatedAt, ID).
-func before(a, b responder.Message) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) {
-		return a.CreatedAt.Before(b.CreatedAt)
-	}
-	return a.ID < b.ID
 }
 
 func truncate(s string, n int) string {

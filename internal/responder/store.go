@@ -35,6 +35,10 @@ type Outbox interface {
 	Message(ctx context.Context, id string) (*Message, error)
 	// UserMessages returns a user's latest messages, newest first.
 	UserMessages(ctx context.Context, userID string, limit int) ([]Message, error)
+	// UserMessagesBefore returns up to limit of a user's messages strictly
+	// before m in the outbox order (CreatedAt, ID), newest first: a row's
+	// earlier turns, however many newer rows of the user wait behind it.
+	UserMessagesBefore(ctx context.Context, userID string, m *Message, limit int) ([]Message, error)
 	// Claim atomically takes the oldest row that is pending and available
 	// (AvailableAt <= now), or processing with an expired lease, sets it
 	// processing with LeaseOwner=owner and LeaseUntil=now+lease, increments

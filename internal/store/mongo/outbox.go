@@ -110,10 +110,27 @@ func (s *Store) Message(ctx context.Context, id string) (*responder.Message, err
 
 // UserMessages returns a user's latest messages, newest first.
 func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]responder.Message, error) {
+	return s.userMessages(ctx, userID, bson.D{{Key: "userId", Value: userID}}, limit)
+}
+
+// UserMessagesBefore returns a user's messages before m, newest first.
+func (s *Store) UserMessagesBefore(ctx context.Context, userID string, m *responder.Message, limit int) ([]responder.Message, error) {
+	oid, err := bson.ObjectIDFromHex(m.ID)
+	if err != nil {
+		return nil, responder.Errorf(responder.ENOTFOUND, "message %q not found", m.ID)
+	}
+	at := ms(m.CreatedAt)
+	return s.userMessages(ctx, userID, bson.D{{Key: "userId", Value: userID}, {Key: "$or", Value: bson.A{
+		bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: at}}}},
+		bson.D{{Key: "createdAt", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: oid}}}},
+	}}}, limit)
+}
+
+func (s *Store) userMessages(ctx context.Context, userID string, filter bson.D, limit int) ([]responder.Message, error) {
 	if limit <= 0 {
 		return []responder.Message{}, nil
 	}
-	cur, err := s.outbox.Find(ctx, bson.D{{Key: "userId", Value: userID}},
+	cur, err := s.outbox.Find(ctx, filter,
 		options.Find().SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("list outbox messages of user %s: %w", userID, err)

@@ -88,11 +88,22 @@ func (s *Store) Message(ctx context.Context, id string) (*responder.Message, err
 
 // UserMessages returns a user's latest messages, newest first.
 func (s *Store) UserMessages(ctx context.Context, userID string, limit int) ([]responder.Message, error) {
+	return s.userMessages(ctx, userID, limit, userMessagesQuery, userID, limit)
+}
+
+// UserMessagesBefore returns a user's messages before m, newest first.
+func (s *Store) UserMessagesBefore(ctx context.Context, userID string, m *responder.Message, limit int) ([]responder.Message, error) {
+	id, _ := normID(m.ID)
+	at := m.CreatedAt.UnixMilli()
+	return s.userMessages(ctx, userID, limit, userMessagesBeforeQuery, userID, at, at, id, limit)
+}
+
+func (s *Store) userMessages(ctx context.Context, userID string, limit int, q string, args ...any) ([]responder.Message, error) {
 	out := []responder.Message{}
 	if limit <= 0 {
 		return out, nil
 	}
-	rows, err := s.query(ctx, userMessagesQuery, userID, limit)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list messages of user %s: %w", userID, err)
 	}
@@ -130,6 +141,9 @@ const (
 		RETURNING ` + messageCols
 	userMessagesQuery = `SELECT ` + messageCols + ` FROM outbox
 		WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT (? + 0)`
+	userMessagesBeforeQuery = `SELECT ` + messageCols + ` FROM outbox
+		WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?))
+		ORDER BY created_at DESC, id DESC LIMIT (? + 0)`
 	nextAvailableQuery = `SELECT MIN(CASE WHEN available_at = 0 THEN created_at ELSE available_at END)
 		FROM outbox WHERE status = 'pending'`
 )
