@@ -171,6 +171,7 @@ func redTeamRows() []redTeamRow {
 					"main": []any{map[string]any{"evaluate": map[string]any{"x": b.src}}}})
 			},
 			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("execution %s: %s", o.ev.Status, o.ev.Error)
 				if o.ev.Status != "failed" || !strings.Contains(o.ev.Error, "would build") || !strings.Contains(o.ev.Error, "limit") {
 					t.Errorf("%s: status %s, error %q; want failed naming the size limit", b.src, o.ev.Status, o.ev.Error)
 				}
@@ -195,6 +196,7 @@ func redTeamRows() []redTeamRow {
 				return do(t, http.DefaultClient, req)
 			},
 			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("%d %s", o.status, trunc(o.body))
 				// The engine answers bad bodies as Julep does: 422 validation_error.
 				if o.status != http.StatusUnprocessableEntity || !strings.Contains(o.body, "YAML aliases expand the document to") {
 					t.Errorf("alias bomb: %d %s; want 422 naming the alias expansion", o.status, trunc(o.body))
@@ -328,6 +330,7 @@ func redTeamRows() []redTeamRow {
 				})
 			},
 			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("execution %s: %s", o.ev.Status, o.ev.Error)
 				if o.ev.Status != "failed" || !strings.Contains(o.ev.Error, "refused by the egress policy") {
 					t.Errorf("api_call to loopback: status %s, error %q; want refused by the egress policy", o.ev.Status, o.ev.Error)
 				}
@@ -412,6 +415,7 @@ func redTeamRows() []redTeamRow {
 				return rt.socketCap(t, 20)
 			},
 			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("sockets: %v", o.n)
 				if o.n["open"] > 16 || o.n["open"]+o.n["capped"] != 20 {
 					t.Errorf("%d of 20 sockets open, %d closed for the cap; want at most 16 open and the rest closed with the reason", o.n["open"], o.n["capped"])
 				}
