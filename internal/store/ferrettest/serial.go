@@ -107,9 +107,16 @@ func (p *proxy) relay(client, up net.Conn) {
 		if err != nil {
 			return
 		}
-		p.turn.Lock()
-		err = p.exchange(req, client, up)
-		p.turn.Unlock()
+		if readOnly[commandName(req)] {
+			// Reads need no turn: FerretDB reads committed rows, and
+			// letting polls and handshakes through keeps a busy database
+			// from starving a starting client's server selection.
+			err = p.exchange(req, client, up)
+		} else {
+			p.turn.Lock()
+			err = p.exchange(req, client, up)
+			p.turn.Unlock()
+		}
 		if err != nil {
 			return
 		}
@@ -135,6 +142,30 @@ func (p *proxy) exchange(req []byte, client, up net.Conn) error {
 			return nil
 		}
 	}
+}
+
+// readOnly are the commands that change nothing.
+var readOnly = map[string]bool{
+	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true, "buildinfo": true,
+	"find": true, "getMore": true, "count": true, "listIndexes": true, "listCollections": true,
+	"killCursors": true, "endSessions": true,
+}
+
+// commandName is the first key of an OP_MSG's body document (its command),
+// or "" for anything else.
+func commandName(msg []byte) string {
+	// header (16), flag bits (4), section kind 0 (1), document length (4),
+	// element type (1), then the element's name up to a NUL.
+	const start = 26
+	if len(msg) <= start || binary.LittleEndian.Uint32(msg[12:]) != opMsg || msg[20] != 0 {
+		return ""
+	}
+	for i := start; i < len(msg); i++ {
+		if msg[i] == 0 {
+			return string(msg[start:i])
+		}
+	}
+	return ""
 }
 
 func hasMoreToCome(msg []byte) bool {
