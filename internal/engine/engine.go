@@ -64,6 +64,49 @@ type Options struct {
 	// SweepEvery is how often the engine claims executions that nobody
 	// holds, such as those of an instance that died (default 500 ms).
 	SweepEvery time.Duration
+
+	// Per-execution budgets: a task that goes past one fails with a step
+	// error instead of exhausting the server. Defaults follow what Julep v1
+	// inherited from Temporal. Negative values are treated as the default.
+	//
+	// MaxWorkflowDepth is how deep `workflow:` calls may nest (default 16).
+	// A cycle among a task's workflows is refused at task create.
+	MaxWorkflowDepth int
+	// MaxSteps is how many steps one execution may run (default 10,000),
+	// nested steps and every foreach/map iteration included; a foreach or
+	// map whose items would go past it fails before its first item.
+	MaxSteps int
+	// MaxDuration is how long one execution may run (default 1 h), not
+	// counting time awaiting input.
+	MaxDuration time.Duration
+	// MaxStepOutput is the largest JSON size of one step's output in bytes
+	// (default 2 MB, Temporal's payload limit).
+	MaxStepOutput int
+}
+
+// limits are an engine's per-execution budgets (see Options).
+type limits struct {
+	depth    int
+	steps    int
+	duration time.Duration
+	output   int
+}
+
+func (o Options) limits() limits {
+	l := limits{depth: 16, steps: 10_000, duration: time.Hour, output: 2 << 20}
+	if o.MaxWorkflowDepth > 0 {
+		l.depth = o.MaxWorkflowDepth
+	}
+	if o.MaxSteps > 0 {
+		l.steps = o.MaxSteps
+	}
+	if o.MaxDuration > 0 {
+		l.duration = o.MaxDuration
+	}
+	if o.MaxStepOutput > 0 {
+		l.output = o.MaxStepOutput
+	}
+	return l
 }
 
 // Engine serves the API and runs executions.
@@ -78,6 +121,7 @@ type Engine struct {
 	changes *hub
 	cache   cache
 	retry   *retrier
+	limits  limits
 
 	owner      string // this instance, as the owner of its leases
 	lease      time.Duration
@@ -155,6 +199,7 @@ func New(opts Options) (*Engine, error) {
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
+	e.limits = opts.limits()
 	e.retry = newRetrier(opts.Retry, opts.Logger, opts.Metrics)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // checkpoint is an execution's resume point, written with every transition.
@@ -16,6 +18,9 @@ type checkpoint struct {
 	State   map[string]any `json:"state"`   // set/get values
 	Waiting string         `json:"waiting"` // the pause path the execution awaits input at
 	Resumes map[string]any `json:"resumes"` // inputs given to pauses of the current step
+	// The budget used by the steps committed so far (see Options).
+	StepsRun int   `json:"steps_run"`
+	RunNanos int64 `json:"run_ns"` // running time, not counting pauses
 
 	// links holds what the compact form wrote as references, until
 	// resolve replaces them with values (see checkpoint.go).
@@ -80,6 +85,10 @@ type executor struct {
 	// docCalls counts each step path's doc creates in this run (under
 	// stateMu), for the docs' deterministic ids.
 	docCalls map[string]int
+	// stepsRun counts the steps run, those of committed steps included;
+	// runStart is when this run began, for the time budget.
+	stepsRun atomic.Int64
+	runStart time.Time
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -115,6 +124,8 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 	if x.ck.State == nil {
 		x.ck.State = map[string]any{}
 	}
+	x.stepsRun.Store(int64(x.ck.StepsRun))
+	x.runStart = time.Now()
 	return x, nil
 }
 
@@ -157,26 +168,42 @@ func (x *executor) run(ctx context.Context) {
 			return
 		}
 	}
+	left := x.e.limits.duration - time.Duration(x.ck.RunNanos)
+	if left <= 0 {
+		x.e.fail(ctx, x.ex, x, outOfTime(x.e.limits.duration))
+		return
+	}
+	// The steps run under the time budget; commits under ctx alone.
+	stepCtx, cancel := context.WithTimeoutCause(ctx, left, errOutOfTime)
+	defer cancel()
 	for x.ck.Step < len(main) {
 		i := x.ck.Step
 		step, _ := main[i].(map[string]any)
 		label, _ := step["label"].(string)
 		input := x.ck.Last
 		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input}
-		out, err := f.step(ctx, step, input, fmt.Sprintf("main.%d", i))
+		out, err := f.step(stepCtx, step, input, fmt.Sprintf("main.%d", i))
 		var ret *returned
 		final := i == len(main)-1
-		switch {
-		case errors.As(err, &ret):
+		if errors.As(err, &ret) {
 			out, final, err = ret.Value, true, nil
-		case err != nil:
+		}
+		if err == nil {
+			err = x.checkOutput(out)
+		}
+		if err != nil {
 			var p *pause
 			if errors.As(err, &p) {
 				x.ck.Waiting = p.Path
+				x.ck.RunNanos = int64(x.spent())
 				if err := x.advance(ctx, StatusAwaitingInput, Transition{Type: "wait", Output: p.Info,
 					Current: Cursor{Workflow: "main", Step: i}, Next: &Cursor{Workflow: "main", Step: i}, StepLabel: label}); err != nil {
 					x.stop(ctx, err)
 				}
+				return
+			}
+			if ctx.Err() == nil && errors.Is(context.Cause(stepCtx), errOutOfTime) {
+				x.e.fail(ctx, x.ex, x, outOfTime(x.e.limits.duration))
 				return
 			}
 			if ctx.Err() != nil || errors.Is(err, ErrConflict) {
@@ -198,6 +225,7 @@ func (x *executor) run(ctx context.Context) {
 		}
 		x.ck.Steps = append(x.ck.Steps, rec)
 		x.ck.Step, x.ck.Last, x.ck.Resumes, x.ck.Waiting = i+1, out, nil, ""
+		x.ck.StepsRun, x.ck.RunNanos = int(x.stepsRun.Load()), int64(x.spent())
 		status := StatusRunning
 		if final {
 			x.ck.Step = len(main)
@@ -226,6 +254,10 @@ func (x *executor) stop(ctx context.Context, err error) {
 		return
 	}
 	x.e.fail(ctx, x.ex, x, err.Error())
+}
+
+func outOfTime(limit time.Duration) string {
+	return fmt.Sprintf("the execution ran longer than its limit of %s", limit)
 }
 
 func stepName(i int, label string) string {

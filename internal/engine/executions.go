@@ -35,6 +35,11 @@ func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
 		}
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
 	}
+	if cycle := workflowCycle(def); cycle != nil {
+		msg := "workflow recursion: " + strings.Join(cycle, " -> ")
+		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + cycle[0] + ": " + msg,
+			Details: []any{map[string]any{"location": cycle[0], "message": msg, "severity": "error", "type": "recursion"}}}
+	}
 	if _, err := compileSchema(def["input_schema"]); err != nil {
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: input_schema: " + err.Error(),
 			Details: []any{map[string]any{"location": "input_schema", "message": err.Error(), "severity": "error", "type": "schema"}}}

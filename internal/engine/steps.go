@@ -42,6 +42,9 @@ type frame struct {
 	// current is the input of the workflow step running now: Julep lists
 	// it in `steps` too, so step 0 can read steps[0].input.
 	current any
+	// calls are the workflows called to reach this frame, outermost first
+	// (empty in main), for the depth budget.
+	calls []string
 }
 
 // vars are the names an expression sees. With shared set, the values the
@@ -99,12 +102,15 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		return nil, err
 	}
 	if list, ok := raw.([]any); ok { // a branch written as a list of steps
-		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history), current: f.current}
+		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history), current: f.current, calls: f.calls}
 		return sub.sequence(ctx, list, input, path)
 	}
 	s, ok := raw.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("a step must be a mapping, not %s", typeName(raw))
+	}
+	if err := f.x.spend(1); err != nil {
+		return nil, err
 	}
 	kind := stepKind(s)
 	switch kind {
@@ -158,6 +164,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		}
 		items, err := f.list(ctx, fe["in"], input, "foreach in")
 		if err != nil {
+			return nil, err
+		}
+		if err := f.x.reserve("foreach", len(items)); err != nil {
 			return nil, err
 		}
 		out := make([]any, len(items))
@@ -248,7 +257,12 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 			}
 			sub = a
 		}
-		child := &frame{x: f.x, workflow: wf}
+		calls := append(slices.Clip(f.calls), wf)
+		if len(calls) > f.x.e.limits.depth {
+			return nil, fmt.Errorf("workflow calls nest deeper than the limit of %d: main -> %s",
+				f.x.e.limits.depth, strings.Join(calls, " -> "))
+		}
+		child := &frame{x: f.x, workflow: wf, calls: calls}
 		return child.sequence(ctx, steps, sub, path+"."+wf)
 	case "error":
 		v, err := f.eval(ctx, s["error"], input)
@@ -311,6 +325,9 @@ func (f *frame) list(ctx context.Context, src any, input any, what string) ([]an
 func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path string) (any, error) {
 	items, err := f.list(ctx, s["over"], input, "map-reduce over")
 	if err != nil {
+		return nil, err
+	}
+	if err := f.x.reserve("map", len(items)); err != nil {
 		return nil, err
 	}
 	par := 1
