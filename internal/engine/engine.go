@@ -131,6 +131,7 @@ type Engine struct {
 	// would); beforeCleanup runs as a run ends, before it is forgotten.
 	abandon       atomic.Bool
 	beforeCleanup atomic.Pointer[func(id string)]
+	stepHook      atomic.Pointer[func(step map[string]any)] // runs as each step starts
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now

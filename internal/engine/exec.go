@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,17 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 		return
 	}
 	e.changes.track(ex)
+	var x *executor
+	defer func() {
+		// A bug in a step must fail its execution, not stop the process
+		// (and every other execution in it).
+		if v := recover(); v != nil {
+			e.log.Error("engine: execution panicked", "execution_id", ex.ID, "panic", v, "stack", string(debug.Stack()))
+			if ctx.Err() == nil {
+				e.fail(ctx, &ex, x, fmt.Sprintf("execution failed: panic: %v", v))
+			}
+		}
+	}()
 	x, err := e.prepare(ctx, &ex, r)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -111,6 +112,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 	}
 	if err := f.x.spend(1); err != nil {
 		return nil, err
+	}
+	if h := f.x.e.stepHook.Load(); h != nil {
+		(*h)(s)
 	}
 	kind := stepKind(s)
 	switch kind {
@@ -379,6 +383,18 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 	return acc, nil
 }
 
+// protect runs fn(ctx, i), turning a panic into an error: a panic in a
+// goroutine of its own cannot be recovered by the execution's goroutine.
+func (x *executor) protect(ctx context.Context, i int, fn func(context.Context, int) (any, error)) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			x.e.log.Error("engine: step panicked", "execution_id", x.ex.ID, "panic", p, "stack", string(debug.Stack()))
+			v, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return fn(ctx, i)
+}
+
 // concurrently runs fn for 0..n-1 with at most par at once and returns the
 // outputs in order. The first error (a pause counts) cancels the rest.
 func (f *frame) concurrently(ctx context.Context, n, par int, fn func(context.Context, int) (any, error)) ([]any, error) {
@@ -413,7 +429,7 @@ func (f *frame) concurrently(ctx context.Context, n, par int, fn func(context.Co
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, err := fn(ctx, i)
+			v, err := f.x.protect(ctx, i, fn)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
