@@ -61,6 +61,12 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 		return
 	}
 	e.changes.track(ex)
+	if ex.Crashes >= poisonCrashes {
+		// Whatever it runs stops its owner (out of memory, say): running
+		// it again would only stop the next one.
+		e.fail(ctx, &ex, nil, fmt.Sprintf("execution failed: it was running when its owner stopped %d times in a row", ex.Crashes))
+		return
+	}
 	var x *executor
 	defer func() {
 		// A bug in a step must fail its execution, not stop the process
@@ -81,6 +87,10 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 	}
 	x.run(ctx)
 }
+
+// poisonCrashes is how many times in a row an execution may be running
+// when its owner stops before it is failed instead of resumed.
+const poisonCrashes = 3
 
 // executor holds one execution's loaded context.
 type executor struct {
@@ -151,6 +161,7 @@ func (x *executor) advance(ctx context.Context, status string, trs ...Transition
 	now := x.e.now()
 	next := *x.ex
 	next.Status, next.UpdatedAt, next.Checkpoint = status, now, ck
+	next.Crashes = 0 // progress was made: its owner did not stop in this stretch
 	for i := range trs {
 		next.TransitionCount++
 		trs[i].ID, trs[i].ExecutionID, trs[i].Seq, trs[i].CreatedAt = newID(), x.ex.ID, next.TransitionCount, now
