@@ -62,7 +62,9 @@ type Options struct {
 	// executions over within Lease plus SweepEvery (default 10 s).
 	Lease time.Duration
 	// SweepEvery is how often the engine claims executions that nobody
-	// holds, such as those of an instance that died (default 500 ms).
+	// holds, such as those of an instance that died (default 500 ms), and
+	// how often a run reads its lease token to notice a cancel made through
+	// another instance.
 	SweepEvery time.Duration
 
 	// Per-execution budgets: a task that goes past one fails with a step
@@ -400,21 +402,39 @@ func (e *Engine) endRun(ctx context.Context, id string, r *run) {
 }
 
 // hold records that r holds the lease token (until the given time) and
-// heartbeats it every lease/3 while the run lasts. When another claim
-// replaced it, or it could not be extended before it ran out, the run is
-// cancelled: it must not write any more.
+// heartbeats it every lease/3 while the run lasts. Between heartbeats it
+// reads the stored token every sweepEvery, so a cancel made through
+// another engine (which clears the lease) stops the run within about that
+// long rather than at the next heartbeat. When another claim replaced it,
+// the lease was cleared, or it could not be extended before it ran out,
+// the run is cancelled: it must not write any more.
 func (e *Engine) hold(ctx context.Context, r *run, id, token string, until time.Time) {
 	r.token = token
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		t := time.NewTicker(e.lease / 3)
-		defer t.Stop()
+		beat := time.NewTicker(e.lease / 3)
+		defer beat.Stop()
+		check := time.NewTicker(min(e.sweepEvery, e.lease/3))
+		defer check.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-check.C:
+				held, err := e.state.LeaseToken(ctx, id)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil && !errors.Is(err, ErrNotFound):
+					continue // the heartbeat decides on failures
+				case held == token:
+					continue
+				}
+				e.log.Info("engine: execution cancelled, taken over or gone; stopping its run here", "execution_id", id)
+				r.cancel(errLeaseLost)
+				return
+			case <-beat.C:
 			}
 			now := e.now()
 			err := e.state.ExtendLease(ctx, id, token, now.Add(e.lease))

@@ -182,6 +182,11 @@ type State interface {
 	// ExtendLease moves the lease of claim token on to until; ErrConflict
 	// when the execution no longer holds that token.
 	ExtendLease(ctx context.Context, id, token string, until time.Time) error
+	// LeaseToken reads the token of execution id's lease ("" when nobody
+	// holds it): a cheap read a run repeats often to notice at once that it
+	// was cancelled or taken over (ErrNotFound when there is no such
+	// execution).
+	LeaseToken(ctx context.Context, id string) (string, error)
 	// ReleaseLease clears the lease of claim token so another engine can
 	// claim the execution at once; ErrConflict when it no longer holds it.
 	ReleaseLease(ctx context.Context, id, token string) error

@@ -960,6 +960,22 @@ func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Ti
 	return s.leaseWrite(ctx, "extend lease of", id, token, bson.D{{Key: "lease_until", Value: nanos(until)}})
 }
 
+// LeaseToken reads the token of an execution's lease.
+func (s *State) LeaseToken(ctx context.Context, id string) (string, error) {
+	var d struct {
+		LeaseToken string `bson:"lease_token"`
+	}
+	err := s.executions.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: "lease_token", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", engine.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	return d.LeaseToken, nil
+}
+
 // ReleaseLease clears a held lease.
 func (s *State) ReleaseLease(ctx context.Context, id, token string) error {
 	return s.leaseWrite(ctx, "release lease of", id, token, bson.D{

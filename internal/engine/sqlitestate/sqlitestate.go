@@ -769,6 +769,23 @@ func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Ti
 	return s.leaseWrite(ctx, "extend lease of", id, extendSQL, nanos(until), id, token)
 }
 
+// LeaseToken reads the token of an execution's lease.
+func (s *State) LeaseToken(ctx context.Context, id string) (string, error) {
+	row, err := s.rstmts.queryRow(ctx, "SELECT lease_token FROM engine_executions WHERE id = ?", id)
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	var token string
+	err = row.Scan(&token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", engine.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	return token, nil
+}
+
 // ReleaseLease clears a held lease.
 func (s *State) ReleaseLease(ctx context.Context, id, token string) error {
 	return s.leaseWrite(ctx, "release lease of", id,

@@ -391,3 +391,29 @@ func testLeaseCrashCount(t *testing.T, s engine.State) {
 	createExecution(t, s, q)
 	crashes("claim of a queued execution", claim(t, s, "e3", "b", "tok-b3", at(100), at(70)), 0)
 }
+
+// testLeaseTokenRead: LeaseToken reads the current claim's token, "" once
+// an unfenced Advance (a cancel) cleared it, ErrNotFound for no execution.
+func testLeaseTokenRead(t *testing.T, s engine.State) {
+	createExecution(t, s, newExecution("e1", "t1", 1, engine.StatusRunning))
+	read := func(what, want string) {
+		t.Helper()
+		got, err := s.LeaseToken(t.Context(), "e1")
+		must(t, "LeaseToken "+what, err)
+		if got != want {
+			t.Errorf("LeaseToken %s: %q, want %q", what, got, want)
+		}
+	}
+	read("before any claim", "")
+	x := claim(t, s, "e1", "a", "tok-a", at(10), at(1))
+	read("after a's claim", "tok-a")
+	claim(t, s, "e1", "b", "tok-b", at(20), at(10))
+	read("after b took over", "tok-b")
+	cancelled := x
+	cancelled.Status, cancelled.LeaseToken = engine.StatusCancelled, ""
+	cancelled, trs := transitions(cancelled, 1, "cancelled", 11)
+	must(t, "unfenced Advance", s.Advance(t.Context(), cancelled, []string{engine.StatusRunning}, trs))
+	read("after the cancel", "")
+	_, err := s.LeaseToken(t.Context(), "nope")
+	wantErr(t, "LeaseToken of no execution", err, engine.ErrNotFound)
+}
