@@ -25,6 +25,7 @@ package engine
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,12 @@ type Options struct {
 	// how often a run reads its lease token to notice a cancel made through
 	// another instance.
 	SweepEvery time.Duration
+
+	// CheckpointKey (16, 24 or 32 bytes) seals checkpoints that contain a
+	// secret's value (AES-GCM). Instances sharing a state must share it;
+	// nil derives it from Key (see CheckpointKey). Changing it makes the
+	// sealed checkpoints of unfinished executions unreadable.
+	CheckpointKey []byte
 
 	// Per-execution budgets: a task that goes past one fails with a step
 	// error instead of exhausting the server. Defaults follow what Julep v1
@@ -124,6 +131,7 @@ type Engine struct {
 	cache   cache
 	retry   *retrier
 	limits  limits
+	aead    cipher.AEAD // seals checkpoints that hold secrets
 
 	owner      string // this instance, as the owner of its leases
 	lease      time.Duration
@@ -203,6 +211,14 @@ func New(opts Options) (*Engine, error) {
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
 	e.limits = opts.limits()
+	if opts.CheckpointKey == nil {
+		opts.CheckpointKey = CheckpointKey(opts.Key)
+	}
+	aead, err := newAEAD(opts.CheckpointKey)
+	if err != nil {
+		return nil, err
+	}
+	e.aead = aead
 	e.retry = newRetrier(opts.Retry, opts.Logger, opts.Metrics)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {

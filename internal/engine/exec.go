@@ -134,7 +134,11 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 		return nil, err
 	}
 	if len(ex.Checkpoint) > 0 {
-		if err := json.Unmarshal(ex.Checkpoint, &x.ck); err != nil {
+		raw, err := e.openCheckpoint(ex.ID, ex.Checkpoint)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(raw, &x.ck); err != nil {
 			return nil, fmt.Errorf("decode checkpoint: %w", err)
 		}
 		if err := x.ck.resolve(ctx, ex, e.state); err != nil {
@@ -154,9 +158,9 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 // advance persists the execution with new transitions; ErrConflict means
 // someone else (a cancel) changed the status and this run must stop.
 func (x *executor) advance(ctx context.Context, status string, trs ...Transition) error {
-	ck, err := x.encodeCheckpoint()
+	ck, err := x.storedCheckpoint()
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return err
 	}
 	now := x.e.now()
 	next := *x.ex
@@ -175,6 +179,16 @@ func (x *executor) advance(ctx context.Context, status string, trs ...Transition
 	*x.ex = next
 	x.e.changes.publish(*x.ex)
 	return nil
+}
+
+// storedCheckpoint is the checkpoint as it is written: encoded, and
+// sealed when it holds a secret.
+func (x *executor) storedCheckpoint() ([]byte, error) {
+	raw, err := x.encodeCheckpoint()
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return x.e.sealCheckpoint(x.ex.ID, raw, x.secrets)
 }
 
 func (x *executor) steps(name string) ([]any, bool) {
@@ -307,7 +321,10 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 	}
 	ck := ex.Checkpoint
 	if x != nil {
-		ck, _ = x.encodeCheckpoint()
+		var err error
+		if ck, err = x.storedCheckpoint(); err != nil {
+			ck = nil // a failed execution is never resumed; drop what cannot be stored safely
+		}
 	}
 	next := *ex
 	next.Status, next.Error, next.UpdatedAt, next.Checkpoint = StatusFailed, msg, e.now(), ck
