@@ -319,6 +319,11 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		HTTPClient: policy.Client(60 * time.Second),
 		Retry:      engineRetry(cfg), Metrics: reg,
 		Lease: cfg.EngineLease,
+		// Every instance of a deployment shares the engine key, so each can
+		// open the others' sealed checkpoints. Rotating ASTRA's engine key
+		// makes the sealed checkpoints of unfinished (e.g. paused)
+		// executions unreadable: they fail when resumed.
+		CheckpointKey: engine.CheckpointKey(cfg.EngineKey),
 	})
 }
 

@@ -84,7 +84,7 @@ func (x *executor) encodeCheckpoint() ([]byte, error) {
 	for _, f := range []struct {
 		name string
 		v    any
-	}{{"state", ck.State}, {"waiting", ck.Waiting}, {"resumes", ck.Resumes}} {
+	}{{"state", ck.State}, {"waiting", ck.Waiting}, {"resumes", ck.Resumes}, {"steps_run", ck.StepsRun}, {"run_ns", ck.RunNanos}} {
 		b.WriteString(`,"` + f.name + `":`)
 		raw, err := json.Marshal(f.v) // these change between steps: no memo
 		if err != nil {
@@ -140,11 +140,14 @@ func (c *checkpoint) UnmarshalJSON(data []byte) error {
 		State       map[string]any `json:"state"`
 		Waiting     string         `json:"waiting"`
 		Resumes     map[string]any `json:"resumes"`
+		StepsRun    int            `json:"steps_run"`
+		RunNanos    int64          `json:"run_ns"`
 	}
 	if err := json.Unmarshal(data, &w); err != nil {
 		return err
 	}
-	*c = checkpoint{Step: w.Step, Last: w.Last, State: w.State, Waiting: w.Waiting, Resumes: w.Resumes}
+	*c = checkpoint{Step: w.Step, Last: w.Last, State: w.State, Waiting: w.Waiting, Resumes: w.Resumes,
+		StepsRun: w.StepsRun, RunNanos: w.RunNanos}
 	l := &ckLinks{lastChain: w.LastChained, lastInput: w.LastInput}
 	if w.Steps != nil {
 		c.Steps = make([]stepRecord, len(w.Steps))

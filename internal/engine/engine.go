@@ -25,6 +25,7 @@ package engine
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,8 +63,59 @@ type Options struct {
 	// executions over within Lease plus SweepEvery (default 10 s).
 	Lease time.Duration
 	// SweepEvery is how often the engine claims executions that nobody
-	// holds, such as those of an instance that died (default 500 ms).
+	// holds, such as those of an instance that died (default 500 ms), and
+	// how often a run reads its lease token to notice a cancel made through
+	// another instance.
 	SweepEvery time.Duration
+
+	// CheckpointKey (16, 24 or 32 bytes) seals checkpoints that contain a
+	// secret's value (AES-GCM). Instances sharing a state must share it;
+	// nil derives it from Key (see CheckpointKey). Changing it makes the
+	// sealed checkpoints of unfinished executions unreadable.
+	CheckpointKey []byte
+
+	// Per-execution budgets: a task that goes past one fails with a step
+	// error instead of exhausting the server. Defaults follow what Julep v1
+	// inherited from Temporal. Negative values are treated as the default.
+	//
+	// MaxWorkflowDepth is how deep `workflow:` calls may nest (default 16).
+	// A cycle among a task's workflows is refused at task create.
+	MaxWorkflowDepth int
+	// MaxSteps is how many steps one execution may run (default 10,000),
+	// nested steps and every foreach/map iteration included; a foreach or
+	// map whose items would go past it fails before its first item.
+	MaxSteps int
+	// MaxDuration is how long one execution may run (default 1 h), not
+	// counting time awaiting input.
+	MaxDuration time.Duration
+	// MaxStepOutput is the largest JSON size of one step's output in bytes
+	// (default 2 MB, Temporal's payload limit).
+	MaxStepOutput int
+}
+
+// limits are an engine's per-execution budgets (see Options).
+type limits struct {
+	depth    int
+	steps    int
+	duration time.Duration
+	output   int
+}
+
+func (o Options) limits() limits {
+	l := limits{depth: 16, steps: 10_000, duration: time.Hour, output: 2 << 20}
+	if o.MaxWorkflowDepth > 0 {
+		l.depth = o.MaxWorkflowDepth
+	}
+	if o.MaxSteps > 0 {
+		l.steps = o.MaxSteps
+	}
+	if o.MaxDuration > 0 {
+		l.duration = o.MaxDuration
+	}
+	if o.MaxStepOutput > 0 {
+		l.output = o.MaxStepOutput
+	}
+	return l
 }
 
 // Engine serves the API and runs executions.
@@ -78,6 +130,8 @@ type Engine struct {
 	changes *hub
 	cache   cache
 	retry   *retrier
+	limits  limits
+	aead    cipher.AEAD // seals checkpoints that hold secrets
 
 	owner      string // this instance, as the owner of its leases
 	lease      time.Duration
@@ -87,6 +141,7 @@ type Engine struct {
 	// would); beforeCleanup runs as a run ends, before it is forgotten.
 	abandon       atomic.Bool
 	beforeCleanup atomic.Pointer[func(id string)]
+	stepHook      atomic.Pointer[func(step map[string]any)] // runs as each step starts
 
 	mu      sync.Mutex
 	running map[string]*run // executions this engine is running now
@@ -155,6 +210,15 @@ func New(opts Options) (*Engine, error) {
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},
 	}
+	e.limits = opts.limits()
+	if opts.CheckpointKey == nil {
+		opts.CheckpointKey = CheckpointKey(opts.Key)
+	}
+	aead, err := newAEAD(opts.CheckpointKey)
+	if err != nil {
+		return nil, err
+	}
+	e.aead = aead
 	e.retry = newRetrier(opts.Retry, opts.Logger, opts.Metrics)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
@@ -354,21 +418,39 @@ func (e *Engine) endRun(ctx context.Context, id string, r *run) {
 }
 
 // hold records that r holds the lease token (until the given time) and
-// heartbeats it every lease/3 while the run lasts. When another claim
-// replaced it, or it could not be extended before it ran out, the run is
-// cancelled: it must not write any more.
+// heartbeats it every lease/3 while the run lasts. Between heartbeats it
+// reads the stored token every sweepEvery, so a cancel made through
+// another engine (which clears the lease) stops the run within about that
+// long rather than at the next heartbeat. When another claim replaced it,
+// the lease was cleared, or it could not be extended before it ran out,
+// the run is cancelled: it must not write any more.
 func (e *Engine) hold(ctx context.Context, r *run, id, token string, until time.Time) {
 	r.token = token
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		t := time.NewTicker(e.lease / 3)
-		defer t.Stop()
+		beat := time.NewTicker(e.lease / 3)
+		defer beat.Stop()
+		check := time.NewTicker(min(e.sweepEvery, e.lease/3))
+		defer check.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-check.C:
+				held, err := e.state.LeaseToken(ctx, id)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil && !errors.Is(err, ErrNotFound):
+					continue // the heartbeat decides on failures
+				case held == token:
+					continue
+				}
+				e.log.Info("engine: execution cancelled, taken over or gone; stopping its run here", "execution_id", id)
+				r.cancel(errLeaseLost)
+				return
+			case <-beat.C:
 			}
 			now := e.now()
 			err := e.state.ExtendLease(ctx, id, token, now.Add(e.lease))

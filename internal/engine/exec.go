@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // checkpoint is an execution's resume point, written with every transition.
@@ -16,6 +19,9 @@ type checkpoint struct {
 	State   map[string]any `json:"state"`   // set/get values
 	Waiting string         `json:"waiting"` // the pause path the execution awaits input at
 	Resumes map[string]any `json:"resumes"` // inputs given to pauses of the current step
+	// The budget used by the steps committed so far (see Options).
+	StepsRun int   `json:"steps_run"`
+	RunNanos int64 `json:"run_ns"` // running time, not counting pauses
 
 	// links holds what the compact form wrote as references, until
 	// resolve replaces them with values (see checkpoint.go).
@@ -55,6 +61,23 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 		return
 	}
 	e.changes.track(ex)
+	if ex.Crashes >= poisonCrashes {
+		// Whatever it runs stops its owner (out of memory, say): running
+		// it again would only stop the next one.
+		e.fail(ctx, &ex, nil, fmt.Sprintf("execution failed: it was running when its owner stopped %d times in a row", ex.Crashes))
+		return
+	}
+	var x *executor
+	defer func() {
+		// A bug in a step must fail its execution, not stop the process
+		// (and every other execution in it).
+		if v := recover(); v != nil {
+			e.log.Error("engine: execution panicked", "execution_id", ex.ID, "panic", v, "stack", string(debug.Stack()))
+			if ctx.Err() == nil {
+				e.fail(ctx, &ex, x, fmt.Sprintf("execution failed: panic: %v", v))
+			}
+		}
+	}()
 	x, err := e.prepare(ctx, &ex, r)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -64,6 +87,10 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 	}
 	x.run(ctx)
 }
+
+// poisonCrashes is how many times in a row an execution may be running
+// when its owner stops before it is failed instead of resumed.
+const poisonCrashes = 3
 
 // executor holds one execution's loaded context.
 type executor struct {
@@ -80,6 +107,10 @@ type executor struct {
 	// docCalls counts each step path's doc creates in this run (under
 	// stateMu), for the docs' deterministic ids.
 	docCalls map[string]int
+	// stepsRun counts the steps run, those of committed steps included;
+	// runStart is when this run began, for the time budget.
+	stepsRun atomic.Int64
+	runStart time.Time
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -103,7 +134,11 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 		return nil, err
 	}
 	if len(ex.Checkpoint) > 0 {
-		if err := json.Unmarshal(ex.Checkpoint, &x.ck); err != nil {
+		raw, err := e.openCheckpoint(ex.ID, ex.Checkpoint)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(raw, &x.ck); err != nil {
 			return nil, fmt.Errorf("decode checkpoint: %w", err)
 		}
 		if err := x.ck.resolve(ctx, ex, e.state); err != nil {
@@ -115,19 +150,22 @@ func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor,
 	if x.ck.State == nil {
 		x.ck.State = map[string]any{}
 	}
+	x.stepsRun.Store(int64(x.ck.StepsRun))
+	x.runStart = time.Now()
 	return x, nil
 }
 
 // advance persists the execution with new transitions; ErrConflict means
 // someone else (a cancel) changed the status and this run must stop.
 func (x *executor) advance(ctx context.Context, status string, trs ...Transition) error {
-	ck, err := x.encodeCheckpoint()
+	ck, err := x.storedCheckpoint()
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return err
 	}
 	now := x.e.now()
 	next := *x.ex
 	next.Status, next.UpdatedAt, next.Checkpoint = status, now, ck
+	next.Crashes = 0 // progress was made: its owner did not stop in this stretch
 	for i := range trs {
 		next.TransitionCount++
 		trs[i].ID, trs[i].ExecutionID, trs[i].Seq, trs[i].CreatedAt = newID(), x.ex.ID, next.TransitionCount, now
@@ -141,6 +179,16 @@ func (x *executor) advance(ctx context.Context, status string, trs ...Transition
 	*x.ex = next
 	x.e.changes.publish(*x.ex)
 	return nil
+}
+
+// storedCheckpoint is the checkpoint as it is written: encoded, and
+// sealed when it holds a secret.
+func (x *executor) storedCheckpoint() ([]byte, error) {
+	raw, err := x.encodeCheckpoint()
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return x.e.sealCheckpoint(x.ex.ID, raw, x.secrets)
 }
 
 func (x *executor) steps(name string) ([]any, bool) {
@@ -157,26 +205,42 @@ func (x *executor) run(ctx context.Context) {
 			return
 		}
 	}
+	left := x.e.limits.duration - time.Duration(x.ck.RunNanos)
+	if left <= 0 {
+		x.e.fail(ctx, x.ex, x, outOfTime(x.e.limits.duration))
+		return
+	}
+	// The steps run under the time budget; commits under ctx alone.
+	stepCtx, cancel := context.WithTimeoutCause(ctx, left, errOutOfTime)
+	defer cancel()
 	for x.ck.Step < len(main) {
 		i := x.ck.Step
 		step, _ := main[i].(map[string]any)
 		label, _ := step["label"].(string)
 		input := x.ck.Last
 		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input}
-		out, err := f.step(ctx, step, input, fmt.Sprintf("main.%d", i))
+		out, err := f.step(stepCtx, step, input, fmt.Sprintf("main.%d", i))
 		var ret *returned
 		final := i == len(main)-1
-		switch {
-		case errors.As(err, &ret):
+		if errors.As(err, &ret) {
 			out, final, err = ret.Value, true, nil
-		case err != nil:
+		}
+		if err == nil {
+			err = x.checkOutput(out)
+		}
+		if err != nil {
 			var p *pause
 			if errors.As(err, &p) {
 				x.ck.Waiting = p.Path
+				x.ck.RunNanos = int64(x.spent())
 				if err := x.advance(ctx, StatusAwaitingInput, Transition{Type: "wait", Output: p.Info,
 					Current: Cursor{Workflow: "main", Step: i}, Next: &Cursor{Workflow: "main", Step: i}, StepLabel: label}); err != nil {
 					x.stop(ctx, err)
 				}
+				return
+			}
+			if ctx.Err() == nil && errors.Is(context.Cause(stepCtx), errOutOfTime) {
+				x.e.fail(ctx, x.ex, x, outOfTime(x.e.limits.duration))
 				return
 			}
 			if ctx.Err() != nil || errors.Is(err, ErrConflict) {
@@ -198,6 +262,7 @@ func (x *executor) run(ctx context.Context) {
 		}
 		x.ck.Steps = append(x.ck.Steps, rec)
 		x.ck.Step, x.ck.Last, x.ck.Resumes, x.ck.Waiting = i+1, out, nil, ""
+		x.ck.StepsRun, x.ck.RunNanos = int(x.stepsRun.Load()), int64(x.spent())
 		status := StatusRunning
 		if final {
 			x.ck.Step = len(main)
@@ -228,6 +293,10 @@ func (x *executor) stop(ctx context.Context, err error) {
 	x.e.fail(ctx, x.ex, x, err.Error())
 }
 
+func outOfTime(limit time.Duration) string {
+	return fmt.Sprintf("the execution ran longer than its limit of %s", limit)
+}
+
 func stepName(i int, label string) string {
 	if label != "" {
 		return fmt.Sprintf("%d (%q)", i, label)
@@ -252,7 +321,10 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 	}
 	ck := ex.Checkpoint
 	if x != nil {
-		ck, _ = x.encodeCheckpoint()
+		var err error
+		if ck, err = x.storedCheckpoint(); err != nil {
+			ck = nil // a failed execution is never resumed; drop what cannot be stored safely
+		}
 	}
 	next := *ex
 	next.Status, next.Error, next.UpdatedAt, next.Checkpoint = StatusFailed, msg, e.now(), ck

@@ -35,6 +35,11 @@ func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
 		}
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
 	}
+	if cycle := workflowCycle(def); cycle != nil {
+		msg := "workflow recursion: " + strings.Join(cycle, " -> ")
+		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + cycle[0] + ": " + msg,
+			Details: []any{map[string]any{"location": cycle[0], "message": msg, "severity": "error", "type": "recursion"}}}
+	}
 	if _, err := compileSchema(def["input_schema"]); err != nil {
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: input_schema: " + err.Error(),
 			Details: []any{map[string]any{"location": "input_schema", "message": err.Error(), "severity": "error", "type": "schema"}}}
@@ -272,7 +277,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
 		next.TransitionCount++
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "cancelled",
-			Output: map[string]any{"reason": reason}, Current: currentCursor(x), CreatedAt: now}
+			Output: map[string]any{"reason": reason}, Current: e.currentCursor(x), CreatedAt: now}
 		scope(&tr, id)
 		if err := e.state.Advance(ctx, next, []string{from}, []Transition{tr}); err != nil {
 			if errors.Is(err, ErrConflict) {
@@ -293,7 +298,16 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		if input == nil {
 			input = map[string]any{}
 		}
-		raw, err := resumeCheckpoint(x.Checkpoint, input)
+		raw, err := e.openCheckpoint(id, x.Checkpoint)
+		if err == nil {
+			raw, err = resumeCheckpoint(raw, input)
+		}
+		if err == nil {
+			var secrets map[string]string
+			if secrets, err = e.secretValues(ctx); err == nil {
+				raw, err = e.sealCheckpoint(id, raw, secrets)
+			}
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("checkpoint of %s: %w", id, err)
 		}
@@ -302,7 +316,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		// Unfenced, so the lease is cleared and any engine may claim it.
 		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
 		next.TransitionCount++
-		cur := currentCursor(x)
+		cur := e.currentCursor(x)
 		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",
 			Output: input, Current: cur, Next: &cur, CreatedAt: now}
 		scope(&tr, id)
@@ -347,8 +361,10 @@ func resumeCheckpoint(ckpt json.RawMessage, input map[string]any) (json.RawMessa
 	return json.Marshal(fields)
 }
 
-func currentCursor(x Execution) Cursor {
+func (e *Engine) currentCursor(x Execution) Cursor {
 	var ck checkpoint
-	_ = json.Unmarshal(x.Checkpoint, &ck)
+	if raw, err := e.openCheckpoint(x.ID, x.Checkpoint); err == nil {
+		_ = json.Unmarshal(raw, &ck)
+	}
 	return Cursor{Workflow: "main", Step: ck.Step}
 }

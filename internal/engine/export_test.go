@@ -11,3 +11,8 @@ func (e *Engine) Crash() {
 // it: a test holds f to widen the window between a run's last write and
 // its cleanup.
 func (e *Engine) SetBeforeCleanup(f func(id string)) { e.beforeCleanup.Store(&f) }
+
+// SetStepHook makes f run as each step starts, in the goroutine that runs
+// the step: a test panics there to check that a panic fails only its
+// execution.
+func (e *Engine) SetStepHook(f func(step map[string]any)) { e.stepHook.Store(&f) }

@@ -80,6 +80,14 @@ type Execution struct {
 	LeaseOwner string
 	LeaseToken string
 	LeaseUntil time.Time
+
+	// Crashes counts the claims in a row that took the execution over from
+	// a lease that ran out while it was starting or running (its owner
+	// stopped mid-step), with no step committed in between. Claims
+	// increment it; Advance writes it as given (the executor resets it
+	// when a step commits). It lets an execution that kills its owner be
+	// failed instead of resumed for ever.
+	Crashes int
 }
 
 // Fence names the claim a write is made under: the write happens only while
@@ -151,7 +159,7 @@ type State interface {
 	// ExecutionsByStatus lists executions in any of the statuses (for recovery).
 	ExecutionsByStatus(ctx context.Context, statuses ...string) ([]Execution, error)
 	// Advance writes e (all fields but ID, TaskID, TaskVersion, CreatedAt
-	// and the lease) and appends trs, only if the stored status is one of
+	// and the lease; Crashes included) and appends trs, only if the stored status is one of
 	// from and the stored transition count is the one trs continue;
 	// otherwise it returns ErrConflict and writes nothing. When
 	// e.LeaseToken is set (a run writing under its claim) the stored token
@@ -165,7 +173,8 @@ type State interface {
 	// ClaimExecution gives execution id to owner under token until the
 	// given time, if it is queued, starting or running and has no lease or
 	// one that ran out by now; otherwise it returns ErrConflict. It returns
-	// the claimed execution.
+	// the claimed execution. Taking over a lease that ran out (one not
+	// released) of a starting or running execution increments Crashes.
 	ClaimExecution(ctx context.Context, id, owner, token string, until, now time.Time) (Execution, error)
 	// ClaimExecutions claims up to limit claimable executions (as
 	// ClaimExecution), oldest first, each under a fresh token of its own.
@@ -173,6 +182,11 @@ type State interface {
 	// ExtendLease moves the lease of claim token on to until; ErrConflict
 	// when the execution no longer holds that token.
 	ExtendLease(ctx context.Context, id, token string, until time.Time) error
+	// LeaseToken reads the token of execution id's lease ("" when nobody
+	// holds it): a cheap read a run repeats often to notice at once that it
+	// was cancelled or taken over (ErrNotFound when there is no such
+	// execution).
+	LeaseToken(ctx context.Context, id string) (string, error)
 	// ReleaseLease clears the lease of claim token so another engine can
 	// claim the execution at once; ErrConflict when it no longer holds it.
 	ReleaseLease(ctx context.Context, id, token string) error

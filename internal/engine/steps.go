@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -42,6 +43,9 @@ type frame struct {
 	// current is the input of the workflow step running now: Julep lists
 	// it in `steps` too, so step 0 can read steps[0].input.
 	current any
+	// calls are the workflows called to reach this frame, outermost first
+	// (empty in main), for the depth budget.
+	calls []string
 }
 
 // vars are the names an expression sees. With shared set, the values the
@@ -99,12 +103,18 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		return nil, err
 	}
 	if list, ok := raw.([]any); ok { // a branch written as a list of steps
-		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history), current: f.current}
+		sub := &frame{x: f.x, workflow: f.workflow, history: slices.Clip(f.history), current: f.current, calls: f.calls}
 		return sub.sequence(ctx, list, input, path)
 	}
 	s, ok := raw.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("a step must be a mapping, not %s", typeName(raw))
+	}
+	if err := f.x.spend(1); err != nil {
+		return nil, err
+	}
+	if h := f.x.e.stepHook.Load(); h != nil {
+		(*h)(s)
 	}
 	kind := stepKind(s)
 	switch kind {
@@ -158,6 +168,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		}
 		items, err := f.list(ctx, fe["in"], input, "foreach in")
 		if err != nil {
+			return nil, err
+		}
+		if err := f.x.reserve("foreach", len(items)); err != nil {
 			return nil, err
 		}
 		out := make([]any, len(items))
@@ -248,7 +261,12 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 			}
 			sub = a
 		}
-		child := &frame{x: f.x, workflow: wf}
+		calls := append(slices.Clip(f.calls), wf)
+		if len(calls) > f.x.e.limits.depth {
+			return nil, fmt.Errorf("workflow calls nest deeper than the limit of %d: main -> %s",
+				f.x.e.limits.depth, strings.Join(calls, " -> "))
+		}
+		child := &frame{x: f.x, workflow: wf, calls: calls}
 		return child.sequence(ctx, steps, sub, path+"."+wf)
 	case "error":
 		v, err := f.eval(ctx, s["error"], input)
@@ -313,6 +331,9 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 	if err != nil {
 		return nil, err
 	}
+	if err := f.x.reserve("map", len(items)); err != nil {
+		return nil, err
+	}
 	par := 1
 	if p, ok := toFloat(s["parallelism"]); ok && p > 1 {
 		par = int(min(p, 100))
@@ -362,6 +383,18 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 	return acc, nil
 }
 
+// protect runs fn(ctx, i), turning a panic into an error: a panic in a
+// goroutine of its own cannot be recovered by the execution's goroutine.
+func (x *executor) protect(ctx context.Context, i int, fn func(context.Context, int) (any, error)) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			x.e.log.Error("engine: step panicked", "execution_id", x.ex.ID, "panic", p, "stack", string(debug.Stack()))
+			v, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return fn(ctx, i)
+}
+
 // concurrently runs fn for 0..n-1 with at most par at once and returns the
 // outputs in order. The first error (a pause counts) cancels the rest.
 func (f *frame) concurrently(ctx context.Context, n, par int, fn func(context.Context, int) (any, error)) ([]any, error) {
@@ -396,7 +429,7 @@ func (f *frame) concurrently(ctx context.Context, n, par int, fn func(context.Co
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, err := fn(ctx, i)
+			v, err := f.x.protect(ctx, i, fn)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -543,6 +543,7 @@ type executionDoc struct {
 	LeaseOwner      string        `bson:"lease_owner"`
 	LeaseToken      string        `bson:"lease_token"`
 	LeaseUntil      int64         `bson:"lease_until"` // 0: no lease
+	Crashes         int           `bson:"crashes"`
 }
 
 func (d executionDoc) execution() engine.Execution {
@@ -557,7 +558,7 @@ func (d executionDoc) execution() engine.Execution {
 	if d.Checkpoint != "" {
 		e.Checkpoint = json.RawMessage(d.Checkpoint)
 	}
-	e.LeaseOwner, e.LeaseToken = d.LeaseOwner, d.LeaseToken
+	e.LeaseOwner, e.LeaseToken, e.Crashes = d.LeaseOwner, d.LeaseToken, d.Crashes
 	if d.LeaseUntil != 0 {
 		e.LeaseUntil = fromNanos(d.LeaseUntil)
 	}
@@ -590,7 +591,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 		CreatedAt: nanos(e.CreatedAt), UpdatedAt: nanos(e.UpdatedAt), Ord: bson.NewObjectID(),
 		Metadata: meta, MetadataKV: kv, Input: in, Output: out, Error: e.Error,
 		TransitionCount: e.TransitionCount, Checkpoint: string(e.Checkpoint),
-		LeaseOwner: e.LeaseOwner, LeaseToken: e.LeaseToken, LeaseUntil: leaseNanos(e.LeaseUntil),
+		LeaseOwner: e.LeaseOwner, LeaseToken: e.LeaseToken, LeaseUntil: leaseNanos(e.LeaseUntil), Crashes: e.Crashes,
 	}
 	if _, err := s.executions.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("create execution %s: %w", e.ID, err)
@@ -771,6 +772,7 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 		{Key: "metadata", Value: meta}, {Key: "metadata_kv", Value: kv}, {Key: "output", Value: out},
 		{Key: "error", Value: e.Error}, {Key: "transition_count", Value: e.TransitionCount},
 		{Key: "checkpoint", Value: string(e.Checkpoint)}, {Key: "advance_token", Value: token},
+		{Key: "crashes", Value: e.Crashes},
 	}
 	if fenced {
 		filter = append(filter, bson.E{Key: "lease_token", Value: e.LeaseToken})
@@ -900,14 +902,39 @@ func claimUpdate(owner, token string, until time.Time) bson.D {
 // is in the filter of one findOneAndUpdate, so two claimers cannot both win.
 func (s *State) ClaimExecution(ctx context.Context, id, owner, token string, until, now time.Time) (engine.Execution, error) {
 	filter := append(bson.D{{Key: "_id", Value: id}}, claimable(now)...)
-	var d executionDoc
-	err := s.executions.FindOneAndUpdate(ctx, filter, claimUpdate(owner, token, until),
-		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	x, err := s.claimOne(ctx, filter, nil, owner, token, until)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return engine.Execution{}, engine.ErrConflict
 	}
 	if err != nil {
 		return engine.Execution{}, fmt.Errorf("claim execution %s: %w", id, err)
+	}
+	return x, nil
+}
+
+// claimOne claims the first execution filter matches. It reads the
+// document as it was before the claim, to tell whether the claim took over
+// a lease that ran out mid-run (its owner stopped), and then counts that
+// crash under the new lease: a count lost to a crash in between only
+// delays the poison-pill check by one claim.
+func (s *State) claimOne(ctx context.Context, filter, sort bson.D, owner, token string, until time.Time) (engine.Execution, error) {
+	opts := options.FindOneAndUpdate().SetReturnDocument(options.Before)
+	if sort != nil {
+		opts.SetSort(sort)
+	}
+	var d executionDoc
+	if err := s.executions.FindOneAndUpdate(ctx, filter, claimUpdate(owner, token, until), opts).Decode(&d); err != nil {
+		return engine.Execution{}, err
+	}
+	crashed := d.LeaseOwner != "" && (d.Status == engine.StatusStarting || d.Status == engine.StatusRunning)
+	d.LeaseOwner, d.LeaseToken, d.LeaseUntil = owner, token, nanos(until)
+	if crashed {
+		_, err := s.executions.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "lease_token", Value: token}},
+			bson.D{{Key: "$inc", Value: bson.D{{Key: "crashes", Value: 1}}}})
+		if err != nil {
+			return engine.Execution{}, fmt.Errorf("count the crash of %s: %w", d.ID, err)
+		}
+		d.Crashes++
 	}
 	return d.execution(), nil
 }
@@ -916,16 +943,14 @@ func (s *State) ClaimExecution(ctx context.Context, id, owner, token string, unt
 func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until time.Time, limit int) ([]engine.Execution, error) {
 	var out []engine.Execution
 	for range max(limit, 0) {
-		var d executionDoc
-		err := s.executions.FindOneAndUpdate(ctx, claimable(now), claimUpdate(owner, uuid.NewString(), until),
-			options.FindOneAndUpdate().SetReturnDocument(options.After).SetSort(bson.D{{Key: "created_at", Value: 1}})).Decode(&d)
+		x, err := s.claimOne(ctx, claimable(now), bson.D{{Key: "created_at", Value: 1}}, owner, uuid.NewString(), until)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			break
 		}
 		if err != nil {
 			return out, fmt.Errorf("claim executions: %w", err)
 		}
-		out = append(out, d.execution())
+		out = append(out, x)
 	}
 	return out, nil
 }
@@ -933,6 +958,22 @@ func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until ti
 // ExtendLease moves a held lease on.
 func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Time) error {
 	return s.leaseWrite(ctx, "extend lease of", id, token, bson.D{{Key: "lease_until", Value: nanos(until)}})
+}
+
+// LeaseToken reads the token of an execution's lease.
+func (s *State) LeaseToken(ctx context.Context, id string) (string, error) {
+	var d struct {
+		LeaseToken string `bson:"lease_token"`
+	}
+	err := s.executions.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: "lease_token", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", engine.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	return d.LeaseToken, nil
 }
 
 // ReleaseLease clears a held lease.

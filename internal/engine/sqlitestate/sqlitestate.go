@@ -46,6 +46,7 @@ ALTER TABLE engine_executions ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE engine_executions ADD COLUMN lease_token TEXT NOT NULL DEFAULT '';
 ALTER TABLE engine_executions ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS engine_executions_lease ON engine_executions (status, lease_until);
+ALTER TABLE engine_executions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS engine_transitions (
 	id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
 	type TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
@@ -151,9 +152,12 @@ func (c *stmtCache) lookup(q string) *sql.Stmt {
 // batch would wait for the writer's only connection, which the batch holds.
 const (
 	insertExecutionSQL = `INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
-		metadata, input, output, error, transition_count, checkpoint, lease_owner, lease_token, lease_until)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	claimSQL = `UPDATE engine_executions SET lease_owner = ?, lease_token = ?, lease_until = ?
+		metadata, input, output, error, transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// A lease still named (not released) but run out means its owner
+	// stopped; that counts as a crash when the execution was under way.
+	claimSQL = `UPDATE engine_executions SET lease_owner = ?, lease_token = ?, lease_until = ?,
+		crashes = crashes + (lease_owner != '' AND status IN ('starting', 'running'))
 		WHERE id = ? AND status IN ('queued', 'starting', 'running') AND lease_until <= ?
 		RETURNING ` + execCols
 	// claimableSQL finds the sweep's candidates through the (status,
@@ -179,7 +183,7 @@ func advanceSQL(n int, fenced bool) string {
 		set, guard = "", " AND lease_token = ?"
 	}
 	return `UPDATE engine_executions SET status = ?, updated_at = ?, metadata = ?, output = ?,
-		error = ?, transition_count = ?, checkpoint = ?` + set + ` WHERE id = ? AND transition_count = ? AND status IN (?` +
+		error = ?, transition_count = ?, checkpoint = ?, crashes = ?` + set + ` WHERE id = ? AND transition_count = ? AND status IN (?` +
 		strings.Repeat(", ?", max(n-1, 0)) + `)` + guard
 }
 
@@ -544,7 +548,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 	err = s.batch(ctx, func(tx *sql.Tx) error {
 		_, err := s.txExec(tx, insertExecutionSQL,
 			e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
-			e.TransitionCount, string(e.Checkpoint), e.LeaseOwner, e.LeaseToken, leaseNanos(e.LeaseUntil))
+			e.TransitionCount, string(e.Checkpoint), e.LeaseOwner, e.LeaseToken, leaseNanos(e.LeaseUntil), e.Crashes)
 		return err
 	})
 	if err != nil {
@@ -554,7 +558,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 }
 
 const execCols = "id, task_id, task_version, status, created_at, updated_at, metadata, input, output, error, " +
-	"transition_count, checkpoint, lease_owner, lease_token, lease_until"
+	"transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes"
 
 // leaseNanos stores a lease's end; no lease is 0, which every claim's now
 // passes.
@@ -572,7 +576,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error)
 		meta, in, out, ckpt string
 	)
 	if err := sc.Scan(&e.ID, &e.TaskID, &e.TaskVersion, &e.Status, &ca, &ua, &meta, &in, &out, &e.Error,
-		&e.TransitionCount, &ckpt, &e.LeaseOwner, &e.LeaseToken, &lu); err != nil {
+		&e.TransitionCount, &ckpt, &e.LeaseOwner, &e.LeaseToken, &lu, &e.Crashes); err != nil {
 		return e, err
 	}
 	if lu != 0 {
@@ -665,7 +669,7 @@ func (s *State) Advance(ctx context.Context, e engine.Execution, from []string, 
 	}
 	// The count guard makes a writer that read the execution before another
 	// one advanced it lose with ErrConflict even when the status is unchanged.
-	args := []any{e.Status, nanos(e.UpdatedAt), meta, out, e.Error, e.TransitionCount, string(e.Checkpoint), e.ID,
+	args := []any{e.Status, nanos(e.UpdatedAt), meta, out, e.Error, e.TransitionCount, string(e.Checkpoint), e.Crashes, e.ID,
 		e.TransitionCount - len(trs)}
 	for _, st := range from {
 		args = append(args, st)
@@ -763,6 +767,23 @@ func (s *State) ClaimExecutions(ctx context.Context, owner string, now, until ti
 // ExtendLease moves a held lease on.
 func (s *State) ExtendLease(ctx context.Context, id, token string, until time.Time) error {
 	return s.leaseWrite(ctx, "extend lease of", id, extendSQL, nanos(until), id, token)
+}
+
+// LeaseToken reads the token of an execution's lease.
+func (s *State) LeaseToken(ctx context.Context, id string) (string, error) {
+	row, err := s.rstmts.queryRow(ctx, "SELECT lease_token FROM engine_executions WHERE id = ?", id)
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	var token string
+	err = row.Scan(&token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", engine.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read lease of %s: %w", id, err)
+	}
+	return token, nil
 }
 
 // ReleaseLease clears a held lease.

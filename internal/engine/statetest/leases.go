@@ -341,3 +341,79 @@ func testResourceConcurrentPut(t *testing.T, s engine.State) {
 	}
 	getResource(t, s, engine.KindAgent, "a1")
 }
+
+// testLeaseCrashCount: a claim that takes over a lease that ran out while
+// the execution was starting or running counts a crash; one after a
+// release, or of a queued execution, does not; Advance writes the count
+// as given (the executor resets it when a step commits).
+func testLeaseCrashCount(t *testing.T, s engine.State) {
+	createExecution(t, s, newExecution("e1", "t1", 1, engine.StatusRunning))
+	crashes := func(what string, x engine.Execution, want int) {
+		t.Helper()
+		if x.Crashes != want {
+			t.Errorf("%s: claim returned Crashes %d, want %d", what, x.Crashes, want)
+		}
+		if got := getExecution(t, s, x.ID); got.Crashes != want {
+			t.Errorf("%s: Crashes read back as %d, want %d", what, got.Crashes, want)
+		}
+	}
+	crashes("first claim", claim(t, s, "e1", "a", "tok-a", at(10), at(1)), 0)
+	crashes("claim after a's lease ran out", claim(t, s, "e1", "b", "tok-b", at(20), at(10)), 1)
+	c := claim(t, s, "e1", "c", "tok-c", at(30), at(20))
+	crashes("claim after b's lease ran out", c, 2)
+
+	// A step commits: the run resets the count.
+	c.Crashes = 0
+	c1, trs := transitions(c, 1, "step", 21)
+	must(t, "Advance resetting Crashes", s.Advance(t.Context(), c1, []string{engine.StatusRunning}, trs))
+	if got := getExecution(t, s, "e1"); got.Crashes != 0 {
+		t.Errorf("after the advance: Crashes %d, want 0", got.Crashes)
+	}
+	must(t, "ReleaseLease", s.ReleaseLease(t.Context(), "e1", "tok-c"))
+	crashes("claim after a release", claim(t, s, "e1", "d", "tok-d", at(40), at(22)), 0)
+
+	// Many claims count one each.
+	createExecution(t, s, newExecution("e2", "t1", 2, engine.StatusStarting))
+	claim(t, s, "e2", "a", "tok-a2", at(10), at(1))
+	xs, err := s.ClaimExecutions(t.Context(), "b", at(50), at(60), 10)
+	must(t, "ClaimExecutions", err)
+	for _, x := range xs {
+		want := map[string]int{"e1": 1, "e2": 1}[x.ID]
+		crashes("ClaimExecutions of "+x.ID, x, want)
+	}
+	if len(xs) != 2 {
+		t.Errorf("ClaimExecutions claimed %d, want 2", len(xs))
+	}
+
+	// A queued execution never started work: no crash.
+	q := newExecution("e3", "t1", 3, engine.StatusQueued)
+	q.LeaseOwner, q.LeaseToken, q.LeaseUntil = "a", "tok-a3", at(10)
+	createExecution(t, s, q)
+	crashes("claim of a queued execution", claim(t, s, "e3", "b", "tok-b3", at(100), at(70)), 0)
+}
+
+// testLeaseTokenRead: LeaseToken reads the current claim's token, "" once
+// an unfenced Advance (a cancel) cleared it, ErrNotFound for no execution.
+func testLeaseTokenRead(t *testing.T, s engine.State) {
+	createExecution(t, s, newExecution("e1", "t1", 1, engine.StatusRunning))
+	read := func(what, want string) {
+		t.Helper()
+		got, err := s.LeaseToken(t.Context(), "e1")
+		must(t, "LeaseToken "+what, err)
+		if got != want {
+			t.Errorf("LeaseToken %s: %q, want %q", what, got, want)
+		}
+	}
+	read("before any claim", "")
+	x := claim(t, s, "e1", "a", "tok-a", at(10), at(1))
+	read("after a's claim", "tok-a")
+	claim(t, s, "e1", "b", "tok-b", at(20), at(10))
+	read("after b took over", "tok-b")
+	cancelled := x
+	cancelled.Status, cancelled.LeaseToken = engine.StatusCancelled, ""
+	cancelled, trs := transitions(cancelled, 1, "cancelled", 11)
+	must(t, "unfenced Advance", s.Advance(t.Context(), cancelled, []string{engine.StatusRunning}, trs))
+	read("after the cancel", "")
+	_, err := s.LeaseToken(t.Context(), "nope")
+	wantErr(t, "LeaseToken of no execution", err, engine.ErrNotFound)
+}

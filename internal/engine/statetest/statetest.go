@@ -88,6 +88,8 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Leases/Release", testLeaseRelease},
 		{"Leases/UnfencedAdvanceClears", testLeaseUnfencedAdvanceClears},
 		{"Leases/FencedDocWrites", testLeaseFencedDocWrites},
+		{"Leases/CrashCount", testLeaseCrashCount},
+		{"Leases/TokenRead", testLeaseTokenRead},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
