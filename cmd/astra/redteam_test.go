@@ -183,6 +183,39 @@ func redTeamRows() []redTeamRow {
 	}
 	rows = append(rows,
 		redTeamRow{
+			name: "recursive workflow",
+			attack: func(t *testing.T, rt *redTeam) outcome {
+				_, err := rt.engine.CreateTask(t.Context(), rt.agentID, map[string]any{"name": "loop",
+					"main": []any{map[string]any{"workflow": "loop"}},
+					"loop": []any{map[string]any{"workflow": "loop"}}})
+				o := outcome{status: julep.StatusCode(err)}
+				if err != nil {
+					o.body = err.Error()
+				}
+				return o
+			},
+			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("%d %s", o.status, trunc(o.body))
+				if o.status != http.StatusBadRequest || !strings.Contains(o.body, "workflow recursion: loop -> loop") {
+					t.Errorf("recursive workflow: %d %s; want 400 naming the cycle", o.status, trunc(o.body))
+				}
+			},
+		},
+		redTeamRow{
+			name: "foreach over 200,000 items",
+			attack: func(t *testing.T, rt *redTeam) outcome {
+				return rt.runTask(t, map[string]any{"name": "many",
+					"main": []any{map[string]any{"foreach": map[string]any{"in": "$ list(range(200000))",
+						"do": map[string]any{"evaluate": map[string]any{"x": "$ _"}}}}}})
+			},
+			check: func(t *testing.T, rt *redTeam, o outcome) {
+				t.Logf("execution %s: %s", o.ev.Status, o.ev.Error)
+				if o.ev.Status != "failed" || !strings.Contains(o.ev.Error, "steps per execution") {
+					t.Errorf("foreach over 200,000 items: status %s, error %q; want failed at the step budget", o.ev.Status, o.ev.Error)
+				}
+			},
+		},
+		redTeamRow{
 			name: "YAML alias bomb as a task body",
 			attack: func(t *testing.T, rt *redTeam) outcome {
 				var b strings.Builder
