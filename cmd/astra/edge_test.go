@@ -72,20 +72,7 @@ func TestServeEdge(t *testing.T) {
 		}
 		defer c.Close()
 		_, _ = io.WriteString(c, "POST /api/responder/messages HTTP/1.1\r\nHost: "+addr+"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			for {
-				select {
-				case <-done:
-					return
-				case <-time.After(100 * time.Millisecond):
-					if _, err := c.Write([]byte(" ")); err != nil {
-						return
-					}
-				}
-			}
-		}()
+		defer trickle(c)()
 		eventuallyClosed(t, c)
 	})
 
@@ -138,4 +125,23 @@ func eventuallyClosed(t *testing.T, c net.Conn) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("the server kept the connection open")
 	}
+}
+
+// trickle writes one byte every 100 ms to c (a slowloris body) until the
+// returned stop is called or a write fails.
+func trickle(c net.Conn) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if _, err := c.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -55,15 +55,7 @@ func startAstra(t *testing.T, env map[string]string) *instance {
 		inst.done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, pw, &testLog{t: t})
 		pw.Close()
 	}()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "astra listening on "); ok {
-				urls <- u
-			}
-		}
-	}()
+	urls := listenURL(pr)
 	select {
 	case inst.url = <-urls:
 	case err := <-inst.done:
@@ -104,6 +96,21 @@ func startAstra(t *testing.T, env map[string]string) *instance {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return inst
+}
+
+// listenURL reads an astra serve's standard output and sends the URL it
+// says it listens on.
+func listenURL(r io.Reader) <-chan string {
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "astra listening on "); ok {
+				urls <- u
+			}
+		}
+	}()
+	return urls
 }
 
 // testLog sends the server's log lines to the test log.

@@ -382,20 +382,7 @@ func redTeamRows() []redTeamRow {
 					"\r\nCookie: better-auth.session_token="+sessionCookie(t, rt.attacker, rt.p.url)+
 					"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
 				start := time.Now()
-				done := make(chan struct{})
-				defer close(done)
-				go func() {
-					for {
-						select {
-						case <-done:
-							return
-						case <-time.After(100 * time.Millisecond):
-							if _, err := c.Write([]byte(" ")); err != nil {
-								return
-							}
-						}
-					}
-				}()
+				defer trickle(c)()
 				eventuallyClosed(t, c)
 				return outcome{took: time.Since(start)}
 			},

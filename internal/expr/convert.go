@@ -316,17 +316,7 @@ func expandedSize(v starlark.Value, memo map[any]int64, depth int) int64 {
 	if depth > 100 {
 		return 0
 	}
-	var key any
-	switch x := v.(type) {
-	case *starlark.List, *starlark.Dict, *starlark.Set:
-		key = x
-	case *stepList:
-		key = x.list
-	case starlark.Tuple:
-		if len(x) > 0 {
-			key = tupleKey{&x[0], len(x)}
-		}
-	}
+	key := shareKey(v)
 	if key != nil {
 		if n, ok := memo[key]; ok {
 			return n
@@ -429,4 +419,21 @@ func (s *stepList) Get(k starlark.Value) (starlark.Value, bool, error) {
 		return nil, false, fmt.Errorf("no step labelled %q", string(k))
 	}
 	return nil, false, fmt.Errorf("steps indices must be integers or labels, not %s", k.Type())
+}
+
+// shareKey identifies a value that may be shared by reference (a list,
+// dict, set or non-empty tuple), so its size is counted once; nil for
+// values that are not.
+func shareKey(v starlark.Value) any {
+	switch x := v.(type) {
+	case *starlark.List, *starlark.Dict, *starlark.Set:
+		return x
+	case *stepList:
+		return x.list
+	case starlark.Tuple:
+		if len(x) > 0 {
+			return tupleKey{&x[0], len(x)}
+		}
+	}
+	return nil
 }

@@ -73,16 +73,7 @@ func textSize(v starlark.Value, sep int64, memo *map[any]int64, depth int) int64
 	}
 	var key any
 	if depth > 0 {
-		switch x := v.(type) {
-		case *starlark.List, *starlark.Dict, *starlark.Set:
-			key = x
-		case *stepList:
-			key = x.list
-		case starlark.Tuple:
-			if len(x) > 0 {
-				key = tupleKey{&x[0], len(x)}
-			}
-		}
+		key = shareKey(v)
 	}
 	if key != nil {
 		if *memo == nil {
