@@ -95,6 +95,7 @@ func (p *proxy) closeAll() {
 // requestID, responseTo, opCode, little-endian); OP_MSG's flag bits follow.
 const (
 	opMsg      = 2013
+	opQuery    = 2004
 	moreToCome = 1 << 1
 )
 
@@ -107,7 +108,7 @@ func (p *proxy) relay(client, up net.Conn) {
 		if err != nil {
 			return
 		}
-		if readOnly[commandName(req)] {
+		if isLegacyQuery(req) || readOnly[commandName(req)] {
 			// Reads need no turn: FerretDB reads committed rows, and
 			// letting polls and handshakes through keeps a busy database
 			// from starving a starting client's server selection.
@@ -142,6 +143,12 @@ func (p *proxy) exchange(req []byte, client, up net.Conn) error {
 			return nil
 		}
 	}
+}
+
+// isLegacyQuery reports an OP_QUERY message: drivers send only their first
+// handshake (isMaster) that way.
+func isLegacyQuery(msg []byte) bool {
+	return len(msg) >= 16 && binary.LittleEndian.Uint32(msg[12:]) == opQuery
 }
 
 // readOnly are the commands that change nothing.
