@@ -84,6 +84,8 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
 				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets,
 				HTTPClient: policy.Client(60 * time.Second), Retry: engineRetry(cfg),
+				MaxSteps: cfg.EngineMaxSteps, MaxWorkflowDepth: cfg.EngineMaxDepth,
+				MaxDuration: cfg.EngineMaxDuration, MaxStepOutput: cfg.EngineMaxOutput,
 				// Derived from the API key, which every instance shares; a
 				// new key (a generated one-off key, or a rotation) makes
 				// sealed checkpoints of unfinished executions unreadable.

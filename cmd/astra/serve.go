@@ -249,16 +249,37 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	wg.Wait() // the dispatcher finishes or releases its rows within its grace
+	// One deadline for the whole shutdown, whatever is running: what has
+	// not stopped by then is left to its leases (another instance, or the
+	// next start, takes it over).
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if eng != nil {
-		eng.Close() // ends engine SSE streams Shutdown would wait for
+	if !within(sctx, wg.Wait) { // the dispatcher finishes or releases its rows within its grace
+		log.Warn("shutdown timeout: rows still in work are left to their leases")
+		return nil
+	}
+	// Close ends the engine's SSE streams, which Shutdown would wait for.
+	if eng != nil && !within(sctx, func() { eng.Close() }) {
+		log.Warn("shutdown timeout: executions still running are left to their leases")
+		return nil
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// within runs fn and reports whether it returned before ctx ended; fn
+// goes on in the background otherwise (the process is about to exit).
+func within(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // changeStreamStore returns st's MongoDB store when its server has change
@@ -318,7 +339,9 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
 		HTTPClient: policy.Client(60 * time.Second),
 		Retry:      engineRetry(cfg), Metrics: reg,
-		Lease: cfg.EngineLease,
+		Lease:    cfg.EngineLease,
+		MaxSteps: cfg.EngineMaxSteps, MaxWorkflowDepth: cfg.EngineMaxDepth,
+		MaxDuration: cfg.EngineMaxDuration, MaxStepOutput: cfg.EngineMaxOutput,
 		// Every instance of a deployment shares the engine key, so each can
 		// open the others' sealed checkpoints. Rotating ASTRA's engine key
 		// makes the sealed checkpoints of unfinished (e.g. paused)

@@ -68,6 +68,11 @@ type Config struct {
 	EngineRetryAttempts int           // ASTRA_ENGINE_RETRY_ATTEMPTS: tries of a model or api_call call, the first included
 	EngineRetryMax      time.Duration // ASTRA_ENGINE_RETRY_MAX: no retry starts later than this after the first try
 	EngineLease         time.Duration // ASTRA_ENGINE_LEASE: how long an instance owns an execution without a heartbeat
+	// Per-execution budgets of the embedded engine (ASTRA_ENGINE_MAX_*).
+	EngineMaxSteps    int
+	EngineMaxDepth    int
+	EngineMaxDuration time.Duration
+	EngineMaxOutput   int // bytes of one step's output (JSON)
 
 	LLMBaseURL string
 	LLMAPIKey  string
@@ -172,6 +177,10 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		EngineRetryAttempts: p.positive("ASTRA_ENGINE_RETRY_ATTEMPTS", 5),
 		EngineRetryMax:      p.duration("ASTRA_ENGINE_RETRY_MAX", 30*time.Second),
 		EngineLease:         p.duration("ASTRA_ENGINE_LEASE", 10*time.Second),
+		EngineMaxSteps:      p.positive("ASTRA_ENGINE_MAX_STEPS", 10_000),
+		EngineMaxDepth:      p.positive("ASTRA_ENGINE_MAX_DEPTH", 16),
+		EngineMaxDuration:   p.duration("ASTRA_ENGINE_MAX_DURATION", time.Hour),
+		EngineMaxOutput:     p.positive("ASTRA_ENGINE_MAX_OUTPUT_BYTES", 2<<20),
 
 		LLMBaseURL: strings.TrimRight(p.str("ASTRA_LLM_BASE_URL", ""), "/"),
 		LLMAPIKey:  p.str("ASTRA_LLM_API_KEY", ""),
