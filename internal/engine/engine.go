@@ -377,6 +377,15 @@ func (e *Engine) enqueueRun(id string, held, snapshot *Execution) bool {
 			return
 		}
 		defer func() { <-e.sem }()
+		if held != nil && !e.now().Before(held.LeaseUntil) {
+			// The claim waited (behind this engine's previous run of the
+			// execution, or for a slot) past its lease: another engine may
+			// have claimed it since, and nothing may be done under a claim
+			// that is no longer ours.
+			if tok, err := e.state.LeaseToken(ctx, id); err != nil || tok != held.LeaseToken {
+				return
+			}
+		}
 		if held == nil {
 			now := e.now()
 			x, err := e.state.ClaimExecution(ctx, id, e.owner, newID(), now.Add(e.lease), now)

@@ -404,6 +404,12 @@ func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
 // order, so the store has them. Called with wmu held.
 func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
 	p := e.Position()
+	if !c.known && e.ID == c.lastID {
+		// The event the client resumed after, repeated by a feed: it
+		// tells where the client is, and is not sent again.
+		c.last, c.known = p, true
+		return nil
+	}
 	if c.known && p.Compare(c.last) <= 0 {
 		return nil
 	}
