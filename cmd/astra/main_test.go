@@ -160,20 +160,26 @@ func modelServer(t *testing.T, reply, summary string) *httptest.Server {
 				text = summary
 			}
 		}
-		if body.Stream {
-			w.Header().Set("Content-Type", "text/event-stream")
-			for _, word := range strings.SplitAfter(text, " ") {
-				fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", word)
-			}
-			fmt.Fprint(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		b, _ := json.Marshal(text)
-		fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+		writeCompletion(w, body.Stream, text)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// writeCompletion answers an OpenAI-compatible chat completion with text:
+// streamed word by word as server-sent events, or whole.
+func writeCompletion(w http.ResponseWriter, stream bool, text string) {
+	if stream {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, word := range strings.SplitAfter(text, " ") {
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", word)
+		}
+		fmt.Fprint(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	b, _ := json.Marshal(text)
+	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
 }
 
 type wsFrame struct {

@@ -233,17 +233,7 @@ func (m *slowModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(key, "/summary") {
 		text = "Noted " + tag + "."
 	}
-	if body.Stream {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for _, word := range strings.SplitAfter(text, " ") {
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", word)
-		}
-		fmt.Fprint(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	b, _ := json.Marshal(text)
-	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+	writeCompletion(w, body.Stream, text)
 }
 
 // clientsOf returns, per key, the client of each request in order.
