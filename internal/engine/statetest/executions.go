@@ -304,14 +304,28 @@ func testAdvanceConflict(t *testing.T, s engine.State) {
 
 // race runs a and b at once, as close together as goroutines allow.
 func race(a, b func() error) (errA, errB error) {
+	errs := raceN(2, func(i int) error {
+		if i == 0 {
+			return a()
+		}
+		return b()
+	})
+	return errs[0], errs[1]
+}
+
+// raceN runs fn(0) ... fn(n-1) at once, as close together as goroutines
+// allow, and returns their errors by index.
+func raceN(n int, fn func(i int) error) []error {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	wg.Add(2)
-	go func() { defer wg.Done(); <-start; errA = a() }()
-	go func() { defer wg.Done(); <-start; errB = b() }()
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); <-start; errs[i] = fn(i) }()
+	}
 	close(start)
 	wg.Wait()
-	return errA, errB
+	return errs
 }
 
 func testAdvanceConcurrent(t *testing.T, s engine.State) {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,21 +51,10 @@ func testLeaseCreateRoundTrip(t *testing.T, s engine.State) {
 func testLeaseClaimRace(t *testing.T, s engine.State) {
 	createExecution(t, s, newExecution("e1", "t1", 1, engine.StatusQueued))
 	const n = 16
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		errs  = make([]error, n)
-	)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, errs[i] = s.ClaimExecution(t.Context(), "e1", name("owner", i), name("tok", i), at(10), at(1))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := raceN(n, func(i int) error {
+		_, err := s.ClaimExecution(t.Context(), "e1", name("owner", i), name("tok", i), at(10), at(1))
+		return err
+	})
 	winner := -1
 	for i, err := range errs {
 		switch {
@@ -100,29 +88,16 @@ func testLeaseClaimManyRace(t *testing.T, s engine.State) {
 	createExecution(t, s, newExecution("done", "t1", 52, engine.StatusSucceeded))
 
 	const owners = 4
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		got   = make([][]engine.Execution, owners)
-		errs  = make([]error, owners)
-	)
-	for o := range owners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for {
-				xs, err := s.ClaimExecutions(t.Context(), name("owner", o), at(60), at(70), 3)
-				if err != nil || len(xs) == 0 {
-					errs[o] = err
-					return
-				}
-				got[o] = append(got[o], xs...)
+	got := make([][]engine.Execution, owners)
+	errs := raceN(owners, func(o int) error {
+		for {
+			xs, err := s.ClaimExecutions(t.Context(), name("owner", o), at(60), at(70), 3)
+			if err != nil || len(xs) == 0 {
+				return err
 			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+			got[o] = append(got[o], xs...)
+		}
+	})
 	seen := map[string]string{}
 	tokens := map[string]bool{}
 	for o := range owners {
@@ -278,24 +253,13 @@ func testLeaseFencedDocWrites(t *testing.T, s engine.State) {
 // instances deploying tasks/) end with one version and no error.
 func testTaskConcurrentSameBody(t *testing.T, s engine.State) {
 	const n = 12
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		got   = make([]engine.Task, n)
-		errs  = make([]error, n)
-	)
+	got := make([]engine.Task, n)
 	body := json.RawMessage(`{"name":"same","main":[{"return":{"x":"1"}}]}`)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			got[i], errs[i] = s.PutTask(t.Context(), engine.Task{ID: "t1", AgentID: "ag", CreatedAt: at(i), UpdatedAt: at(i),
-				Metadata: map[string]any{"rev": "one"}, Body: body})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := raceN(n, func(i int) (err error) {
+		got[i], err = s.PutTask(t.Context(), engine.Task{ID: "t1", AgentID: "ag", CreatedAt: at(i), UpdatedAt: at(i),
+			Metadata: map[string]any{"rev": "one"}, Body: body})
+		return err
+	})
 	for i := range n {
 		must(t, fmt.Sprintf("PutTask %d", i), errs[i])
 		if got[i].Version != 1 {
@@ -319,23 +283,10 @@ func testTaskConcurrentSameBody(t *testing.T, s engine.State) {
 
 // testResourceConcurrentPut: puts of one new id at once all succeed.
 func testResourceConcurrentPut(t *testing.T, s engine.State) {
-	const n = 12
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		errs  = make([]error, n)
-	)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = s.PutResource(t.Context(), engine.Resource{Kind: engine.KindAgent, ID: "a1", CreatedAt: at(i), UpdatedAt: at(i),
-				Body: json.RawMessage(fmt.Sprintf(`{"id":"a1","n":%d}`, i))})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	errs := raceN(12, func(i int) error {
+		return s.PutResource(t.Context(), engine.Resource{Kind: engine.KindAgent, ID: "a1", CreatedAt: at(i), UpdatedAt: at(i),
+			Body: json.RawMessage(fmt.Sprintf(`{"id":"a1","n":%d}`, i))})
+	})
 	for i, err := range errs {
 		must(t, fmt.Sprintf("PutResource %d", i), err)
 	}
