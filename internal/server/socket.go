@@ -198,8 +198,12 @@ func (c *socket) serve(after string) {
 		return
 	}
 	c.stopShutdown = context.AfterFunc(c.srv.Context, func() { c.close(websocket.StatusGoingAway, "Server shutting down") })
+	// Under tmu: a timer may fire (and re-arm itself) before AfterFunc
+	// has even returned.
+	c.tmu.Lock()
 	c.pingTimer = time.AfterFunc(c.srv.PingInterval, c.ping)
 	c.authTimer = time.AfterFunc(c.nextAuthCheck(), c.checkSession)
+	c.tmu.Unlock()
 	go c.readLoop(ctx)
 }
 
@@ -222,11 +226,13 @@ func (c *socket) finish() {
 	c.srv.unregister(c)
 	c.tmu.Lock()
 	c.finished = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.authTimer.Stop()
+	}
 	c.tmu.Unlock()
 	if c.stopShutdown != nil {
 		c.stopShutdown()
-		c.pingTimer.Stop()
-		c.authTimer.Stop()
 	}
 	c.wmu.Lock()
 	if c.sub != nil {
@@ -503,15 +509,15 @@ func (c *socket) ping() {
 		c.ws.CloseNow()
 		return
 	}
-	c.rearm(c.pingTimer, c.srv.PingInterval)
+	c.rearm(&c.pingTimer, c.srv.PingInterval)
 }
 
 // rearm schedules t again unless the socket has finished.
-func (c *socket) rearm(t *time.Timer, d time.Duration) {
+func (c *socket) rearm(t **time.Timer, d time.Duration) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	if !c.finished {
-		t.Reset(d)
+		(*t).Reset(d)
 	}
 }
 
@@ -533,7 +539,7 @@ func (c *socket) checkSession() {
 	default:
 		c.expiresAt = id.Session.ExpiresAt // only this timer's goroutine touches it after start
 	}
-	c.rearm(c.authTimer, c.nextAuthCheck())
+	c.rearm(&c.authTimer, c.nextAuthCheck())
 }
 
 // nextAuthCheck is the check interval, or sooner when the session expires first.
