@@ -4,6 +4,7 @@ PKGS     := ./...
 # A count, not a duration: a duration's deadline can fail a clean run with
 # "context deadline exceeded" (a race in Go's fuzz coordinator, go.dev/issue/75804).
 FUZZTIME ?= 20000x
+# Minimizing each new interesting input may otherwise take up to a minute.
 
 .PHONY: run build test test-short fuzz bench lint generate check-generated
 
@@ -27,7 +28,7 @@ fuzz:
 	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' internal cmd); do \
 	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
 	    echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 500x ./$$(dirname $$f) || exit 1; \
 	  done; \
 	done
 
