@@ -27,9 +27,15 @@ func (e *Engine) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(e.auth)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		if e.notBuilt(w, r) {
+			return
+		}
 		e.writeErr(w, r, errorf(http.StatusNotFound, "Not Found"))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		if e.notBuilt(w, r) {
+			return
+		}
 		e.writeErr(w, r, errorf(http.StatusMethodNotAllowed, "Method Not Allowed"))
 	})
 
@@ -56,6 +62,15 @@ func (e *Engine) Handler() http.Handler {
 			u, err := e.getResource(r.Context(), KindUser, chi.URLParam(r, "id"))
 			return http.StatusOK, u, err
 		}))
+		r.Put("/", e.updateHandler(KindUser, "id", false))
+		r.Patch("/", e.updateHandler(KindUser, "id", true))
+		r.Delete("/", e.handle(func(r *http.Request) (int, any, error) {
+			d, err := e.deleteOwner(r.Context(), KindUser, chi.URLParam(r, "id"))
+			return http.StatusAccepted, d, err
+		}))
+		r.Delete("/docs", e.handle(func(r *http.Request) (int, any, error) {
+			return e.bulkDeleteDocs(r, docOwner{Role: "user", ID: chi.URLParam(r, "id")})
+		}))
 		r.Post("/docs", e.handle(func(r *http.Request) (int, any, error) {
 			in, err := readObject(r)
 			if err != nil {
@@ -80,14 +95,8 @@ func (e *Engine) Handler() http.Handler {
 			if err != nil {
 				return 0, nil, err
 			}
-			if b, ok := in["body"].(map[string]any); ok && in["text"] == nil { // the published spec's wrapper
+			if b, ok := in["body"].(map[string]any); ok && in["text"] == nil && in["vector"] == nil { // the published spec's wrapper
 				in = b
-			}
-			if in["text"] == nil {
-				if _, ok := in["vector"]; ok {
-					return 0, nil, errorf(http.StatusBadRequest, "vector search is not supported by the embedded engine: send text")
-				}
-				return 0, nil, validationError([]any{fieldError("text", "is required")})
 			}
 			res, err := e.searchDocs(r.Context(), chi.URLParam(r, "id"), in)
 			return http.StatusOK, res, err
@@ -117,11 +126,21 @@ func (e *Engine) Handler() http.Handler {
 			a, err := e.getResource(r.Context(), KindAgent, chi.URLParam(r, "agent_id"))
 			return http.StatusOK, a, err
 		}))
+		e.agentRoutes(r)
 		r.Post("/tasks", e.handle(func(r *http.Request) (int, any, error) {
 			return e.createTask(r, newID())
 		}))
 		r.With(e.uuidParam("task_id")).Post("/tasks/{task_id}", e.handle(func(r *http.Request) (int, any, error) {
 			return e.createTask(r, chi.URLParam(r, "task_id"))
+		}))
+		// PUT is a create-or-update of an existing task: a new version.
+		r.With(e.uuidParam("task_id")).Put("/tasks/{task_id}", e.handle(func(r *http.Request) (int, any, error) {
+			id := chi.URLParam(r, "task_id")
+			if _, err := e.state.GetTask(r.Context(), id, 0); err != nil {
+				return 0, nil, stateErr(err, "task", id)
+			}
+			_, body, err := e.createTask(r, id)
+			return http.StatusOK, body, err
 		}))
 		r.Get("/tasks", e.handle(func(r *http.Request) (int, any, error) {
 			agentID := chi.URLParam(r, "agent_id")
@@ -245,6 +264,7 @@ func (e *Engine) Handler() http.Handler {
 			return e.deleteSecret(r, chi.URLParam(r, "secret_id"))
 		}))
 	})
+	e.sessionRoutes(r)
 	return r
 }
 
@@ -269,6 +289,9 @@ func (e *Engine) uuidParam(name string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if v := chi.URLParam(r, name); !validID(v) {
+				if e.notBuilt(w, r) {
+					return
+				}
 				e.writeErr(w, r, &apiError{Status: http.StatusUnprocessableEntity, Type: "validation_error",
 					Message: fmt.Sprintf("path.%s: %q is not a valid UUID", name, v),
 					Details: []any{map[string]any{"loc": []any{"path", name}, "msg": "Input should be a valid UUID", "type": "uuid_parsing"}}})

@@ -44,9 +44,12 @@ import (
 
 // Options configure an Engine.
 type Options struct {
-	Key         string // the API key; required
-	State       State  // required
-	Model       llm.Model
+	Key   string // the API key; required
+	State State  // required
+	Model llm.Model
+	// Embedder computes docs' embeddings and search vectors (default:
+	// llm.OfflineEmbedder, deterministic and local).
+	Embedder    llm.Embedder
 	Concurrency int // executions run at once (default 64)
 	Logger      *slog.Logger
 	HTTPClient  *http.Client // for api_call tools
@@ -123,6 +126,7 @@ type Engine struct {
 	key     string
 	state   State
 	model   llm.Model
+	embed   llm.Embedder
 	log     *slog.Logger
 	hc      *http.Client
 	now     func() time.Time
@@ -185,6 +189,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.Model == nil {
 		opts.Model = llm.Offline()
 	}
+	if opts.Embedder == nil {
+		opts.Embedder = llm.OfflineEmbedder()
+	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 64
 	}
@@ -205,7 +212,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		owner: newID(), lease: opts.Lease, sweepEvery: opts.SweepEvery,
-		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
+		key: opts.Key, state: opts.State, model: opts.Model, embed: opts.Embedder, log: opts.Logger, hc: opts.HTTPClient,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},

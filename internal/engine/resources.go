@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -175,189 +174,21 @@ func (e *Engine) listResources(ctx context.Context, q ListQuery) ([]any, error) 
 	return out, nil
 }
 
-// createDoc adds a doc to a user. Content is a string or a list of
-// strings, each one chunk, as Julep keeps it. From a running step (sc not
-// nil) the doc's id is derived from the step and the write is fenced by the
-// run's lease; from the API the id is random.
+// createDoc adds a doc to a user (see createOwnedDoc).
 func (e *Engine) createDoc(ctx context.Context, userID string, in map[string]any, sc *stepScope) (map[string]any, error) {
-	if err := e.userExists(ctx, userID); err != nil {
-		return nil, err
-	}
-	var details []any
-	title, ok := in["title"].(string)
-	if !ok || title == "" {
-		details = append(details, fieldError("title", "is required"))
-	} else if len([]rune(title)) > 800 {
-		details = append(details, fieldError("title", "must be at most 800 characters"))
-	}
-	switch c := in["content"].(type) {
-	case string:
-	case []any:
-		for _, p := range c {
-			if _, ok := p.(string); !ok {
-				details = append(details, fieldError("content", "must be a string or a list of strings"))
-				break
-			}
-		}
-	default:
-		details = append(details, fieldError("content", "must be a string or a list of strings"))
-	}
-	meta, err := asMetadata(in["metadata"])
-	if err != nil {
-		details = append(details, fieldError("metadata", err.Error()))
-	}
-	if len(details) > 0 {
-		return nil, validationError(details)
-	}
-	id, fence := newID(), (*Fence)(nil)
-	if sc != nil {
-		id, fence = sc.docID(), &sc.fence
-	}
-	body := map[string]any{"id": id, "title": title, "content": in["content"], "metadata": meta,
-		"modality": "text", "language": "english", "embedding_model": "", "embedding_dimensions": float64(0)}
-	if ei, ok := in["embed_instruction"].(string); ok {
-		body["embed_instruction"] = ei
-	}
-	out, err := e.putResource(ctx, KindDoc, id, userID, meta, body, fence)
-	if err != nil {
-		return nil, err
-	}
-	delete(out, "updated_at")
-	return out, nil
+	return e.createOwnedDoc(ctx, docOwner{Role: "user", ID: userID}, in, sc)
 }
 
 func (e *Engine) deleteDoc(ctx context.Context, userID, docID string, sc *stepScope) (map[string]any, error) {
-	r, err := e.state.GetResource(ctx, KindDoc, docID)
-	if errors.Is(err, ErrNotFound) || (err == nil && r.Parent != userID) {
-		return nil, notFound("doc", docID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if sc != nil {
-		err = e.state.DeleteResourceFenced(ctx, KindDoc, docID, sc.fence)
-	} else {
-		err = e.state.DeleteResource(ctx, KindDoc, docID)
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
-	return map[string]any{"id": docID, "deleted_at": ts(e.now()), "jobs": []any{}}, nil
+	return e.deleteOwnedDoc(ctx, docOwner{Role: "user", ID: userID}, docID, sc)
 }
 
-// searchDocs is the keyword (BM25) search over a user's docs: each chunk of
-// each doc is scored against the query over its title and text, and every
-// doc is answered once with its best chunk. It is keyword search, not the
-// vector search a real Julep runs; distance is 1/(1+score), smaller is closer.
+// searchDocs searches a user's docs (see searchOwnedDocs).
 func (e *Engine) searchDocs(ctx context.Context, userID string, req map[string]any) (map[string]any, error) {
-	start := time.Now()
 	if err := e.userExists(ctx, userID); err != nil {
 		return nil, err
 	}
-	text, _ := req["text"].(string)
-	limit := 10
-	if l, ok := toFloat(req["limit"]); ok {
-		if l < 1 || l > 50 {
-			return nil, validationError([]any{fieldError("limit", "must be between 1 and 50")})
-		}
-		limit = int(l)
-	}
-	filter, _ := req["metadata_filter"].(map[string]any)
-	rs, err := e.state.ListResources(ctx, ListQuery{Kind: KindDoc, Parent: userID})
-	if err != nil {
-		return nil, err
-	}
-	type chunk struct {
-		doc   map[string]any
-		index int
-		text  string
-		terms map[string]int
-		n     int
-	}
-	var chunks []chunk
-	for _, r := range rs {
-		if !containsJSON(r.Metadata, filter) {
-			continue
-		}
-		d := decodeBody(r.Body)
-		title, _ := d["title"].(string)
-		var parts []string
-		switch c := d["content"].(type) {
-		case string:
-			parts = []string{c}
-		case []any:
-			for _, p := range c {
-				s, _ := p.(string)
-				parts = append(parts, s)
-			}
-		}
-		if len(parts) == 0 {
-			parts = []string{""}
-		}
-		for i, p := range parts {
-			toks := tokenize(title + " " + p)
-			tf := map[string]int{}
-			for _, t := range toks {
-				tf[t]++
-			}
-			chunks = append(chunks, chunk{doc: d, index: i, text: p, terms: tf, n: len(toks)})
-		}
-	}
-	query := tokenize(text)
-	df := map[string]int{}
-	total := 0
-	for _, c := range chunks {
-		total += c.n
-		for t := range c.terms {
-			df[t]++
-		}
-	}
-	avg := 1.0
-	if len(chunks) > 0 && total > 0 {
-		avg = float64(total) / float64(len(chunks))
-	}
-	const k1, b = 1.2, 0.75
-	type hit struct {
-		c     chunk
-		score float64
-	}
-	best := map[string]hit{}
-	var order []string
-	for _, c := range chunks {
-		score := 0.0
-		for _, q := range query {
-			f := float64(c.terms[q])
-			if f == 0 {
-				continue
-			}
-			idf := math.Log(1 + (float64(len(chunks))-float64(df[q])+0.5)/(float64(df[q])+0.5))
-			score += idf * f * (k1 + 1) / (f + k1*(1-b+b*float64(c.n)/avg))
-		}
-		if score <= 0 {
-			continue
-		}
-		id, _ := c.doc["id"].(string)
-		if h, ok := best[id]; !ok || score > h.score {
-			if !ok {
-				order = append(order, id)
-			}
-			best[id] = hit{c, score}
-		}
-	}
-	sort.SliceStable(order, func(i, j int) bool { return best[order[i]].score > best[order[j]].score })
-	if len(order) > limit {
-		order = order[:limit]
-	}
-	docs := make([]any, 0, len(order))
-	for _, id := range order {
-		h := best[id]
-		docs = append(docs, map[string]any{
-			"id": id, "title": h.c.doc["title"], "owner": map[string]any{"id": userID, "role": "user"},
-			"snippet":  map[string]any{"index": float64(h.c.index), "content": h.c.text},
-			"distance": 1 / (1 + h.score), "metadata": h.c.doc["metadata"],
-		})
-	}
-	return map[string]any{"docs": docs, "time": time.Since(start).Seconds()}, nil
+	return e.searchOwnedDocs(ctx, []docOwner{{Role: "user", ID: userID}}, req)
 }
 
 var stopwords = map[string]bool{"a": true, "an": true, "the": true, "and": true, "or": true, "of": true,
