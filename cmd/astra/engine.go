@@ -36,7 +36,8 @@ The API key is ASTRA_ENGINE_KEY, or one generated and kept in the data
 directory (file engine-key). Send it as "Authorization: Bearer <key>" or
 "X-Auth-Key: <key>". The model is the OpenAI-compatible endpoint named by
 ASTRA_LLM_BASE_URL / ASTRA_LLM_API_KEY / ASTRA_LLM_MODEL, or an offline model
-that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`,
+that says it is offline. Docs are embedded through ASTRA_EMBEDDING_BASE_URL /
+_API_KEY / _MODEL, or a deterministic offline embedder. State lives in engine_* tables of <data-dir>/astra.db.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags := map[string]string{}
@@ -81,7 +82,7 @@ that says it is offline. State lives in engine_* tables of <data-dir>/astra.db.`
 			if err != nil {
 				return err
 			}
-			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model,
+			eng, err := engine.New(engine.Options{Key: key, State: state, Model: model, Embedder: embedder(cfg),
 				Concurrency: cfg.EngineConcurrency, Logger: log, Secrets: cfg.Secrets,
 				HTTPClient: policy.Client(60 * time.Second), Retry: engineRetry(cfg),
 				MaxSteps: cfg.EngineMaxSteps, MaxWorkflowDepth: cfg.EngineMaxDepth,

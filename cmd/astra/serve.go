@@ -335,7 +335,7 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		return nil, err
 	}
 	return engine.New(engine.Options{
-		Key: cfg.EngineKey, State: state, Model: model,
+		Key: cfg.EngineKey, State: state, Model: model, Embedder: embedder(cfg),
 		Concurrency: cfg.EngineConcurrency, Logger: log.With("component", "engine"), Secrets: secrets,
 		HTTPClient: policy.Client(60 * time.Second),
 		Retry:      engineRetry(cfg), Metrics: reg,
@@ -348,6 +348,15 @@ func newEmbeddedEngine(ctx context.Context, cfg *config.Config, st responder.Sto
 		// executions unreadable: they fail when resumed.
 		CheckpointKey: engine.CheckpointKey(cfg.EngineKey),
 	})
+}
+
+// embedder is the engine's embedder: the configured OpenAI-compatible
+// endpoint, or the offline one (nil).
+func embedder(cfg *config.Config) llm.Embedder {
+	if cfg.EmbeddingBaseURL == "" {
+		return nil
+	}
+	return llm.NewOpenAIEmbedder(cfg.EmbeddingBaseURL, cfg.EmbeddingAPIKey, cfg.EmbeddingModel, nil)
 }
 
 // egressPolicy is what tasks' api_call and speech requests may reach:

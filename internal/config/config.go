@@ -77,7 +77,13 @@ type Config struct {
 	LLMBaseURL string
 	LLMAPIKey  string
 	LLMModel   string
-	TTSURL     string
+
+	// An OpenAI-compatible /embeddings endpoint for the embedded engine's
+	// docs; unset: the offline embedder.
+	EmbeddingBaseURL string
+	EmbeddingAPIKey  string
+	EmbeddingModel   string
+	TTSURL           string
 
 	StreamPoll       time.Duration
 	SocketsPerUser   int
@@ -185,7 +191,11 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		LLMBaseURL: strings.TrimRight(p.str("ASTRA_LLM_BASE_URL", ""), "/"),
 		LLMAPIKey:  p.str("ASTRA_LLM_API_KEY", ""),
 		LLMModel:   p.str("ASTRA_LLM_MODEL", ""),
-		TTSURL:     p.str("ASTRA_TTS_URL", ""),
+
+		EmbeddingBaseURL: strings.TrimRight(p.str("ASTRA_EMBEDDING_BASE_URL", ""), "/"),
+		EmbeddingAPIKey:  p.str("ASTRA_EMBEDDING_API_KEY", ""),
+		EmbeddingModel:   p.str("ASTRA_EMBEDDING_MODEL", ""),
+		TTSURL:           p.str("ASTRA_TTS_URL", ""),
 
 		StreamPoll:       p.duration("ASTRA_STREAM_POLL", 250*time.Millisecond),
 		SocketsPerUser:   p.positive("ASTRA_SOCKETS_PER_USER", 16),
@@ -307,6 +317,13 @@ func Load(look Lookup, environ []string) (*Config, error) {
 	if c.JulepBaseURL != "" {
 		if u, err := url.Parse(c.JulepBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.fail("JULEP_BASE_URL %q is not an http(s) URL", c.JulepBaseURL)
+		}
+	}
+	if c.EmbeddingBaseURL != "" {
+		if u, err := url.Parse(c.EmbeddingBaseURL); err != nil || u.Host == "" {
+			p.fail("ASTRA_EMBEDDING_BASE_URL %q is not an absolute URL", c.EmbeddingBaseURL)
+		} else if c.EmbeddingModel == "" {
+			p.fail("ASTRA_EMBEDDING_MODEL is required with ASTRA_EMBEDDING_BASE_URL")
 		}
 	}
 	if c.LLMBaseURL != "" {

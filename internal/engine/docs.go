@@ -217,9 +217,11 @@ type searchChunk struct {
 // within 1-confidence (all when confidence is -1), as Julep's
 // search_by_vector. Hybrid fuses both candidate lists (limit×k_multiplier
 // each) as Julep's search_hybrid does: each list's scores DBSF-normalised,
-// distance = 1 - ((1-alpha)·text + alpha·vector). Julep feeds the vector
-// candidates' cosine distance (not similarity) into that sum, and the
-// engine does the same so a hybrid query ranks as it did on Julep. For
+// distance = 1 - ((1-alpha)·text + alpha·vector). Julep's SQL (migration
+// 000044) feeds the vector candidates' cosine distance into that sum, which
+// ranks the farthest vectors first; the engine feeds their similarity
+// (1 - distance), as the spec defines alpha ("0 => pure BM25; 1 => pure
+// vector"). For
 // vector and hybrid, mmr_strength > 0 fetches min(2·limit, limit+10)
 // candidates and re-ranks them by maximal marginal relevance with lambda
 // 1-mmr_strength, as Julep's apply_mmr_to_docs.
@@ -506,7 +508,7 @@ func hybridHits(chunks []*searchChunk, terms []string, query []float64, confiden
 		if isText {
 			p.t = c.score
 		} else {
-			p.v = c.score
+			p.v = 1 - c.score
 		}
 	}
 	for _, c := range text {
