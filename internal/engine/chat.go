@@ -41,20 +41,12 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 	model := req.Model
 
 	if !stream {
-		res, err := e.model.Chat(ctx, req, nil)
+		out, err := e.completeTurn(ctx, sessionID, turn, save)
 		if err != nil {
-			e.writeErr(w, r, errorf(http.StatusBadGateway, "model: %v", err))
+			e.writeErr(w, r, err)
 			return
 		}
-		if save {
-			if err := e.saveTurn(ctx, sessionID, model, turn, res.Content, res.FinishReason); err != nil {
-				e.writeErr(w, r, err)
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "created_at": created, "jobs": []any{}, "docs": turn.docs,
-			"usage": res.Usage, "choices": []any{map[string]any{"index": 0, "finish_reason": finishReason(res.FinishReason),
-				"message": map[string]any{"role": "assistant", "content": res.Content}}}})
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 
@@ -90,6 +82,24 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 			e.log.Error("engine: save streamed chat turn", "session_id", sessionID, "err", err)
 		}
 	}
+}
+
+// completeTurn asks the model for a rendered turn's answer, saves the turn
+// when asked to, and answers Julep's MessageChatResponse.
+func (e *Engine) completeTurn(ctx context.Context, sessionID string, turn *chatTurn, save bool) (map[string]any, error) {
+	req := turn.modelRequest()
+	res, err := e.model.Chat(ctx, req, nil)
+	if err != nil {
+		return nil, errorf(http.StatusBadGateway, "model: %v", err)
+	}
+	if save {
+		if err := e.saveTurn(ctx, sessionID, req.Model, turn, res.Content, res.FinishReason); err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{"id": newID(), "created_at": ts(e.now()), "jobs": []any{}, "docs": turn.docs,
+		"usage": res.Usage, "choices": []any{map[string]any{"index": 0, "finish_reason": finishReason(res.FinishReason),
+			"message": map[string]any{"role": "assistant", "content": res.Content}}}}, nil
 }
 
 func finishReason(s string) string {

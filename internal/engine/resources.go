@@ -253,6 +253,9 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 	sub, _ := sys["subresource"].(string)
 	op, _ := sys["operation"].(string)
 	userID, _ := args["user_id"].(string)
+	if out, ok, err := e.resourceSystemTool(ctx, resource, sub, op, args, sc); ok {
+		return out, err
+	}
 	switch {
 	case resource == "user" && sub == "" && op == "get":
 		return e.getResource(ctx, KindUser, userID)
