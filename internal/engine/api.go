@@ -84,7 +84,7 @@ func (e *Engine) Handler() http.Handler {
 			if err := e.userExists(r.Context(), id); err != nil {
 				return 0, nil, err
 			}
-			return e.list(r, KindDoc, id)
+			return e.listDocs(r, id)
 		}))
 		r.With(e.uuidParam("doc_id")).Delete("/docs/{doc_id}", e.handle(func(r *http.Request) (int, any, error) {
 			d, err := e.deleteDoc(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "doc_id"), nil)

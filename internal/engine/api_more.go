@@ -79,7 +79,7 @@ func (e *Engine) agentRoutes(r chi.Router) {
 		if err := e.ownerExists(r.Context(), owner(r)); err != nil {
 			return 0, nil, err
 		}
-		return e.list(r, KindDoc, owner(r).parent())
+		return e.listDocs(r, owner(r).parent())
 	}))
 	r.Delete("/docs", e.handle(func(r *http.Request) (int, any, error) {
 		return e.bulkDeleteDocs(r, owner(r))
@@ -179,7 +179,11 @@ func (e *Engine) sessionRoutes(r chi.Router) {
 		if err != nil {
 			return 0, nil, stateErr(err, "doc", id)
 		}
-		return http.StatusOK, docView(d, true), nil
+		with, err := includeEmbeddings(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, docView(d, with), nil
 	}))
 	r.Post("/embed", e.handle(e.embedTexts))
 	r.Get("/healthz", e.handle(func(r *http.Request) (int, any, error) {
@@ -233,4 +237,33 @@ func (e *Engine) bulkDeleteDocs(r *http.Request, o docOwner) (int, any, error) {
 		out = append(out, map[string]any{"id": id, "deleted_at": res["deleted_at"], "jobs": []any{}})
 	}
 	return http.StatusAccepted, out, nil
+}
+
+// includeEmbeddings reads the include_embeddings query parameter (default
+// true, as Julep's list and get routes).
+func includeEmbeddings(r *http.Request) (bool, error) {
+	switch r.URL.Query().Get("include_embeddings") {
+	case "", "true", "True", "1":
+		return true, nil
+	case "false", "False", "0":
+		return false, nil
+	}
+	return false, validationError([]any{map[string]any{"loc": []any{"query", "include_embeddings"}, "msg": "must be true or false", "type": "bool_parsing"}})
+}
+
+// listDocs lists the docs under parent, without their vectors when the
+// request says include_embeddings=false.
+func (e *Engine) listDocs(r *http.Request, parent string) (int, any, error) {
+	with, err := includeEmbeddings(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	status, body, err := e.list(r, KindDoc, parent)
+	if err != nil || with {
+		return status, body, err
+	}
+	for _, d := range body.(map[string]any)["items"].([]any) {
+		d.(map[string]any)["embeddings"] = nil
+	}
+	return status, body, nil
 }

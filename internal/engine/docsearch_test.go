@@ -170,6 +170,14 @@ func testDocSearchModes(t *testing.T, e *env) {
 	if n := len(e.must(200, "GET", "/agents/"+agent+"/docs", nil)["items"].([]any)); n != 1 {
 		t.Fatalf("agent docs: %d", n)
 	}
+	if got := e.must(200, "GET", "/docs/"+ad["id"].(string)+"?include_embeddings=false", nil); got["embeddings"] != nil {
+		t.Fatalf("docs.get without embeddings: %v", got["embeddings"] != nil)
+	}
+	for _, d := range e.must(200, "GET", "/users/"+uid+"/docs?include_embeddings=false", nil)["items"].([]any) {
+		if d.(map[string]any)["embeddings"] != nil {
+			t.Fatal("docs list with include_embeddings=false has embeddings")
+		}
+	}
 	e.must(202, "DELETE", "/agents/"+agent+"/docs/"+ad["id"].(string), nil)
 	if s, _ := e.do("GET", "/docs/"+ad["id"].(string), nil); s != 404 {
 		t.Fatalf("deleted doc: %d", s)

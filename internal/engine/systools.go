@@ -75,8 +75,13 @@ func (e *Engine) resourceSystemTool(ctx context.Context, resource, sub, op strin
 			if err != nil {
 				return nil, true, err
 			}
-			out, err = e.listResources(ctx, q)
-			return out, true, err
+			docs, err := e.listResources(ctx, q)
+			if with, ok := args["include_embeddings"].(bool); ok && !with {
+				for _, d := range docs {
+					d.(map[string]any)["embeddings"] = nil
+				}
+			}
+			return docs, true, err
 		case "create":
 			d, err := data()
 			if err != nil {

@@ -35,6 +35,9 @@ func NewOpenAIEmbedder(baseURL, apiKey, model string, hc *http.Client) Embedder 
 		option.WithBaseURL(strings.TrimRight(baseURL, "/")+"/"),
 		option.WithAPIKey(apiKey),
 		option.WithHTTPClient(hc),
+		// Embedding calls are idempotent and outside the engine's retry
+		// policy (they run inside doc creates and searches), so the
+		// client's own backoff retries transient failures.
 		option.WithMaxRetries(2),
 	)
 	return &openAIEmbedder{client: c, model: model}

@@ -320,3 +320,31 @@ func testResourceMetadataFilterText(t *testing.T, s engine.State) {
 		}
 	}
 }
+
+// Sessions, their history entries, agents' tools and agents' docs are
+// resources of their own kinds and parents (no schema of their own): the
+// same id under two kinds is two records, a prefixed parent lists apart
+// from the bare id, and a large body (a doc with its embeddings) round-trips.
+func testResourceSessionKinds(t *testing.T, s engine.State) {
+	putResource(t, s, engine.Resource{Kind: engine.KindSession, ID: "s1", CreatedAt: at(1), UpdatedAt: at(1)})
+	for i := range 3 {
+		putResource(t, s, engine.Resource{Kind: engine.KindEntry, ID: name("e", i), Parent: "s1", CreatedAt: at(2), UpdatedAt: at(2)})
+	}
+	putResource(t, s, engine.Resource{Kind: engine.KindTool, ID: "s1", Parent: "a1", CreatedAt: at(3), UpdatedAt: at(3)})
+	putResource(t, s, engine.Resource{Kind: engine.KindDoc, ID: "d1", Parent: "a1", CreatedAt: at(4), UpdatedAt: at(4)})
+	vec := make([]float64, 1024)
+	for i := range vec {
+		vec[i] = float64(i%7) / 7
+	}
+	body, _ := json.Marshal(map[string]any{"id": "d2", "embeddings": [][]float64{vec, vec}})
+	big := putResource(t, s, engine.Resource{Kind: engine.KindDoc, ID: "d2", Parent: "agent:a1", CreatedAt: at(5), UpdatedAt: at(5), Body: body})
+
+	sameIDs(t, "entries of s1 (equal times keep insertion order)", listResources(t, s, engine.ListQuery{Kind: engine.KindEntry, Parent: "s1"}), []string{"e00", "e01", "e02"})
+	sameIDs(t, "sessions", listResources(t, s, engine.ListQuery{Kind: engine.KindSession}), []string{"s1"})
+	sameIDs(t, "tools of a1", listResources(t, s, engine.ListQuery{Kind: engine.KindTool, Parent: "a1"}), []string{"s1"})
+	sameIDs(t, "docs under a1", listResources(t, s, engine.ListQuery{Kind: engine.KindDoc, Parent: "a1"}), []string{"d1"})
+	sameIDs(t, "docs under agent:a1", listResources(t, s, engine.ListQuery{Kind: engine.KindDoc, Parent: "agent:a1"}), []string{"d2"})
+	sameResource(t, getResource(t, s, engine.KindDoc, "d2"), big)
+	must(t, "DeleteResource session", s.DeleteResource(t.Context(), engine.KindSession, "s1"))
+	sameIDs(t, "tool s1 outlives session s1", listResources(t, s, engine.ListQuery{Kind: engine.KindTool}), []string{"s1"})
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Resources/ListTiesKeepInsertionOrder", testResourceListTies},
 		{"Resources/MetadataFilter", testResourceMetadataFilter},
 		{"Resources/MetadataFilterText", testResourceMetadataFilterText},
+		{"Resources/SessionKinds", testResourceSessionKinds},
 
 		{"Tasks/Versions", testTaskVersions},
 		{"Tasks/ListLatest", testTaskListLatest},
