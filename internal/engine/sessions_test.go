@@ -2,12 +2,18 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/astra-app/astra/internal/engine"
+	"github.com/astra-app/astra/internal/llm"
 )
 
 // The system message is Julep's default system template rendered over the
@@ -239,5 +245,47 @@ func TestEveryOperationServedOr501(t *testing.T) {
 	}
 	if served+notBuilt != 78 || served != 57 {
 		t.Errorf("%d served + %d not built; the README says 57 of 78", served, notBuilt)
+	}
+}
+
+// slowModel answers after the server's read timeout has passed.
+type slowModel struct{ wait time.Duration }
+
+func (m slowModel) Chat(ctx context.Context, req llm.Request, onDelta func(string)) (*llm.Response, error) {
+	select {
+	case <-time.After(m.wait):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if onDelta != nil {
+		onDelta("late")
+	}
+	return &llm.Response{Content: "late", FinishReason: "stop"}, nil
+}
+
+// A chat whose model answers after the server's ReadTimeout still answers:
+// the timeout bounds reading the request, not the model.
+func TestChatOutlivesReadTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withModel(slowModel{wait: 600 * time.Millisecond}))
+	srv := httptest.NewUnstartedServer(e.srv.Config.Handler)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	agent := e.agent(map[string]any{"name": "A"})
+	sid := e.must(201, "POST", "/sessions", map[string]any{"agent": agent, "recall_options": nil})["id"].(string)
+	for _, stream := range []bool{false, true} {
+		body := strings.NewReader(`{"stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"hi"}]}`)
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/julep/sessions/"+sid+"/chat", body)
+		req.Header.Set("X-Auth-Key", testKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(raw), `"late"`) {
+			t.Fatalf("stream %v: %d %s", stream, resp.StatusCode, raw)
+		}
 	}
 }
