@@ -183,7 +183,12 @@ func (e *Engine) sessionRoutes(r chi.Router) {
 		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusOK, docView(d, with), nil
+		doc := decodeBody(d.Body)
+		delete(doc, "updated_at")
+		if err := e.withEmbeddings(r.Context(), d.Parent, []any{doc}, with); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, doc, nil
 	}))
 	r.Post("/embed", e.handle(e.embedTexts))
 	r.Get("/healthz", e.handle(func(r *http.Request) (int, any, error) {
@@ -259,11 +264,8 @@ func (e *Engine) listDocs(r *http.Request, parent string) (int, any, error) {
 		return 0, nil, err
 	}
 	status, body, err := e.list(r, KindDoc, parent)
-	if err != nil || with {
+	if err != nil {
 		return status, body, err
 	}
-	for _, d := range body.(map[string]any)["items"].([]any) {
-		d.(map[string]any)["embeddings"] = nil
-	}
-	return status, body, nil
+	return status, body, e.withEmbeddings(r.Context(), parent, body.(map[string]any)["items"].([]any), with)
 }

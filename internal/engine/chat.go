@@ -237,7 +237,7 @@ func (e *Engine) deleteOwner(ctx context.Context, kind, id string) (map[string]a
 		return nil, err
 	}
 	o := docOwner{Role: kind, ID: id}
-	kinds := map[string]string{KindDoc: o.parent()}
+	kinds := map[string]string{KindDoc: o.parent(), KindDocVectors: o.parent()}
 	if kind == KindAgent {
 		kinds[KindTool] = id
 	}

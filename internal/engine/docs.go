@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -111,9 +115,12 @@ func (e *Engine) createOwnedDoc(ctx context.Context, o docOwner, in map[string]a
 	if err != nil {
 		return nil, errorf(http.StatusBadGateway, "embed doc: %v", err)
 	}
-	var embeddings any = vecs
-	if _, one := in["content"].(string); one && len(vecs) == 1 {
-		embeddings = vecs[0]
+	vecs32 := make([][]float32, len(vecs))
+	for i, v := range vecs {
+		vecs32[i] = make([]float32, len(v))
+		for j, x := range v {
+			vecs32[i][j] = float32(x)
+		}
 	}
 	dims := 0
 	if len(vecs) > 0 {
@@ -123,9 +130,16 @@ func (e *Engine) createOwnedDoc(ctx context.Context, o docOwner, in map[string]a
 	if sc != nil {
 		id, fence = sc.docID(), &sc.fence
 	}
+	_, single := in["content"].(string)
+	// The vectors first: a doc seen is a doc with its vectors (a crash
+	// between the two leaves vectors of no doc, which nothing reads).
+	if _, err := e.putResource(ctx, KindDocVectors, id, o.parent(), map[string]any{},
+		map[string]any{"id": id, "vectors": encodeVectors(vecs32)}, fence); err != nil {
+		return nil, err
+	}
 	body := map[string]any{"id": id, "title": title, "content": in["content"], "metadata": meta,
 		"modality": "text", "language": "english", "embedding_model": e.embed.Name(),
-		"embedding_dimensions": float64(dims), "embeddings": embeddings}
+		"embedding_dimensions": float64(dims)}
 	if ei, ok := in["embed_instruction"].(string); ok {
 		body["embed_instruction"] = ei
 	}
@@ -134,7 +148,172 @@ func (e *Engine) createOwnedDoc(ctx context.Context, o docOwner, in map[string]a
 		return nil, err
 	}
 	delete(out, "updated_at")
+	out["embeddings"] = embeddingsView(vecs32, single)
 	return out, nil
+}
+
+// KindDocVectors holds a doc's chunk vectors apart from the doc (same id
+// and parent), so listing docs and text search do not read them. Body:
+// {"id", "vectors": [base64 of little-endian float32s, one per chunk]}.
+const KindDocVectors = "doc_vectors"
+
+func encodeVectors(vs [][]float32) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		b := make([]byte, 4*len(v))
+		for j, x := range v {
+			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(x))
+		}
+		out[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	return out
+}
+
+// decodeVectors reads a KindDocVectors body. Vector search reads every
+// doc's vectors, so the body is scanned by hand (a JSON decode of it costs
+// most of a search); a body it cannot scan goes through encoding/json.
+func decodeVectors(raw json.RawMessage) ([][]float32, error) {
+	bs, ok := scanVectors(raw)
+	if !ok {
+		var body struct {
+			Vectors [][]byte `json:"vectors"` // encoding/json decodes base64 into []byte
+		}
+		if err := json.Unmarshal(raw, &body); err != nil {
+			return nil, err
+		}
+		bs = body.Vectors
+	}
+	out := make([][]float32, len(bs))
+	for i, b := range bs {
+		if len(b)%4 != 0 {
+			return nil, fmt.Errorf("vector %d has %d bytes", i, len(b))
+		}
+		v := make([]float32, len(b)/4)
+		for j := range v {
+			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// scanVectors reads the base64 strings of `"vectors": [...]`; false when
+// the body is not in the plain form encodeVectors writes.
+func scanVectors(raw []byte) ([][]byte, bool) {
+	i := bytes.Index(raw, []byte(`"vectors"`))
+	if i < 0 || bytes.IndexByte(raw, '\\') >= 0 {
+		return nil, false
+	}
+	rest := bytes.TrimLeft(raw[i+len(`"vectors"`):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return nil, false
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '[' {
+		return nil, false
+	}
+	rest = rest[1:]
+	var out [][]byte
+	for {
+		rest = bytes.TrimLeft(rest, " \t\r\n,")
+		if len(rest) == 0 {
+			return nil, false
+		}
+		if rest[0] == ']' {
+			return out, true
+		}
+		if rest[0] != '"' {
+			return nil, false
+		}
+		end := bytes.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		b := make([]byte, base64.StdEncoding.DecodedLen(end))
+		n, err := base64.StdEncoding.Decode(b, rest[1:1+end])
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, b[:n])
+		rest = rest[2+end:]
+	}
+}
+
+// embeddingsView is a doc's `embeddings` as Julep answers them: one vector
+// for a doc whose content is one string, else one per chunk.
+func embeddingsView(vs [][]float32, single bool) any {
+	if single && len(vs) == 1 {
+		return vs[0]
+	}
+	return vs
+}
+
+// withEmbeddings sets `embeddings` on docs (decoded bodies of docs under
+// parent): their vectors when include, else null.
+func (e *Engine) withEmbeddings(ctx context.Context, parent string, docs []any, include bool) error {
+	vecs := map[string][][]float32{}
+	if include && len(docs) > 0 {
+		var err error
+		if vecs, err = e.docVectors(ctx, parent, nil); err != nil {
+			return err
+		}
+	}
+	for _, d := range docs {
+		m := d.(map[string]any)
+		id, _ := m["id"].(string)
+		if v, ok := vecs[id]; ok {
+			_, single := m["content"].(string)
+			m["embeddings"] = embeddingsView(v, single)
+		} else {
+			m["embeddings"] = nil
+		}
+	}
+	return nil
+}
+
+// docVectors reads the vectors of the docs under parent (of the one doc id
+// when given) by doc id.
+func (e *Engine) docVectors(ctx context.Context, parent string, id *string) (map[string][][]float32, error) {
+	var rs []Resource
+	if id != nil {
+		r, err := e.state.GetResource(ctx, KindDocVectors, *id)
+		if errors.Is(err, ErrNotFound) {
+			return map[string][][]float32{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		rs = []Resource{r}
+	} else {
+		var err error
+		if rs, err = e.state.ListResources(ctx, ListQuery{Kind: KindDocVectors, Parent: parent}); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string][][]float32, len(rs))
+	for _, r := range rs {
+		v, err := decodeVectors(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("decode vectors of doc %s: %w", r.ID, err)
+		}
+		out[r.ID] = v
+	}
+	return out, nil
+}
+
+// deleteDocVectors removes a doc's vectors (under the doc's fence when
+// given).
+func (e *Engine) deleteDocVectors(ctx context.Context, id string, f *Fence) error {
+	var err error
+	if f != nil {
+		err = e.state.DeleteResourceFenced(ctx, KindDocVectors, id, *f)
+	} else {
+		err = e.state.DeleteResource(ctx, KindDocVectors, id)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // maxDocChunks bounds the embedding calls one doc create makes.
@@ -148,12 +327,17 @@ func (e *Engine) deleteOwnedDoc(ctx context.Context, o docOwner, docID string, s
 	if err != nil {
 		return nil, err
 	}
+	var fence *Fence
 	if sc != nil {
+		fence = &sc.fence
 		err = e.state.DeleteResourceFenced(ctx, KindDoc, docID, sc.fence)
 	} else {
 		err = e.state.DeleteResource(ctx, KindDoc, docID)
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if err := e.deleteDocVectors(ctx, docID, fence); err != nil {
 		return nil, err
 	}
 	return map[string]any{"id": docID, "deleted_at": ts(e.now()), "jobs": []any{}}, nil
@@ -179,29 +363,21 @@ func (e *Engine) deleteOwnedDocs(ctx context.Context, o docOwner, in map[string]
 		if err := e.state.DeleteResource(ctx, KindDoc, r.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
+		if err := e.deleteDocVectors(ctx, r.ID, nil); err != nil {
+			return nil, err
+		}
 		ids = append(ids, r.ID)
 	}
 	return map[string]any{"id": o.ID, "deleted_at": ts(e.now()), "jobs": []any{}, "deleted": ids}, nil
 }
 
-// docView is a stored doc as the API answers it; withEmbeddings false
-// nulls the vectors (Julep's include_embeddings=false).
-func docView(r Resource, withEmbeddings bool) map[string]any {
-	d := decodeBody(r.Body)
-	delete(d, "updated_at")
-	if _, ok := d["embeddings"]; !ok || !withEmbeddings {
-		d["embeddings"] = nil
-	}
-	return d
-}
-
 // searchChunk is one chunk of one doc, the unit Julep's search ranks.
 type searchChunk struct {
-	doc    map[string]any
+	doc    *storedDoc
 	owner  docOwner
 	index  int
 	text   string
-	vec    []float64
+	vec    []float32
 	terms  map[string]int
 	n      int
 	score  float64 // text: BM25; vector: cosine distance; hybrid: distance
@@ -256,7 +432,7 @@ func (e *Engine) searchOwnedDocs(ctx context.Context, owners []docOwner, req map
 	if req["text"] != nil && !hasText {
 		details = append(details, fieldError("text", "must be a string"))
 	}
-	var query []float64
+	var query []float32
 	hasVec := false
 	if raw, ok := req["vector"]; ok && raw != nil {
 		xs, ok := raw.([]any)
@@ -269,7 +445,7 @@ func (e *Engine) searchOwnedDocs(ctx context.Context, owners []docOwner, req map
 				details = append(details, fieldError("vector", "must be a non-empty list of numbers"))
 				break
 			}
-			query = append(query, f)
+			query = append(query, float32(f))
 		}
 		hasVec = len(query) > 0
 	}
@@ -290,20 +466,28 @@ func (e *Engine) searchOwnedDocs(ctx context.Context, owners []docOwner, req map
 		if err != nil {
 			return nil, err
 		}
+		var ownerVecs map[string][][]float32
+		if hasVec {
+			if ownerVecs, err = e.docVectors(ctx, o.parent(), nil); err != nil {
+				return nil, err
+			}
+		}
 		for _, r := range rs {
 			if !containsJSON(r.Metadata, filter) {
 				continue
 			}
-			d := decodeBody(r.Body)
-			title, _ := d["title"].(string)
-			parts := docChunks(d["content"])
+			var d storedDoc
+			if err := json.Unmarshal(r.Body, &d); err != nil {
+				return nil, fmt.Errorf("decode doc %s: %w", r.ID, err)
+			}
+			title := d.Title
+			parts := docChunks(d.Content)
 			if len(parts) == 0 {
 				parts = []string{""}
 			}
-			vecs := docVectors(d["embeddings"])
-			delete(d, "embeddings")
+			vecs := ownerVecs[r.ID]
 			for i, p := range parts {
-				c := &searchChunk{doc: d, owner: o, index: i, text: p}
+				c := &searchChunk{doc: &d, owner: o, index: i, text: p}
 				if i < len(vecs) {
 					c.vec, c.hasVec = vecs[i], true
 				}
@@ -353,37 +537,19 @@ func (e *Engine) searchOwnedDocs(ctx context.Context, owners []docOwner, req map
 			snippet["embedding"] = h.vec
 		}
 		docs = append(docs, map[string]any{
-			"id": h.doc["id"], "title": h.doc["title"], "owner": h.owner.view(),
-			"snippet": snippet, "distance": h.score, "metadata": h.doc["metadata"],
+			"id": h.doc.ID, "title": h.doc.Title, "owner": h.owner.view(),
+			"snippet": snippet, "distance": h.score, "metadata": h.doc.Metadata,
 		})
 	}
 	return map[string]any{"docs": docs, "time": time.Since(start).Seconds()}, nil
 }
 
-// docVectors reads a stored doc's embeddings: one vector (a one-chunk doc)
-// or a list of them.
-func docVectors(v any) [][]float64 {
-	xs, ok := v.([]any)
-	if !ok || len(xs) == 0 {
-		return nil
-	}
-	if _, flat := xs[0].(float64); flat {
-		return [][]float64{floats(xs)}
-	}
-	out := make([][]float64, 0, len(xs))
-	for _, x := range xs {
-		l, _ := x.([]any)
-		out = append(out, floats(l))
-	}
-	return out
-}
-
-func floats(xs []any) []float64 {
-	out := make([]float64, len(xs))
-	for i, x := range xs {
-		out[i], _ = x.(float64)
-	}
-	return out
+// storedDoc is the part of a stored doc search reads.
+type storedDoc struct {
+	ID       string         `json:"id"`
+	Title    string         `json:"title"`
+	Content  any            `json:"content"`
+	Metadata map[string]any `json:"metadata"`
 }
 
 // bm25 scores every chunk against the query terms; chunks scoring 0 are
@@ -425,13 +591,13 @@ func bm25(chunks []*searchChunk, query []string) []*searchChunk {
 
 // bestPerDoc keeps each doc's first (best) chunk of a ranked list.
 func bestPerDoc(ranked []*searchChunk, limit int) []*searchChunk {
-	seen := map[any]bool{}
+	seen := map[string]bool{}
 	var out []*searchChunk
 	for _, c := range ranked {
-		if seen[c.doc["id"]] {
+		if seen[c.doc.ID] {
 			continue
 		}
-		seen[c.doc["id"]] = true
+		seen[c.doc.ID] = true
 		out = append(out, c)
 		if len(out) == limit {
 			break
@@ -440,12 +606,13 @@ func bestPerDoc(ranked []*searchChunk, limit int) []*searchChunk {
 	return out
 }
 
-func cosineDistance(a, b []float64) float64 {
+func cosineDistance(a, b []float32) float64 {
 	var dot, na, nb float64
 	for i := range a {
-		dot += a[i] * b[i]
-		na += a[i] * a[i]
-		nb += b[i] * b[i]
+		x, y := float64(a[i]), float64(b[i])
+		dot += x * y
+		na += x * x
+		nb += y * y
 	}
 	if na == 0 || nb == 0 {
 		return 1
@@ -455,7 +622,7 @@ func cosineDistance(a, b []float64) float64 {
 
 // vectorHits ranks the chunks that have a vector by cosine distance to
 // query, keeping those within 1-confidence (confidence -1 keeps all).
-func vectorHits(chunks []*searchChunk, query []float64, confidence float64) []*searchChunk {
+func vectorHits(chunks []*searchChunk, query []float32, confidence float64) []*searchChunk {
 	var out []*searchChunk
 	for _, c := range chunks {
 		if !c.hasVec {
@@ -474,13 +641,13 @@ func vectorHits(chunks []*searchChunk, query []float64, confidence float64) []*s
 }
 
 type chunkKey struct {
-	doc   any
+	doc   string
 	owner docOwner
 	index int
 }
 
 // hybridHits is Julep's search_hybrid (see searchOwnedDocs).
-func hybridHits(chunks []*searchChunk, terms []string, query []float64, confidence, alpha float64, candidates, k int) []*searchChunk {
+func hybridHits(chunks []*searchChunk, terms []string, query []float32, confidence, alpha float64, candidates, k int) []*searchChunk {
 	text := bm25(chunks, terms)
 	if len(text) > candidates {
 		text = text[:candidates]
@@ -498,7 +665,7 @@ func hybridHits(chunks []*searchChunk, terms []string, query []float64, confiden
 	byKey := map[chunkKey]*pair{}
 	var all []*pair
 	add := func(c *searchChunk, isText bool) {
-		key := chunkKey{c.doc["id"], c.owner, c.index}
+		key := chunkKey{c.doc.ID, c.owner, c.index}
 		p, ok := byKey[key]
 		if !ok {
 			p = &pair{c: c, key: key, firstOrder: len(all)}
@@ -564,7 +731,7 @@ func dbsfNormalize(xs []float64) []float64 {
 
 // applyMMR is Julep's apply_mmr_to_docs: maximal marginal relevance over the
 // hits that have vectors (at least two), lambda = 1 - strength.
-func applyMMR(hits []*searchChunk, query []float64, limit int, strength float64) []*searchChunk {
+func applyMMR(hits []*searchChunk, query []float32, limit int, strength float64) []*searchChunk {
 	var with []*searchChunk
 	for _, h := range hits {
 		if h.hasVec {

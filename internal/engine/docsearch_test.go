@@ -1,10 +1,14 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +185,30 @@ func testDocSearchModes(t *testing.T, e *env) {
 	e.must(202, "DELETE", "/agents/"+agent+"/docs/"+ad["id"].(string), nil)
 	if s, _ := e.do("GET", "/docs/"+ad["id"].(string), nil); s != 404 {
 		t.Fatalf("deleted doc: %d", s)
+	}
+}
+
+// Vectors round-trip through their stored form, whether the body is the
+// plain JSON the engine writes or JSON a backend re-encoded (spaced, keys
+// reordered, '/' escaped).
+func TestDocVectorsRoundTrip(t *testing.T) {
+	t.Parallel()
+	vs := [][]float32{{1, -0.5, 3.25e-7}, {0}, {float32(math.Pi), 1e30}}
+	plain, _ := json.Marshal(map[string]any{"id": "d", "vectors": engine.EncodeVectors(vs)})
+	var m map[string]any
+	_ = json.Unmarshal(plain, &m)
+	pretty, _ := json.MarshalIndent(map[string]any{"vectors": m["vectors"], "id": "d"}, "", "  ")
+	escaped := bytes.Replace(plain, []byte(`"id":"d"`), []byte(`"id":"d\/"`), 1)
+	if !bytes.Contains(escaped, []byte(`\/`)) {
+		t.Fatalf("no escape in %s", escaped)
+	}
+	for name, raw := range map[string][]byte{"plain": plain, "pretty": pretty, "escaped": escaped} {
+		got, err := engine.DecodeVectors(raw)
+		if err != nil || !reflect.DeepEqual(got, vs) {
+			t.Errorf("%s: %v %v", name, got, err)
+		}
+	}
+	if _, err := engine.DecodeVectors([]byte(`{"vectors":["abc"]}`)); err == nil {
+		t.Error("a vector of 2 bytes decodes")
 	}
 }

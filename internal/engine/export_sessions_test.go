@@ -6,3 +6,9 @@ var (
 	RenderTemplate        = renderTemplate
 	DefaultSystemTemplate = defaultSystemTemplate
 )
+
+// EncodeVectors and DecodeVectors expose the doc vectors' storage form.
+var (
+	EncodeVectors = encodeVectors
+	DecodeVectors = decodeVectors
+)

@@ -76,12 +76,11 @@ func (e *Engine) resourceSystemTool(ctx context.Context, resource, sub, op strin
 				return nil, true, err
 			}
 			docs, err := e.listResources(ctx, q)
-			if with, ok := args["include_embeddings"].(bool); ok && !with {
-				for _, d := range docs {
-					d.(map[string]any)["embeddings"] = nil
-				}
+			if err != nil {
+				return nil, true, err
 			}
-			return docs, true, err
+			with, ok := args["include_embeddings"].(bool)
+			return docs, true, e.withEmbeddings(ctx, o.parent(), docs, with || !ok)
 		case "create":
 			d, err := data()
 			if err != nil {
