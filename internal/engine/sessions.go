@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ardanlabs/jinja"
 
@@ -38,12 +41,128 @@ const defaultSystemTemplate = "{%- if agent.name -%}\nYou are {{agent.name}}.{{\
 // system template is rendered on every turn).
 var templates sync.Map
 
+// Template limits. Julep renders templates with Jinja2's sandbox, whose
+// only bound is range() at 100,000 items; the Go renderer materialises
+// ranges and repeats strings eagerly, so the engine bounds more: range()
+// gives at most maxTemplateRange items and a template may call it once,
+// tags may not use `*` (string and list repetition) or integer literals
+// above maxTemplateRange, a render may take templateTimeout and write
+// maxTemplateOutput bytes. Loops over the data (docs, instructions) are
+// bounded by the data's size.
+const (
+	maxTemplateRange  = 10_000
+	maxTemplateOutput = 1 << 20
+	maxTemplateSource = 256 << 10
+	templateTimeout   = 2 * time.Second
+)
+
+var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	var n [3]int64
+	for i, a := range args {
+		if i > 2 || !a.IsInt() {
+			return jinja.Undefined(), errors.New("range: expected 1 to 3 integers")
+		}
+		n[i] = a.AsInt()
+	}
+	start, stop, step := int64(0), n[0], int64(1)
+	switch len(args) {
+	case 0:
+		return jinja.Undefined(), errors.New("range: expected 1 to 3 integers")
+	case 2:
+		start, stop = n[0], n[1]
+	case 3:
+		start, stop, step = n[0], n[1], n[2]
+	}
+	if step == 0 {
+		return jinja.Undefined(), errors.New("range: step must not be zero")
+	}
+	count := (stop - start + step - sign(step)) / step
+	if count > maxTemplateRange {
+		return jinja.Undefined(), fmt.Errorf("range: more than %d items", maxTemplateRange)
+	}
+	var items []jinja.Value
+	for i := start; (step > 0 && i < stop) || (step < 0 && i > stop); i += step {
+		items = append(items, jinja.NewInt(i))
+	}
+	return jinja.NewList(items), nil
+})
+
+func sign(x int64) int64 {
+	if x < 0 {
+		return -1
+	}
+	return 1
+}
+
+var bigInt = regexp.MustCompile(`\d{5,}`)
+
+// checkTemplate refuses what the template limits forbid in a tag.
+func checkTemplate(src string) error {
+	if len(src) > maxTemplateSource {
+		return fmt.Errorf("template is longer than %d bytes", maxTemplateSource)
+	}
+	rest, ranges := src, 0
+	for {
+		i := strings.IndexAny(rest, "{")
+		if i < 0 || i+1 >= len(rest) {
+			return nil
+		}
+		closer := ""
+		switch rest[i+1] {
+		case '{':
+			closer = "}}"
+		case '%':
+			closer = "%}"
+		default:
+			rest = rest[i+1:]
+			continue
+		}
+		end := strings.Index(rest[i+2:], closer)
+		if end < 0 {
+			return nil // the compiler reports it
+		}
+		tag := rest[i+2 : i+2+end]
+		if strings.Contains(tag, "range(") {
+			ranges++
+			if ranges > 1 {
+				return errors.New("at most one range() per template (nested ranges multiply)")
+			}
+		}
+		if strings.Contains(tag, "*") {
+			return errors.New("`*` is not allowed in a template tag (string and list repetition are unbounded)")
+		}
+		for _, m := range bigInt.FindAllString(tag, -1) {
+			if n, err := strconv.ParseInt(m, 10, 64); err != nil || n > maxTemplateRange {
+				return fmt.Errorf("integer %s in a template tag is above %d", m, maxTemplateRange)
+			}
+		}
+		rest = rest[i+2+end+len(closer):]
+	}
+}
+
+// compileTemplate is jinja.Compile, with a panic of the parser reported
+// as a syntax error.
+func compileTemplate(src string) (t *jinja.Template, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("%v", p)
+		}
+	}()
+	return jinja.Compile(src)
+}
+
+// renderTemplate renders a Jinja template as Julep does, within the
+// template limits. A render past templateTimeout is answered as an error;
+// its goroutine is left to finish (bounded by the limits above).
 func renderTemplate(src string, env map[string]any) (string, error) {
 	var t *jinja.Template
 	if v, ok := templates.Load(src); ok {
 		t = v.(*jinja.Template)
 	} else {
-		c, err := jinja.Compile(src)
+		if err := checkTemplate(src); err != nil {
+			return "", errorf(http.StatusBadRequest, "Template refused: %v", err)
+		}
+		c, err := compileTemplate(src)
 		if err != nil {
 			return "", errorf(http.StatusBadRequest, "Template syntax error: %v", err)
 		}
@@ -56,11 +175,39 @@ func renderTemplate(src string, env map[string]any) (string, error) {
 	for k, v := range env {
 		vars[k] = v
 	}
-	out, err := t.Render(vars)
-	if err != nil {
-		return "", errorf(http.StatusBadRequest, "Template rendering error: %v", err)
+	vals := make(map[string]jinja.Value, len(vars)+1)
+	for k, v := range vars {
+		vals[k] = jinja.FromGoValue(v)
 	}
-	return out, nil
+	vals["range"] = boundedRange
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{err: fmt.Errorf("%v", p)}
+			}
+		}()
+		out, err := t.RenderValues(vals)
+		done <- result{out, err}
+	}()
+	timer := time.NewTimer(templateTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return "", errorf(http.StatusBadRequest, "Template rendering error: %v", r.err)
+		}
+		if len(r.out) > maxTemplateOutput {
+			return "", errorf(http.StatusBadRequest, "Template rendering error: output is longer than %d bytes", maxTemplateOutput)
+		}
+		return r.out, nil
+	case <-timer.C:
+		return "", errorf(http.StatusBadRequest, "Template rendering error: took longer than %s", templateTimeout)
+	}
 }
 
 var contextOverflows = map[string]bool{"truncate": true, "adaptive": true}
@@ -514,7 +661,7 @@ func (e *Engine) renderChat(ctx context.Context, sessionID string, in map[string
 			for k, v := range m {
 				c[k] = v
 			}
-			if str, ok := m["content"].(string); ok {
+			if str, ok := m["content"].(string); ok && hasTemplateTags(str) {
 				if c["content"], err = renderTemplate(str, env); err != nil {
 					return nil, err
 				}
@@ -691,4 +838,10 @@ func dedupe(xs []string) []string {
 		}
 	}
 	return out
+}
+
+// hasTemplateTags says whether s has anything Jinja would change; a string
+// without renders as itself.
+func hasTemplateTags(s string) bool {
+	return strings.Contains(s, "{{") || strings.Contains(s, "{%") || strings.Contains(s, "{#")
 }

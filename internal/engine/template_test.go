@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/astra-app/astra/internal/engine"
@@ -43,5 +44,27 @@ func TestDefaultSystemTemplateAsJinja2(t *testing.T) {
 	}
 	if _, err := engine.RenderTemplate("{% if %}", nil); err == nil {
 		t.Error("a template syntax error renders")
+	}
+}
+
+// Templates cannot spend unbounded memory or time: range is bounded,
+// repetition and huge literals are refused, a long render is cut off.
+func TestTemplateLimits(t *testing.T) {
+	t.Parallel()
+	for src, want := range map[string]string{
+		"{% for i in range(100000000) %}x{% endfor %}":                             "above 10000",
+		"{% for i in range(n) %}x{% endfor %}":                                     "more than 10000 items",
+		"{{ 'x' * 9 }}":                                                            "`*` is not allowed",
+		"{% for a in range(10) %}{% for b in range(10) %}{% endfor %}{% endfor %}": "at most one range()",
+		"{{ '{' ~ 'x' }}{%":                                                        "syntax error",
+	} {
+		_, err := engine.RenderTemplate(src, map[string]any{"n": 1 << 40})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", src, err, want)
+		}
+	}
+	out, err := engine.RenderTemplate("{% for i in range(3) %}{{ i }}{% endfor %} **bold**", nil)
+	if err != nil || out != "012 **bold**" {
+		t.Errorf("bounded range: %q %v", out, err)
 	}
 }
