@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -363,11 +364,15 @@ func recallOptions(v any, absent bool) (any, error) {
 		if x, ok := ro[name]; ok {
 			if f, ok := toFloat(x); !ok || f < r[0] || f > r[1] {
 				return nil, fmt.Errorf("%s must be between %g and %g", name, r[0], r[1])
+			} else if integerRecallOptions[name] && f != math.Trunc(f) {
+				return nil, fmt.Errorf("%s must be an integer", name)
 			}
 		}
 	}
 	return ro, nil
 }
+
+var integerRecallOptions = map[string]bool{"limit": true, "num_search_messages": true, "max_query_length": true, "k_multiplier": true}
 
 // patchSession merges in over the stored session (metadata merged key by
 // key, recall_options field by field).

@@ -33,6 +33,23 @@ func TestChatRendersJulepSystemTemplate(t *testing.T) {
 	if got := msgs[1].(map[string]any)["content"]; got != "hi Ada" { // render_templates defaults to true
 		t.Fatalf("user message %q", got)
 	}
+	for body, want := range map[string]string{
+		`{"messages":[]}`: "messages",
+		`{"messages":[{"role":"wizard","content":"x"}]}`:              "messages.0.role",
+		`{"messages":[{"role":"user","content":5}]}`:                  "messages.0.content",
+		`{"messages":[{"role":"user","content":"x"}],"stream":"yes"}`: "stream",
+		`{"messages":[{"role":"user","content":"{{ 'a' * 3 }}"}]}`:    "not allowed",
+	} {
+		var in map[string]any
+		_ = json.Unmarshal([]byte(body), &in)
+		code := 422
+		if want == "not allowed" {
+			code = 400
+		}
+		if st, v := e.do("POST", "/sessions/"+s["id"].(string)+"/chat", in); st != code || !strings.Contains(jsonString(v), want) {
+			t.Errorf("%s: %d %v", body, st, v)
+		}
+	}
 }
 
 func TestSessionsChatHistoryAndRecall(t *testing.T) {
@@ -132,6 +149,14 @@ func TestSessionsChatHistoryAndRecall(t *testing.T) {
 	}
 	if s, v := e.do("POST", "/sessions", map[string]any{"user": uid}); s != 422 || !strings.Contains(jsonString(v), "agent") {
 		t.Fatalf("session without agent: %d %v", s, v)
+	}
+	for _, ro := range []map[string]any{{"limit": 2.5}, {"mode": "fuzzy"}, {"confidence": 3}} {
+		if s, v := e.do("POST", "/sessions", map[string]any{"agent": agent, "recall_options": ro}); s != 422 || !strings.Contains(jsonString(v), "recall_options") {
+			t.Fatalf("recall options %v: %d %v", ro, s, v)
+		}
+	}
+	if s, v := e.do("POST", "/sessions/"+sid+"/chat", map[string]any{"messages": []any{}}); s != 404 {
+		t.Fatalf("chat in a deleted session: %d %v", s, v)
 	}
 }
 
