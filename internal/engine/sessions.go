@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -464,7 +465,7 @@ func (e *Engine) history(ctx context.Context, sessionID string) (map[string]any,
 func (e *Engine) addEntries(ctx context.Context, sessionID, model, source string, msgs []map[string]any) error {
 	for _, m := range msgs {
 		id := newID()
-		content := m["content"]
+		content := contentParts(m["content"])
 		text := contentText(content)
 		body := map[string]any{"id": id, "session_id": sessionID, "role": m["role"], "name": m["name"],
 			"content": content, "source": source, "tokenizer": "character_count", "token_count": float64(estimateTokens(text)),
@@ -474,6 +475,37 @@ func (e *Engine) addEntries(ctx context.Context, sessionID, model, source string
 		}
 	}
 	return nil
+}
+
+// contentParts is Julep's content_to_json: history keeps content as a list
+// of parts; a string is one text part, an object one text part of its
+// indented JSON.
+func contentParts(c any) any {
+	switch v := c.(type) {
+	case string:
+		return []any{map[string]any{"type": "text", "text": v}}
+	case []any:
+		return v
+	case map[string]any:
+		b, _ := json.MarshalIndent(v, "", "    ")
+		return []any{map[string]any{"type": "text", "text": string(b)}}
+	case nil:
+		return []any{}
+	}
+	return c
+}
+
+// collapseContent is gather_messages' collapse: a history entry of one
+// text part is sent as that text, stripped.
+func collapseContent(c any) any {
+	if parts, ok := c.([]any); ok && len(parts) == 1 {
+		if p, ok := parts[0].(map[string]any); ok && p["type"] == "text" {
+			if t, ok := p["text"].(string); ok {
+				return strings.TrimSpace(t)
+			}
+		}
+	}
+	return c
 }
 
 // estimateTokens is the engine's token count: about four characters a
@@ -609,7 +641,7 @@ func (e *Engine) renderChat(ctx context.Context, sessionID string, in map[string
 		default:
 			continue
 		}
-		m := map[string]any{"role": en["role"], "content": en["content"]}
+		m := map[string]any{"role": en["role"], "content": collapseContent(en["content"])}
 		if en["name"] != nil {
 			m["name"] = en["name"]
 		}

@@ -88,7 +88,8 @@ func TestSessionsChatHistoryAndRecall(t *testing.T) {
 	}
 	h := e.must(200, "GET", "/sessions/"+sid+"/history", nil)
 	entries := h["entries"].([]any)
-	if len(entries) != 2 || entries[0].(map[string]any)["source"] != "api_request" || entries[1].(map[string]any)["content"] != answer {
+	if len(entries) != 2 || entries[0].(map[string]any)["source"] != "api_request" ||
+		jsonString(entries[1].(map[string]any)["content"]) != jsonString([]any{map[string]any{"type": "text", "text": answer}}) {
 		t.Fatalf("history %v", jsonString(h))
 	}
 	// save: false keeps the history as it is; streaming saves once done.
@@ -131,7 +132,7 @@ func TestSessionsChatHistoryAndRecall(t *testing.T) {
 			break
 		}
 	}
-	if len(hist) != 4 || hist[3].(map[string]any)["content"] != streamed.String() {
+	if len(hist) != 4 || hist[3].(map[string]any)["content"].([]any)[0].(map[string]any)["text"] != streamed.String() {
 		t.Fatalf("history after stream: %v", jsonString(hist))
 	}
 	// reset, patch, delete

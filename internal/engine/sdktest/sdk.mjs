@@ -118,7 +118,7 @@ await step('sessions create/get/update/list, chat, stream, history, render', asy
   assert.equal(reply.docs[0].id, userDoc.id);
   const history = await client.sessions.history(session.id);
   assert.deepEqual(history.entries.map((e) => e.role), ['user', 'assistant']);
-  assert.equal(history.entries[1].content, answer);
+  assert.deepEqual(history.entries[1].content, [{ type: 'text', text: answer }]);
   const rendered = await client.sessions.render(session.id, { messages: [{ role: 'user', content: 'again' }] });
   assert.match(rendered.messages[0].content, /You are Ada\..*their name is Bob/s);
   assert.match(rendered.messages[0].content, /Situation: a test/);
@@ -133,7 +133,7 @@ await step('sessions create/get/update/list, chat, stream, history, render', asy
     entries = (await client.sessions.history(session.id)).entries;
     if (entries.length < 4) await new Promise((r) => setTimeout(r, 20));
   }
-  assert.equal(entries[3].content, streamed);
+  assert.equal(entries[3].content[0].text, streamed);
 });
 
 await step('deletes', async () => {
