@@ -253,6 +253,7 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 	sub, _ := sys["subresource"].(string)
 	op, _ := sys["operation"].(string)
 	userID, _ := args["user_id"].(string)
+	// Agent, doc and session tools: systools.go.
 	if out, ok, err := e.resourceSystemTool(ctx, resource, sub, op, args, sc); ok {
 		return out, err
 	}
@@ -265,35 +266,6 @@ func (e *Engine) systemTool(ctx context.Context, sys map[string]any, args map[st
 			return nil, err
 		}
 		return e.listResources(ctx, q)
-	case resource == "user" && sub == "doc" && op == "list":
-		if err := e.userExists(ctx, userID); err != nil {
-			return nil, err
-		}
-		q, err := toolListQuery(KindDoc, userID, args)
-		if err != nil {
-			return nil, err
-		}
-		return e.listResources(ctx, q)
-	case resource == "user" && sub == "doc" && op == "create":
-		data, _ := args["data"].(map[string]any)
-		if data == nil {
-			return nil, errors.New(`user doc create needs {user_id, data: {title, content, metadata}}`)
-		}
-		return e.createDoc(ctx, userID, data, sc)
-	case resource == "user" && sub == "doc" && op == "search":
-		sp, _ := args["search_params"].(map[string]any)
-		if sp == nil {
-			return nil, errors.New(`user doc search needs {user_id, search_params: {text, limit}}`)
-		}
-		// Julep's handler drops metadata_filter on this path.
-		req := map[string]any{"text": sp["text"], "limit": sp["limit"]}
-		if req["limit"] == nil {
-			delete(req, "limit")
-		}
-		return e.searchDocs(ctx, userID, req)
-	case resource == "user" && sub == "doc" && op == "delete":
-		docID, _ := args["doc_id"].(string)
-		return e.deleteDoc(ctx, userID, docID, sc)
 	}
 	return nil, fmt.Errorf("system tool %s/%s/%s is not supported by the embedded engine", resource, sub, op)
 }
