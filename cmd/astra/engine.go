@@ -37,7 +37,8 @@ directory (file engine-key). Send it as "Authorization: Bearer <key>" or
 "X-Auth-Key: <key>". The model is the OpenAI-compatible endpoint named by
 ASTRA_LLM_BASE_URL / ASTRA_LLM_API_KEY / ASTRA_LLM_MODEL, or an offline model
 that says it is offline. Docs are embedded through ASTRA_EMBEDDING_BASE_URL /
-_API_KEY / _MODEL, or a deterministic offline embedder. State lives in engine_* tables of <data-dir>/astra.db.`,
+_API_KEY / _MODEL, or a deterministic offline embedder. State lives in
+engine_* tables of <data-dir>/astra.db.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags := map[string]string{}
