@@ -12,3 +12,6 @@ var (
 	EncodeVectors = encodeVectors
 	DecodeVectors = decodeVectors
 )
+
+// CheckTemplate exposes the template limits' source check.
+var CheckTemplate = checkTemplate
