@@ -41,10 +41,24 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// codedError is a failure with a specific exit code that main still prints
+// (tasks diff: 1 means differences, 2 an error).
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
 func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
+	}
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.code
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
