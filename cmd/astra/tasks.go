@@ -36,7 +36,7 @@ func newTasksCmd(e *env) *cobra.Command {
 		Short: "Validate, diff, push and list the Julep agents and tasks of tasks/ (like julep sync, with a lock file)",
 		Example: "  astra tasks validate\n  astra tasks diff\n  astra tasks push --dry-run\n" +
 			"  JULEP_BASE_URL=https://julep.example.com JULEP_API_KEY=... astra tasks push",
-		Args: cobra.NoArgs,
+		Args: subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return &usageError{err: errors.New("tasks needs a subcommand: validate, diff, push or list")}
 		},
