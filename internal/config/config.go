@@ -51,6 +51,10 @@ type Config struct {
 	// refuses by default to tasks' api_call and speech requests.
 	EgressAllow []string
 
+	// AdminEmails (ASTRA_ADMIN_EMAILS) are operators besides the users whose
+	// record has Better Auth's role "admin": they may open the console.
+	AdminEmails []string
+
 	GoogleClientID       string
 	GoogleClientSecret   string
 	GoogleRedirectURI    string
@@ -216,6 +220,7 @@ func LoadFlags(look Lookup, environ []string, flags map[string]string) (*Config,
 		ReadTimeout: p.duration("ASTRA_READ_TIMEOUT", 30*time.Second),
 		IdleTimeout: p.duration("ASTRA_IDLE_TIMEOUT", 60*time.Second),
 		EgressAllow: p.list("ASTRA_EGRESS_ALLOW", ""),
+		AdminEmails: p.list("ASTRA_ADMIN_EMAILS", ""),
 	}
 	if v := p.str("ASTRA_MAX_CONNECTIONS", ""); v != "" {
 		c.MaxConnections = p.positive("ASTRA_MAX_CONNECTIONS", 0)
