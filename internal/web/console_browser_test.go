@@ -167,6 +167,20 @@ func TestBrowserConsole(t *testing.T) {
 	b.WaitFor(t, "cancelled", `document.querySelector('[data-testid=console-exec-status]').textContent === 'cancelled' &&
 		!document.querySelector('[data-testid=console-cancel]')`)
 	b.Screenshot(t, "console-execution")
+
+	// From an execution of the operator's own message back to the message.
+	ops, err := s.store.UserByEmail(ctx, "ops@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := s.run(t, ops, "echo", "my own question", true)
+	b.Do(t, "open own execution", chromedp.Navigate(s.srv.URL+"/?reload=1#console/"+own)) // a new document, so its messages are read
+	b.WaitFor(t, "the link to the message", `(() => { const a = document.querySelector('a[data-testid=console-message-link]');
+		return a && a.getAttribute('href').startsWith('#msg-'); })()`)
+	b.Do(t, "follow it", chromedp.Click(chromedp.CSS(`a[data-testid=console-message-link]`)))
+	b.WaitFor(t, "the message in the conversation", `document.querySelector('[data-testid=console]').hidden &&
+		!!document.querySelector(location.hash + '[data-testid=sent-message]') &&
+		document.querySelector(location.hash).textContent.includes('my own question')`)
 	if p := b.Problems(true); len(p) > 0 {
 		t.Errorf("uncaught exceptions: %v", p)
 	}

@@ -83,7 +83,12 @@
   function route() {
     const h = decodeURIComponent(location.hash.slice(1));
     if (!c.admin || !h.startsWith("console")) {
+      const wasOpen = !$("console").hidden;
       close();
+      // A link from the console to a message: the conversation was hidden
+      // when the browser looked for the anchor, so go there now.
+      const target = wasOpen && h.startsWith("msg-") ? document.getElementById(h) : null;
+      if (target) target.scrollIntoView({ block: "center" });
       return;
     }
     $("app").classList.add("in-console");
