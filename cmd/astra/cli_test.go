@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -81,6 +82,10 @@ func TestSubcommandTypos(t *testing.T) {
 func TestConfigErrorsNameTheFlag(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"ASTRA_DATA_DIR": t.TempDir()}
+	file := filepath.Join(t.TempDir(), "a-file") // a data dir under a file cannot be created
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	with := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for k, v := range base {
@@ -103,6 +108,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{with(), []string{"serve", "--log-level", "loud"}, `--log-level "loud" is not one of`, "ASTRA_LOG_LEVEL"},
 		{with(), []string{"tasks", "list", "--julep-url", "ftp://x"}, `--julep-url "ftp://x" is not an http(s) URL`, "JULEP_BASE_URL"},
 		{with("MONGODB_URI", "mongodb://127.0.0.1:1/", "ASTRA_ADDR", "127.0.0.1:0"), []string{"serve"}, "BETTER_AUTH_SECRET is required with MONGODB_URI", ""},
+		{with("ASTRA_ADDR", "127.0.0.1:0"), []string{"serve", "--data-dir", filepath.Join(file, "sub")}, "--data-dir " + strconvQuote(filepath.Join(file, "sub")) + " cannot be created", "ASTRA_DATA_DIR"},
 	} {
 		r := runAstra(t, c.env, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) || c.not != "" && strings.Contains(r.stderr, c.not) {
@@ -223,6 +229,8 @@ func TestEngineKeepsItsKey(t *testing.T) {
 		t.Errorf("second start said:\n%s", second)
 	}
 }
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
 
 type syncBuffer struct {
 	mu sync.Mutex

@@ -310,7 +310,7 @@ func compareAll(ctx context.Context, c *julep.Client, base string, pls []planned
 	for _, pl := range pls {
 		ch, err := deploy.Compare(ctx, c, pl)
 		if err != nil {
-			return nil, &codedError{code: 2, err: fmt.Errorf("read remote %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))}
+			return nil, fmt.Errorf("read remote %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
 		}
 		out = append(out, ch)
 	}
@@ -413,7 +413,7 @@ func newTasksDiffCmd(e *env, f *tasksFlags) *cobra.Command {
 			agents, tasks := deploy.Plan(p, lock)
 			changes, err := compareAll(cmd.Context(), c, base, append(agents, tasks...))
 			if err != nil {
-				return err
+				return asCode2(err)
 			}
 			var entries []diffEntry
 			changed := 0

@@ -96,6 +96,16 @@ type Config struct {
 	MessageBurst      int // ASTRA_MESSAGE_BURST
 
 	Secrets map[string]string // ASTRA_SECRET_<NAME>: task secrets seeded into the engine
+
+	flags map[string]string // setting -> the flag that gave it, for error messages
+}
+
+// name is how an error names a setting: the flag when one gave the value.
+func (c *Config) name(k string) string {
+	if f, ok := c.flags[k]; ok {
+		return "--" + f
+	}
+	return k
 }
 
 // GoogleEnabled reports whether Google sign-in is configured.
@@ -348,6 +358,7 @@ func LoadFlags(look Lookup, environ []string, flags map[string]string) (*Config,
 	if len(p.errs) > 0 {
 		return nil, &SettingError{Err: errors.Join(p.errs...)}
 	}
+	c.flags = flags
 	return c, nil
 }
 
@@ -359,7 +370,7 @@ func (c *Config) EnsureSecrets() (generated []string, err error) {
 		if c.MongoURI != "" {
 			return nil, &SettingError{Err: errors.New("BETTER_AUTH_SECRET is required with MONGODB_URI: sessions are shared with the Next.js app")}
 		}
-		s, gen, err := keptSecret(c.DataDir, "auth-secret")
+		s, gen, err := c.keptSecret("auth-secret")
 		if err != nil {
 			return nil, err
 		}
@@ -369,7 +380,7 @@ func (c *Config) EnsureSecrets() (generated []string, err error) {
 		}
 	}
 	if c.EngineKey == "" && c.EmbeddedEngine() {
-		s, gen, err := keptSecret(c.DataDir, EngineKeyFile)
+		s, gen, err := c.keptSecret(EngineKeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -393,7 +404,7 @@ func (c *Config) EnsureEngineKey() (path string, generated bool, err error) {
 	if c.EngineKey != "" {
 		return "", false, nil
 	}
-	s, gen, err := keptSecret(c.DataDir, EngineKeyFile)
+	s, gen, err := c.keptSecret(EngineKeyFile)
 	if err != nil {
 		return "", false, err
 	}
@@ -401,7 +412,8 @@ func (c *Config) EnsureEngineKey() (path string, generated bool, err error) {
 	return filepath.Join(c.DataDir, EngineKeyFile), gen, nil
 }
 
-func keptSecret(dir, name string) (string, bool, error) {
+func (c *Config) keptSecret(name string) (string, bool, error) {
+	dir := c.DataDir
 	path := filepath.Join(dir, name)
 	if b, err := os.ReadFile(path); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "" {
@@ -409,7 +421,7 @@ func keptSecret(dir, name string) (string, bool, error) {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, &SettingError{Err: fmt.Errorf("ASTRA_DATA_DIR %q cannot be created: %v", dir, unwrapPathErr(err))}
+		return "", false, &SettingError{Err: fmt.Errorf("%s %q cannot be created: %v", c.name("ASTRA_DATA_DIR"), dir, unwrapPathErr(err))}
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -417,7 +429,7 @@ func keptSecret(dir, name string) (string, bool, error) {
 	}
 	s := hex.EncodeToString(b)
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", false, &SettingError{Err: fmt.Errorf("ASTRA_DATA_DIR %q is not writable: %v", dir, unwrapPathErr(err))}
+		return "", false, &SettingError{Err: fmt.Errorf("%s %q is not writable: %v", c.name("ASTRA_DATA_DIR"), dir, unwrapPathErr(err))}
 	}
 	return s, true, nil
 }
