@@ -7,7 +7,8 @@ import (
 )
 
 // structuralIssues are the checks the embedded engine's executor relies on
-// (shapes it reads, tools and workflows it resolves), run with the checker's
+// (shapes it reads, tools and workflows it resolves; expressions are the
+// checker's, everywhere), run with the checker's
 // on every task: by `astra tasks validate`, before push, and by the engine at
 // create, so all three refuse the same tasks.
 func structuralIssues(def map[string]any) []Issue {
@@ -71,24 +72,6 @@ func (v *validator) add(loc, msg, typ string) {
 	v.issues = append(v.issues, Issue{Path: loc, Location: loc, Message: msg, Severity: SeverityError, Type: typ})
 }
 
-// exprs checks the syntax of every string inside x.
-func (v *validator) exprs(loc string, x any) {
-	switch x := x.(type) {
-	case string:
-		if err := checkExpression(x); err != nil {
-			v.add(loc, oneLine(err.Error()), TypeExpression)
-		}
-	case map[string]any:
-		for _, k := range sortedKeys(x) {
-			v.exprs(loc+"."+k, x[k])
-		}
-	case []any:
-		for i, y := range x {
-			v.exprs(fmt.Sprintf("%s[%d]", loc, i), y)
-		}
-	}
-}
-
 func (v *validator) body(loc string, x any) {
 	if x == nil {
 		v.add(loc, "a step is required here", "schema")
@@ -123,7 +106,6 @@ func (v *validator) step(loc string, raw any) {
 	case "prompt":
 		switch s["prompt"].(type) {
 		case string, []any:
-			v.exprs(loc+".prompt", s["prompt"])
 		default:
 			v.add(loc+".prompt", "prompt must be a string or a list of messages", "schema")
 		}
@@ -135,15 +117,11 @@ func (v *validator) step(loc string, raw any) {
 		if !v.tools[name] {
 			v.add(loc+".tool", fmt.Sprintf("tool %q is not defined in the task's tools", name), "reference")
 		}
-		v.exprs(loc+".arguments", s["arguments"])
 	case "evaluate", "set":
-		m, ok := s[kind].(map[string]any)
-		if !ok {
+		if _, ok := s[kind].(map[string]any); !ok {
 			v.add(loc+"."+kind, kind+" must be a mapping of names to expressions", "schema")
 		}
-		v.exprs(loc+"."+kind, m)
 	case "if":
-		v.exprs(loc+".if", s["if"])
 		v.body(loc+".then", s["then"])
 		if e, ok := s["else"]; ok && e != nil {
 			v.body(loc+".else", e)
@@ -160,9 +138,6 @@ func (v *validator) step(loc string, raw any) {
 				v.add(cl, "a case must be {case, then}", "schema")
 				continue
 			}
-			if cs, _ := cm["case"].(string); strings.TrimSpace(cs) != "_" {
-				v.exprs(cl+".case", cm["case"])
-			}
 			v.body(cl+".then", cm["then"])
 		}
 	case "foreach":
@@ -171,18 +146,9 @@ func (v *validator) step(loc string, raw any) {
 			v.add(loc+".foreach", "foreach must be {in, do}", "schema")
 			return
 		}
-		v.exprs(loc+".foreach.in", fe["in"])
 		v.body(loc+".foreach.do", fe["do"])
 	case "over":
-		v.exprs(loc+".over", s["over"])
 		v.body(loc+".map", s["map"])
-		if r, ok := s["reduce"].(string); ok {
-			src := strings.TrimSpace(r)
-			if !strings.HasPrefix(src, "$") {
-				src = "$ " + src
-			}
-			v.exprs(loc+".reduce", src)
-		}
 	case "parallel":
 		list, ok := s["parallel"].([]any)
 		if !ok || len(list) == 0 {
@@ -192,24 +158,19 @@ func (v *validator) step(loc string, raw any) {
 			v.body(fmt.Sprintf("%s.parallel[%d]", loc, i), b)
 		}
 	case "get", "log", "error", "return", "sleep":
-		v.exprs(loc+"."+kind, s[kind])
 	case "wait_for_input":
-		w, ok := s["wait_for_input"].(map[string]any)
-		if !ok {
+		if _, ok := s["wait_for_input"].(map[string]any); !ok {
 			v.add(loc+".wait_for_input", "wait_for_input must be {info: ...}", "schema")
 		}
-		v.exprs(loc+".wait_for_input.info", w["info"])
 	case "workflow", "yield":
 		name := s["workflow"]
-		args := s["arguments"]
 		if y, ok := s["yield"].(map[string]any); ok {
-			name, args = y["workflow"], y["arguments"]
+			name = y["workflow"]
 		}
 		wf, _ := name.(string)
 		if list, ok := v.def[wf].([]any); !ok || wf == "" || wf == "tools" || !isWorkflow(list) && len(list) > 0 {
 			v.add(loc+"."+kind, fmt.Sprintf("workflow %q is not defined in the task", wf), "reference")
 		}
-		v.exprs(loc+".arguments", args)
 	}
 }
 

@@ -66,8 +66,9 @@ func validateTask(v any, d *Doc) []Issue {
 	c.check()
 	// The engine's structural checks, each only where nothing above
 	// already reported the same place (or a place inside it).
+	reported := reportedPaths(c.issues)
 	for _, is := range structuralIssues(def) {
-		if !covered(c.issues, is.Path) {
+		if !reported[is.Path] {
 			c.issues = append(c.issues, is)
 		}
 	}
@@ -90,14 +91,24 @@ func addWarningCheck(check func(def map[string]any) []Issue) {
 	warningChecks = append(warningChecks, check)
 }
 
-// covered reports whether an issue is already reported at path or inside it.
-func covered(issues []Issue, path string) bool {
+// reportedPaths is every path with an issue and every path above one
+// (main[2].tool marks main[2] and main too), so a structural issue is only
+// added where nothing at or inside its place was reported. A set, because a
+// file may have 100,000 issues.
+func reportedPaths(issues []Issue) map[string]bool {
+	out := make(map[string]bool, len(issues))
 	for _, is := range issues {
-		if is.Path == path || strings.HasPrefix(is.Path, path+".") || strings.HasPrefix(is.Path, path+"[") {
-			return true
+		p := is.Path
+		for !out[p] {
+			out[p] = true
+			i := strings.LastIndexAny(p, ".[")
+			if i <= 0 {
+				break
+			}
+			p = p[:i]
 		}
 	}
-	return false
+	return out
 }
 
 // place fills File, Line and Column from the document's positions.
