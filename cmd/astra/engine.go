@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +37,9 @@ ASTRA_LLM_BASE_URL / ASTRA_LLM_API_KEY / ASTRA_LLM_MODEL, or an offline model
 that says it is offline. Docs are embedded through ASTRA_EMBEDDING_BASE_URL /
 _API_KEY / _MODEL, or a deterministic offline embedder. State lives in
 engine_* tables of <data-dir>/astra.db.`,
+		Example: "  astra engine --addr 127.0.0.1:9090\n" +
+			"  curl -H \"Authorization: Bearer $(cat .astra/engine-key)\" http://127.0.0.1:9090/agents\n" +
+			"  astra tasks push --julep-url http://127.0.0.1:9090 --julep-key \"$(cat .astra/engine-key)\"",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags := map[string]string{}
@@ -57,14 +58,20 @@ engine_* tables of <data-dir>/astra.db.`,
 			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 				return fmt.Errorf("data directory %q: %w", cfg.DataDir, err)
 			}
+			// The key is ASTRA_ENGINE_KEY or the one kept in the data dir,
+			// where the CLI finds it; only its path is ever printed.
+			keyFile, generated, err := cfg.EnsureEngineKey()
+			if err != nil {
+				return err
+			}
 			key := cfg.EngineKey
-			if key == "" { // JULEP_BASE_URL is set, so config did not make one
-				b := make([]byte, 32)
-				if _, err := rand.Read(b); err != nil {
-					return err
-				}
-				key = hex.EncodeToString(b)
-				fmt.Fprintf(e.stderr, "astra engine: generated a one-off API key: %s\n", key)
+			switch {
+			case keyFile == "":
+				fmt.Fprintln(e.stderr, "astra engine: API key from ASTRA_ENGINE_KEY")
+			case generated:
+				fmt.Fprintf(e.stderr, "astra engine: generated an API key and kept it in %s (mode 0600)\n", keyFile)
+			default:
+				fmt.Fprintf(e.stderr, "astra engine: API key in %s\n", keyFile)
 			}
 			st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "astra.db"))
 			if err != nil {

@@ -21,9 +21,10 @@ import (
 func newExecutionsCmd(e *env) *cobra.Command {
 	f := &julepFlags{}
 	cmd := &cobra.Command{
-		Use:   "executions",
-		Short: "Inspect executions: list, show one, print its transitions (the Julep console's views)",
-		Args:  cobra.NoArgs,
+		Use:     "executions",
+		Short:   "Inspect executions: list, show one, print its transitions (the Julep console's views)",
+		Example: "  astra executions list\n  astra executions show ID -o json\n  astra executions logs ID --follow",
+		Args:    subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return &usageError{err: errors.New("executions needs a subcommand: list, show or logs")}
 		},
@@ -36,11 +37,16 @@ func newExecutionsCmd(e *env) *cobra.Command {
 func newExecutionsListCmd(e *env, f *julepFlags) *cobra.Command {
 	var task string
 	var limit int
+	out := outputFlag{}
 	cmd := &cobra.Command{
-		Use:   "list [--task ID|NAME]",
-		Short: "List recent executions, newest first (of --task, else of every task in the lock file)",
-		Args:  cobra.NoArgs,
+		Use:     "list [--task ID|NAME]",
+		Short:   "List recent executions, newest first (of --task, else of every task in the lock file)",
+		Example: "  astra executions list\n  astra executions list --task responder --limit 5 -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			c, base, cfg, err := f.connect(e)
 			if err != nil {
 				return err
@@ -77,6 +83,12 @@ func newExecutionsListCmd(e *env, f *julepFlags) *cobra.Command {
 			if len(all) > limit {
 				all = all[:limit]
 			}
+			if out.structured() {
+				if all == nil {
+					all = []julep.Execution{}
+				}
+				return out.print(e.stdout, all)
+			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tTASK\tSTATUS\tCREATED\tDURATION\tOUTBOX")
 			for _, x := range all {
@@ -92,6 +104,7 @@ func newExecutionsListCmd(e *env, f *julepFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&task, "task", "", "a task id, or a task name or path from the lock file")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many executions to show (at most 100 per task)")
+	out.register(cmd)
 	return cmd
 }
 
@@ -104,11 +117,16 @@ func duration(x julep.Execution) string {
 }
 
 func newExecutionsShowCmd(e *env, f *julepFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one execution: status, input, metadata and output or error",
-		Args:  cobra.ExactArgs(1),
+	out := outputFlag{}
+	cmd := &cobra.Command{
+		Use:     "show ID",
+		Short:   "Show one execution: status, input, metadata and output or error (in full)",
+		Example: "  astra executions show 0b5e3c1a-2d4f-4a6b-8c7d-9e0f1a2b3c4d\n  astra executions show ID -o yaml",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			c, base, _, err := f.connect(e)
 			if err != nil {
 				return err
@@ -116,6 +134,9 @@ func newExecutionsShowCmd(e *env, f *julepFlags) *cobra.Command {
 			x, err := c.GetExecution(cmd.Context(), args[0])
 			if err != nil {
 				return fmt.Errorf("get execution %s: %w", args[0], remoteErr(base, err))
+			}
+			if out.structured() {
+				return out.print(e.stdout, x)
 			}
 			w := e.stdout
 			fmt.Fprintf(w, "id:          %s\n", x.Id)
@@ -136,6 +157,8 @@ func newExecutionsShowCmd(e *env, f *julepFlags) *cobra.Command {
 			return nil
 		},
 	}
+	out.register(cmd)
+	return cmd
 }
 
 func writeJSON(w io.Writer, label string, v any) {
@@ -148,14 +171,32 @@ func writeJSON(w io.Writer, label string, v any) {
 
 func newExecutionsLogsCmd(e *env, f *julepFlags) *cobra.Command {
 	var follow bool
+	out := outputFlag{}
 	cmd := &cobra.Command{
-		Use:   "logs ID [--follow]",
-		Short: "Print an execution's transitions (type, step, label, output); --follow prints them as they arrive",
-		Args:  cobra.ExactArgs(1),
+		Use:     "logs ID [--follow]",
+		Short:   "Print an execution's transitions (type, step, label, output); --follow prints them as they arrive",
+		Example: "  astra executions logs ID\n  astra executions logs ID --follow\n  astra executions logs ID -o json",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			c, base, _, err := f.connect(e)
 			if err != nil {
 				return err
+			}
+			if out.structured() {
+				if follow {
+					return &usageError{err: errors.New("--follow prints lines as they come: use it with -o text")}
+				}
+				trs, err := c.ListTransitions(cmd.Context(), args[0])
+				if err != nil {
+					return fmt.Errorf("transitions of execution %s: %w", args[0], remoteErr(base, err))
+				}
+				if trs == nil {
+					trs = []julep.Transition{}
+				}
+				return out.print(e.stdout, trs)
 			}
 			err = printTransitions(cmd.Context(), e.stdout, c, args[0], follow)
 			if err != nil {
@@ -165,6 +206,7 @@ func newExecutionsLogsCmd(e *env, f *julepFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the execution ends")
+	out.register(cmd)
 	return cmd
 }
 

@@ -41,9 +41,27 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// codedError is a failure with a specific exit code that main still prints
+// (tasks diff: 1 means differences, 2 an error).
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
 func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
+		return 2
+	}
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	var se *config.SettingError
+	if errors.As(err, &se) {
 		return 2
 	}
 	var ee *exitError
@@ -57,11 +75,18 @@ func exitCode(err error) int {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
-		Use:           "astra",
-		Short:         "Astra's responder: chat API, live stream, dispatcher and Julep task tools",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "astra",
+		Short: "Astra's responder: chat API, live stream, dispatcher and Julep task tools",
+		Example: "  astra serve                       # the whole product on http://localhost:8080\n" +
+			"  astra tasks push --dry-run        # what a deploy of tasks/ would change\n" +
+			"  astra run responder --user you@example.com --input '{\"message\":\"hi\",\"outbox_id\":\"cli-1\"}' --follow\n" +
+			"  astra executions list -o json",
+		Version:                    version,
+		SilenceUsage:               true,
+		SilenceErrors:              true,
+		SuggestionsMinimumDistance: 2,
 	}
+	root.SetVersionTemplate("astra {{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -74,6 +99,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	)
 	for _, add := range extraCommands {
 		root.AddCommand(add(e))
+	}
+	if c, _, err := root.Find([]string{"serve"}); err == nil && c.Example == "" {
+		c.Example = "  astra serve\n  astra serve --addr 0.0.0.0:8080 --roles api\n" +
+			"  MONGODB_URI=mongodb://db/astra BETTER_AUTH_SECRET=... astra serve --roles dispatch"
 	}
 	err := root.ExecuteContext(ctx)
 	if err != nil && isUsage(err) {
@@ -97,11 +126,36 @@ func isUsage(err error) bool {
 		strings.HasPrefix(msg, "required flag")
 }
 
+// subcommandArgs is the Args of a command group: an argument is a
+// subcommand that does not exist, so say so and suggest the nearest one.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	} else {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		msg += " (commands: " + strings.Join(names, ", ") + ")"
+	}
+	return &usageError{err: errors.New(msg)}
+}
+
 func newVersionCmd(e *env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  astra version\n  astra --version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := io.WriteString(e.stdout, "astra "+version+"\n")
 			return err
@@ -128,11 +182,24 @@ func (e *env) loadConfig(flags map[string]string) (*config.Config, error) {
 			environ = append(environ, k+"="+v)
 		}
 	}
-	cfg, err := config.Load(look, environ)
+	names := map[string]string{}
+	for k := range flags {
+		if f, ok := settingFlags[k]; ok {
+			names[k] = f
+		}
+	}
+	cfg, err := config.LoadFlags(look, environ, names)
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
 	return cfg, nil
+}
+
+// settingFlags are the flags that set a setting, so an error about a value
+// given by flag names the flag.
+var settingFlags = map[string]string{
+	"ASTRA_ADDR": "addr", "ASTRA_DATA_DIR": "data-dir", "ASTRA_ROLES": "roles", "ASTRA_LOG_LEVEL": "log-level",
+	"JULEP_BASE_URL": "julep-url", "JULEP_API_KEY": "julep-key", "ASTRA_TASKS_DIR": "dir",
 }
 
 // logger logs text to a terminal and JSON otherwise.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/astra-app/astra/internal/config"
 	"github.com/astra-app/astra/internal/julep"
+	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/store"
 	"github.com/astra-app/astra/internal/taskdef"
 )
 
@@ -62,16 +64,26 @@ func (f *julepFlags) connect(e *env) (*julep.Client, string, *config.Config, err
 
 func newRunCmd(e *env) *cobra.Command {
 	f := &julepFlags{}
-	var input string
+	var input, user string
 	var follow bool
+	out := outputFlag{}
 	cmd := &cobra.Command{
-		Use:   "run TASK --input JSON [--follow]",
+		Use:   "run TASK [--user EMAIL] --input JSON [--follow]",
 		Short: "Start an execution of a task (an id, or a task name or path from the lock file)",
 		Long: "Starts an execution and prints its id. With --follow, waits for it to end (a spinner on a\n" +
-			"terminal, one line per status change otherwise), prints the output as JSON, and exits 1\n" +
-			"when it failed or was cancelled. --input takes JSON, or @file to read it from a file.",
+			"terminal, one line per status otherwise, each once), prints the output as JSON, and exits 1\n" +
+			"when it failed or was cancelled. --input takes JSON, or @file to read it from a file.\n" +
+			"--user EMAIL finds the person among the signed-up users (the database astra serve uses), makes\n" +
+			"sure their Julep user exists under its deterministic id (as the dispatcher does) and sets the\n" +
+			"input's user_id to it, so a task that reads the person's memory runs as it would for them.",
+		Example: "  # as a person who has signed in once (on a fresh machine: the dev login, with any email)\n" +
+			"  astra run responder --user you@example.com --input '{\"message\":\"hello\",\"outbox_id\":\"cli-1\"}' --follow\n" +
+			"  astra run \"Astra responder\" --input @input.json -o json --follow",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			in, err := readInput(input)
 			if err != nil {
 				return &usageError{err: err}
@@ -85,22 +97,67 @@ func newRunCmd(e *env) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			if user != "" {
+				id, err := e.julepUserFor(ctx, cfg, c, base, user)
+				if err != nil {
+					return err
+				}
+				in["user_id"] = id
+			}
 			x, err := c.CreateExecution(ctx, taskID, in, map[string]any{"source": "astra-cli"})
 			if err != nil {
 				return fmt.Errorf("start task %s: %w", taskID, remoteErr(base, err))
 			}
 			if !follow {
+				if out.structured() {
+					return out.print(e.stdout, x)
+				}
 				fmt.Fprintln(e.stdout, x.Id)
 				return nil
 			}
-			fmt.Fprintf(e.stdout, "execution %s started\n", x.Id)
-			return e.followExecution(ctx, c, base, x.Id)
+			return e.followExecution(ctx, c, base, x.Id, out)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&input, "input", "{}", "the execution's input: a JSON object, or @file")
+	cmd.Flags().StringVar(&user, "user", "", "run as this signed-up person (email): sets the input's user_id to their Julep user")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "wait for the execution to end and print its output")
+	out.register(cmd)
 	return cmd
+}
+
+// julepUserFor resolves a person's email to their Julep user: the auth
+// user in the configured store, then the deterministic Julep id the
+// dispatcher gives them (created or updated here, which is harmless).
+func (e *env) julepUserFor(ctx context.Context, cfg *config.Config, c *julep.Client, base, email string) (string, error) {
+	st, _, err := store.Open(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("--user: open the user store: %w", err)
+	}
+	defer st.Close()
+	u, err := st.UserByEmail(ctx, strings.TrimSpace(email))
+	if responder.IsNotFound(err) {
+		where := "MONGODB_URI"
+		if cfg.MongoURI == "" {
+			where = filepath.Join(cfg.DataDir, store.SQLiteFile)
+		}
+		return "", &usageError{err: fmt.Errorf("--user %s: no such user in %s (they must have signed in once; check --data-dir or MONGODB_URI)", email, where)}
+	}
+	if err != nil {
+		return "", fmt.Errorf("--user %s: %w", email, err)
+	}
+	id := u.JulepUserID
+	if id == "" {
+		id = responder.JulepUserID(u.ID)
+	}
+	name := strings.TrimSpace(u.Name)
+	if name == "" {
+		name = "Astra user"
+	}
+	if _, err := c.CreateOrUpdateUser(ctx, id, julep.UserInput{Name: name, Metadata: julep.Metadata{"astra_user_id": u.ID}}); err != nil {
+		return "", fmt.Errorf("--user %s: create or update Julep user %s: %w", email, id, remoteErr(base, err))
+	}
+	return id, nil
 }
 
 // readInput parses --input: a JSON object, or @path to one.
@@ -160,24 +217,42 @@ func resolveTask(dir, arg string) (string, error) {
 
 // followExecution waits for the execution to end, showing progress, then
 // prints its output (or error).
-func (e *env) followExecution(ctx context.Context, c *julep.Client, base, id string) error {
-	p := newProgress(e.stdout)
+func (e *env) followExecution(ctx context.Context, c *julep.Client, base, id string, out outputFlag) error {
+	var p *progress
+	if !out.structured() {
+		fmt.Fprintf(e.stdout, "execution %s started\n", id)
+		p = newProgress(e.stdout)
+	} else {
+		p = newProgress(io.Discard)
+	}
 	defer p.stop()
 	x, err := waitExecution(ctx, c, id, func(s julep.ExecutionStatus, transitions int) { p.update(s, transitions) })
 	p.stop()
 	if err != nil {
 		return fmt.Errorf("follow execution %s: %w", id, remoteErr(base, err))
 	}
-	fmt.Fprintf(e.stdout, "status: %s\n", x.Status)
+	if out.structured() {
+		if err := out.print(e.stdout, x); err != nil {
+			return err
+		}
+	} else {
+		// Each status is printed once: on a terminal the spinner is gone,
+		// so say the end; otherwise only if it was not a line already.
+		if p.tty || !p.printed(x.Status) {
+			fmt.Fprintf(e.stdout, "status: %s\n", x.Status)
+		}
+		if x.Status == julep.StatusSucceeded {
+			b, err := json.MarshalIndent(x.Output, "", "  ")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, string(b))
+		}
+	}
 	if x.Status != julep.StatusSucceeded {
 		fmt.Fprintf(e.stderr, "execution %s %s: %s\n", x.Id, x.Status, orDash(x.Error))
 		return &exitError{code: 1}
 	}
-	b, err := json.MarshalIndent(x.Output, "", "  ")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, string(b))
 	return nil
 }
 
@@ -228,6 +303,7 @@ type progress struct {
 	mu       sync.Mutex
 	status   julep.ExecutionStatus
 	count    int
+	lines    []julep.ExecutionStatus // statuses printed as plain lines
 	start    time.Time
 	done     chan struct{}
 	stopOnce sync.Once
@@ -247,13 +323,21 @@ func newProgress(w io.Writer) *progress {
 func (p *progress) update(s julep.ExecutionStatus, transitions int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s == p.status && transitions == p.count {
-		return
-	}
+	changed := s != p.status
 	p.status, p.count = s, transitions
-	if !p.tty {
-		fmt.Fprintf(p.w, "status: %s (%d transitions)\n", s, transitions)
+	if changed && !p.tty {
+		// One line per state: a status stream and the final read repeat
+		// the same one, and transition counts are the spinner's detail.
+		p.lines = append(p.lines, s)
+		fmt.Fprintf(p.w, "status: %s\n", s)
 	}
+}
+
+// printed reports whether a plain line already said s last.
+func (p *progress) printed(s julep.ExecutionStatus) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.lines) > 0 && p.lines[len(p.lines)-1] == s
 }
 
 var spinnerFrames = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}

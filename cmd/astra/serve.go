@@ -163,6 +163,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			Metrics:   metrics,
 			Ready:     ready,
 			Execution: executionView(jc),
+			Console:   &server.Console{Julep: jc, AdminEmails: cfg.AdminEmails},
 			OnEnqueue: func(responder.Message) {
 				if d := disp.Load(); d != nil {
 					d.Wake()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/astra-app/astra/internal/config"
 	"github.com/astra-app/astra/internal/deploy"
@@ -37,7 +34,9 @@ func newTasksCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tasks",
 		Short: "Validate, diff, push and list the Julep agents and tasks of tasks/ (like julep sync, with a lock file)",
-		Args:  cobra.NoArgs,
+		Example: "  astra tasks validate\n  astra tasks diff\n  astra tasks push --dry-run\n" +
+			"  JULEP_BASE_URL=https://julep.example.com JULEP_API_KEY=... astra tasks push",
+		Args: subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return &usageError{err: errors.New("tasks needs a subcommand: validate, diff, push or list")}
 		},
@@ -73,14 +72,32 @@ func printIssues(w io.Writer, issues []taskdef.Issue) bool {
 	return taskdef.HasErrors(issues)
 }
 
+type validateReport struct {
+	OK     bool            `json:"ok"`
+	Files  []validatedFile `json:"files"`
+	Issues []taskdef.Issue `json:"issues"`
+}
+
+type validatedFile struct {
+	File string `json:"file"`
+	OK   bool   `json:"ok"`
+}
+
 func newTasksValidateCmd(e *env, f *tasksFlags) *cobra.Command {
-	return &cobra.Command{
+	out := outputFlag{}
+	cmd := &cobra.Command{
 		Use:   "validate [files]",
-		Short: "Check the manifest and its definitions (or the given files) as Julep checks them at create",
-		Long: "Checks YAML syntax, our task and agent schemas, step kinds, expressions, tools, labels, workflows\n" +
-			"and input schemas. Prints \"ok <file>\" per clean file and one line per issue\n" +
-			"(file:line:column: path: message); exits 1 when there is an error (warnings do not fail).",
+		Short: "Check the manifest and its definitions (or the given files) with the checks push and the engine run",
+		Long: "Runs the very checks the embedded engine runs when a task is created (and push runs before it\n" +
+			"sends anything): YAML syntax, our task and agent schemas, step kinds (with \"did you mean\"),\n" +
+			"expression syntax and undefined names, tools, labels, workflows and input schemas.\n" +
+			"Prints \"ok <file>\" per clean file and one line per issue (file:line:column: path: message);\n" +
+			"a file with many stops after 50 with \"and N more\". Exits 1 when there is an error (warnings do not fail).",
+		Example: "  astra tasks validate\n  astra tasks validate tasks/responder.yaml\n  astra tasks validate -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			cfg, err := f.config(e)
 			if err != nil {
 				return err
@@ -88,7 +105,7 @@ func newTasksValidateCmd(e *env, f *tasksFlags) *cobra.Command {
 			if len(args) == 0 {
 				args = []string{cfg.TasksDir}
 			}
-			failed := false
+			report := validateReport{OK: true, Files: []validatedFile{}, Issues: []taskdef.Issue{}}
 			for _, a := range args {
 				var files []string
 				var issues []taskdef.Issue
@@ -117,20 +134,32 @@ func newTasksValidateCmd(e *env, f *tasksFlags) *cobra.Command {
 					}
 				}
 				for _, file := range files {
-					if !bad[file] {
+					report.Files = append(report.Files, validatedFile{File: file, OK: !bad[file]})
+					if !bad[file] && !out.structured() {
 						fmt.Fprintf(e.stdout, "ok %s\n", file)
 					}
 				}
-				if printIssues(e.stdout, issues) {
-					failed = true
+				report.Issues = append(report.Issues, issues...)
+				if taskdef.HasErrors(issues) {
+					report.OK = false
+				}
+				if !out.structured() {
+					printIssues(e.stdout, issues)
 				}
 			}
-			if failed {
+			if out.structured() {
+				if err := out.print(e.stdout, report); err != nil {
+					return err
+				}
+			}
+			if !report.OK {
 				return &exitError{code: 1}
 			}
 			return nil
 		},
 	}
+	out.register(cmd)
+	return cmd
 }
 
 // project reads the configuration, the task project and its lock file.
@@ -209,80 +238,129 @@ func remoteErr(base string, err error) error {
 type planned = deploy.Planned
 
 type pushRow struct {
-	name, kind, id, result string
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Path   string `json:"path"`
+	ID     string `json:"id"`
+	Result string `json:"result"`
 }
 
 func newTasksPushCmd(e *env, f *tasksFlags) *cobra.Command {
-	var dryRun bool
+	var dryRun, force bool
+	out := outputFlag{}
 	cmd := &cobra.Command{
 		Use:   "push",
-		Short: "Create or update changed agents, then tasks, under the lock file's stable ids",
-		Long: "Validates the project, then sends each agent and task whose revision hash differs from\n" +
-			"julep-lock.json with create-or-update (new entries get a fresh id), and rewrites the lock.\n" +
-			"Unchanged entries are only checked to exist. --dry-run sends nothing and writes nothing.",
-		Args: cobra.NoArgs,
+		Short: "Create or update every agent and task that differs from the live remote",
+		Long: "Validates the project, reads each agent's and task's live remote copy and sends those that are\n" +
+			"missing or differ (a change made on the remote by someone else included) with create-or-update\n" +
+			"under the lock file's stable ids (new entries get a fresh id), then rewrites julep-lock.json.\n" +
+			"--dry-run reads the remote and prints exactly what push would send, sending and writing nothing;\n" +
+			"--force sends every entry even when the remote already matches.",
+		Example: "  astra tasks push --dry-run\n  astra tasks push\n  astra tasks push --force -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			cfg, p, lock, err := f.project(e)
 			if err != nil {
 				return err
-			}
-			agents, tasks := deploy.Plan(p, lock)
-			if dryRun {
-				var rows []pushRow
-				for _, pl := range append(agents, tasks...) {
-					result := map[string]string{"new": "would create", "changed": "would update", "unchanged": "unchanged"}[pl.State]
-					rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, result})
-				}
-				printPushTable(e.stdout, rows)
-				fmt.Fprintln(e.stdout, "dry run: nothing sent, lock not written")
-				return nil
 			}
 			c, base, err := e.julepClient(cfg)
 			if err != nil {
 				return err
 			}
-			return e.push(cmd.Context(), c, base, p, lock, agents, tasks)
+			agents, tasks := deploy.Plan(p, lock)
+			changes, err := compareAll(cmd.Context(), c, base, append(agents, tasks...))
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				var rows []pushRow
+				for _, ch := range changes {
+					result := map[string]string{deploy.ActionCreate: "would create", deploy.ActionUpdate: "would update", deploy.ActionNone: "unchanged"}[ch.Action]
+					if force && ch.Action == deploy.ActionNone {
+						result = "would update (forced)"
+					}
+					rows = append(rows, rowOf(ch.Planned, result))
+				}
+				if out.structured() {
+					return out.print(e.stdout, map[string]any{"dry_run": true, "entries": rows})
+				}
+				printPushTable(e.stdout, rows)
+				fmt.Fprintln(e.stdout, "dry run: nothing sent, lock not written")
+				return nil
+			}
+			return e.push(cmd.Context(), c, base, p, lock, changes, force, out)
 		},
 	}
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be pushed; send nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what push would send (it reads the remote); send and write nothing")
+	cmd.Flags().BoolVar(&force, "force", false, "send every agent and task, even those the remote already has")
+	out.register(cmd)
 	return cmd
 }
 
-func (e *env) push(ctx context.Context, c *julep.Client, base string, p *taskdef.Project, lock *taskdef.Lock, agents, tasks []planned) error {
+func rowOf(pl planned, result string) pushRow {
+	return pushRow{Name: pl.Entry.Name(), Kind: pl.Entry.Kind, Path: pl.Entry.Path, ID: pl.ID, Result: result}
+}
+
+// compareAll reads the live remote copy of every entry, in order.
+func compareAll(ctx context.Context, c *julep.Client, base string, pls []planned) ([]deploy.Change, error) {
+	var out []deploy.Change
+	for _, pl := range pls {
+		ch, err := deploy.Compare(ctx, c, pl)
+		if err != nil {
+			return nil, fmt.Errorf("read remote %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+func (e *env) push(ctx context.Context, c *julep.Client, base string, p *taskdef.Project, lock *taskdef.Lock, changes []deploy.Change, force bool, out outputFlag) error {
 	var rows []pushRow
 	var failure error
-	synced := 0
+	record := false
 	now := time.Now()
-	send := func(pl planned) {
-		result, err := deploy.Push(ctx, c, pl, false)
-		if err != nil {
-			failure = fmt.Errorf("push %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
-			rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, "failed"})
-			return
+	for _, ch := range changes {
+		pl := ch.Planned
+		if failure != nil {
+			rows = append(rows, rowOf(pl, "skipped"))
+			continue
 		}
-		rows = append(rows, pushRow{pl.Entry.Name(), pl.Entry.Kind, pl.ID, result})
-		if result != "unchanged" {
+		result := map[string]string{deploy.ActionCreate: "created", deploy.ActionUpdate: "updated", deploy.ActionNone: "unchanged"}[ch.Action]
+		if ch.Action != deploy.ActionNone || force {
+			if err := deploy.Send(ctx, c, pl); err != nil {
+				// Tasks need their agents: stop at the first failure.
+				failure = fmt.Errorf("push %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
+				rows = append(rows, rowOf(pl, "failed"))
+				continue
+			}
+			if ch.Action == deploy.ActionNone {
+				result = "updated"
+			}
+		}
+		rows = append(rows, rowOf(pl, result))
+		// The lock follows what the remote now holds, also when only the
+		// lock was behind (the remote already matched).
+		if le := lock.Entry(pl.Entry.Kind, pl.Entry.Path); result != "unchanged" || le == nil || le.RevisionHash != pl.Entry.Hash ||
+			pl.Entry.Kind == taskdef.KindTask && lock.TaskAgent(pl.ID) != pl.AgentID {
 			lock.Record(pl.Entry.Kind, pl.Entry.Path, pl.ID, pl.Entry.Hash, now)
 			if pl.Entry.Kind == taskdef.KindTask {
 				lock.RelateTask(pl.ID, pl.AgentID)
 			}
-			synced++
+			record = true
 		}
 	}
-	for _, pl := range agents {
-		send(pl)
-	}
-	if failure == nil { // tasks need their agents
-		for _, pl := range tasks {
-			send(pl)
-			if failure != nil {
-				break
-			}
+	if out.structured() {
+		if err := out.print(e.stdout, map[string]any{"dry_run": false, "entries": rows}); err != nil {
+			return err
 		}
+	} else {
+		printPushTable(e.stdout, rows)
 	}
-	printPushTable(e.stdout, rows)
 	// Keep what did succeed even after a failure, so ids stay stable.
-	if synced > 0 {
+	if record {
 		if err := taskdef.WriteLock(p.LockPath(), lock); err != nil {
 			return err
 		}
@@ -294,150 +372,119 @@ func printPushTable(w io.Writer, rows []pushRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tID\tRESULT")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.name, r.kind, r.id, r.result)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.ID, r.Result)
 	}
 	tw.Flush()
 }
 
 // ---- diff
 
+type diffEntry struct {
+	Kind   string `json:"kind"`
+	Path   string `json:"path"`
+	Name   string `json:"name"`
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	Diff   string `json:"diff,omitempty"`
+}
+
 func newTasksDiffCmd(e *env, f *tasksFlags) *cobra.Command {
-	return &cobra.Command{
+	out := outputFlag{}
+	cmd := &cobra.Command{
 		Use:   "diff",
-		Short: "Show what push would change: local files against the lock and the remote definitions",
-		Args:  cobra.NoArgs,
+		Short: "Show what push would change: the local files against the live remote definitions",
+		Long: "Reads each agent's and task's live remote copy and prints a unified diff (remote -> local) for\n" +
+			"every one that is missing or differs, whatever the lock file says.\n" +
+			"Exits 0 when the remote matches, 1 when there are differences, 2 on an error (as kubectl diff).",
+		Example: "  astra tasks diff\n  astra tasks diff -o json\n  astra tasks diff --julep-url http://localhost:8080/julep --julep-key $KEY",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			cfg, p, lock, err := f.project(e)
 			if err != nil {
-				return err
+				return asCode2(err)
 			}
 			c, base, err := e.julepClient(cfg)
 			if err != nil {
 				return err
 			}
 			agents, tasks := deploy.Plan(p, lock)
+			changes, err := compareAll(cmd.Context(), c, base, append(agents, tasks...))
+			if err != nil {
+				return asCode2(err)
+			}
+			var entries []diffEntry
 			changed := 0
-			for _, pl := range append(agents, tasks...) {
-				d, err := diffOne(cmd.Context(), c, pl)
+			for _, ch := range changes {
+				d, err := ch.Diff()
 				if err != nil {
-					return fmt.Errorf("diff %s %s: %w", pl.Entry.Kind, pl.Entry.Path, remoteErr(base, err))
+					return &codedError{code: 2, err: err}
 				}
-				if d != "" {
-					changed++
-					fmt.Fprint(e.stdout, d)
+				entries = append(entries, diffEntry{Kind: ch.Entry.Kind, Path: ch.Entry.Path, Name: ch.Entry.Name(), ID: ch.ID, Action: ch.Action, Diff: d})
+				if ch.Action == deploy.ActionNone {
+					continue
+				}
+				changed++
+				if !out.structured() {
+					state := map[string]string{deploy.ActionCreate: "not on the remote (push creates it)", deploy.ActionUpdate: "differs from the remote (push updates it)"}[ch.Action]
+					fmt.Fprintf(e.stdout, "# %s %s (%s, id %s): %s\n%s", ch.Entry.Kind, ch.Entry.Path, ch.Entry.Name(), ch.ID, state, d)
 				}
 			}
-			if changed == 0 {
+			if out.structured() {
+				if err := out.print(e.stdout, map[string]any{"changed": changed, "entries": entries}); err != nil {
+					return err
+				}
+			} else if changed == 0 {
 				fmt.Fprintln(e.stdout, "no changes: the remote definitions match the local files")
+			}
+			if changed > 0 {
+				return &exitError{code: 1}
 			}
 			return nil
 		},
 	}
+	out.register(cmd)
+	return cmd
 }
 
-// diffOne renders one entry's unified diff (remote -> local), or "" when
-// they match and the lock is current.
-func diffOne(ctx context.Context, c *julep.Client, pl planned) (string, error) {
-	local, err := comparable(pl.Entry.Definition(), nil)
-	if err != nil {
-		return "", err
+// asCode2 makes a failure exit 2 (diff's "error", as opposed to 1,
+// "differences"), keeping an already printed one silent.
+func asCode2(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return &exitError{code: 2}
 	}
-	remote := ""
-	remoteName := "remote/" + pl.Entry.Path
-	if pl.State == "new" {
-		remoteName = "/dev/null"
-	} else {
-		var got any
-		if pl.Entry.Kind == taskdef.KindAgent {
-			got, err = c.GetAgent(ctx, pl.ID)
-		} else {
-			got, err = c.GetTask(ctx, pl.ID)
-		}
-		switch {
-		case julep.IsNotFound(err):
-			remoteName = "/dev/null"
-		case err != nil:
-			return "", err
-		default:
-			if remote, err = comparable(got, pl.Entry.Definition()); err != nil {
-				return "", err
-			}
-		}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
 	}
-	lockState := map[string]string{"new": "not in the lock", "changed": "changed since the last push", "unchanged": "unchanged since the last push"}[pl.State]
-	if remote == local && pl.State == "unchanged" {
-		return "", nil
-	}
-	head := fmt.Sprintf("# %s %s (%s, id %s): %s\n", pl.Entry.Kind, pl.Entry.Path, pl.Entry.Name(), pl.ID, lockState)
-	if remote == local {
-		return head + "# remote already matches the local file\n", nil
-	}
-	ud, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(remote), B: difflib.SplitLines(local),
-		FromFile: remoteName, ToFile: "local/" + pl.Entry.Path, Context: 3,
-	})
-	if err != nil {
-		return "", err
-	}
-	return head + ud, nil
-}
-
-// serverFields are set by Julep, not by a definition.
-var serverFields = []string{"id", "created_at", "updated_at", "agent_id", "developer_id", "version", "default_system_template"}
-
-// comparable renders a definition as sorted YAML with empty top-level values
-// and server fields dropped, so a remote copy and a local file compare by
-// content. local, when given, keeps server-filled keys the file sets itself.
-func comparable(v any, local map[string]any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return "", err
-	}
-	for k, val := range m {
-		drop := false
-		for _, s := range serverFields {
-			if k == s {
-				_, inLocal := local[k]
-				drop = local == nil || !inLocal
-			}
-		}
-		switch x := val.(type) {
-		case nil:
-			drop = true
-		case string:
-			drop = drop || x == ""
-		case bool:
-			drop = drop || !x
-		case []any:
-			drop = drop || len(x) == 0
-		case map[string]any:
-			drop = drop || len(x) == 0
-		}
-		if drop {
-			delete(m, k)
-		}
-	}
-	var out strings.Builder
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(m); err != nil {
-		return "", err
-	}
-	return out.String(), enc.Close()
+	return &codedError{code: 2, err: err}
 }
 
 // ---- list
 
+type listedEntry struct {
+	Kind    string    `json:"kind"`
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	AgentID string    `json:"agent_id,omitempty"`
+	Updated time.Time `json:"updated_at"`
+	Local   string    `json:"local_path,omitempty"`
+}
+
 func newTasksListCmd(e *env, f *tasksFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List the remote agents and their tasks (marking those this project's lock knows)",
-		Args:  cobra.NoArgs,
+	out := outputFlag{}
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the remote agents and their tasks (marking those this project's lock knows)",
+		Example: "  astra tasks list\n  astra tasks list -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			cfg, err := f.config(e)
 			if err != nil {
 				return err
@@ -459,18 +506,28 @@ func newTasksListCmd(e *env, f *tasksFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list agents: %w", remoteErr(base, err))
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "KIND\tID\tNAME\tUPDATED\tLOCAL")
+			entries := []listedEntry{}
 			for _, a := range agents {
-				fmt.Fprintf(tw, "agent\t%s\t%s\t%s\t%s\n", a.Id, a.Name, a.UpdatedAt.UTC().Format(time.RFC3339), orDash(local[a.Id]))
+				entries = append(entries, listedEntry{Kind: "agent", ID: a.Id, Name: a.Name, Updated: a.UpdatedAt.UTC(), Local: local[a.Id]})
 				ts, err := c.ListTasks(cmd.Context(), a.Id)
 				if err != nil {
-					tw.Flush()
 					return fmt.Errorf("list tasks of agent %s: %w", a.Id, remoteErr(base, err))
 				}
 				for _, t := range ts {
-					fmt.Fprintf(tw, "  task\t%s\t%s\t%s\t%s\n", t.Id, t.Name, t.UpdatedAt.UTC().Format(time.RFC3339), orDash(local[t.Id]))
+					entries = append(entries, listedEntry{Kind: "task", ID: t.Id, Name: t.Name, AgentID: a.Id, Updated: t.UpdatedAt.UTC(), Local: local[t.Id]})
 				}
+			}
+			if out.structured() {
+				return out.print(e.stdout, entries)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tID\tNAME\tUPDATED\tLOCAL")
+			for _, en := range entries {
+				indent := ""
+				if en.Kind == "task" {
+					indent = "  "
+				}
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", indent, en.Kind, en.ID, en.Name, en.Updated.Format(time.RFC3339), orDash(en.Local))
 			}
 			if len(agents) == 0 {
 				fmt.Fprintln(tw, "(no agents)")
@@ -478,6 +535,8 @@ func newTasksListCmd(e *env, f *tasksFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	out.register(cmd)
+	return cmd
 }
 
 func orDash(s string) string {

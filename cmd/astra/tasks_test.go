@@ -230,7 +230,7 @@ func TestTasksPushCreatesThenUnchanged(t *testing.T) {
 		t.Fatalf("lock ids: %+v", lock)
 	}
 	ids := map[string]string{agentID: "AGENT-ID", taskID: "TASK-ID"}
-	if got, want := s.takeRequests(), []string{"POST /agents/" + agentID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "GET /tasks/" + taskID, "POST /agents/" + agentID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
 		t.Errorf("requests %q, want %q", got, want)
 	}
 	wantTable := "NAME KIND ID RESULT\n" +
@@ -287,10 +287,10 @@ func TestTasksPushCreatesThenUnchanged(t *testing.T) {
 	}
 
 	r = runAstra(t, env, "tasks", "diff")
-	if r.code != 0 {
-		t.Fatalf("diff: %d %s", r.code, r.stderr)
+	if r.code != 1 {
+		t.Fatalf("diff with a difference: exit %d (want 1) %s", r.code, r.stderr)
 	}
-	wantDiff := "# task responder.yaml (Astra responder, id TASK-ID): changed since the last push\n" +
+	wantDiff := "# task responder.yaml (Astra responder, id TASK-ID): differs from the remote (push updates it)\n" +
 		"--- remote/responder.yaml\n+++ local/responder.yaml\n"
 	if got := mask(r.stdout, ids); !strings.HasPrefix(got, wantDiff) ||
 		!strings.Contains(got, "\n-description: Reads the user's frontline docs, answers the message as the agent's persona, and saves a one- or two-sentence note of the turn.\n") ||
@@ -305,7 +305,7 @@ func TestTasksPushCreatesThenUnchanged(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("push edit: %d %s", r.code, r.stderr)
 	}
-	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "GET /tasks/" + taskID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
 		t.Errorf("edit push requests %q, want %q", got, want)
 	}
 	if got := mask(r.stdout, ids); !strings.Contains(got, "Astra responder task TASK-ID updated\n") {
@@ -340,8 +340,10 @@ func TestTasksPushDryRunSendsNothing(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("dry run: %d %s", r.code, r.stderr)
 	}
-	if got := s.takeRequests(); len(got) != 0 {
-		t.Errorf("dry run sent %q", got)
+	for _, req := range s.takeRequests() {
+		if !strings.HasPrefix(req, "GET ") {
+			t.Errorf("dry run sent %q", req)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, taskdef.LockName)); !os.IsNotExist(err) {
 		t.Errorf("dry run wrote the lock: %v", err)
@@ -351,9 +353,85 @@ func TestTasksPushDryRunSendsNothing(t *testing.T) {
 		lines[3] != "dry run: nothing sent, lock not written" {
 		t.Errorf("dry run output:\n%s", r.stdout)
 	}
-	// Dry run needs no endpoint at all.
-	if r := runAstra(t, envFor(dir, nil), "tasks", "push", "--dry-run"); r.code != 0 {
+	// It reads the live remote, so it needs an endpoint.
+	if r := runAstra(t, envFor(dir, nil), "tasks", "push", "--dry-run"); r.code != 2 || !strings.Contains(r.stderr, "no Julep endpoint") {
 		t.Errorf("dry run without an endpoint: %d %s", r.code, r.stderr)
+	}
+}
+
+// The remote changed behind the lock's back (another push from a copy of
+// tasks/): diff shows it and exits 1, push --dry-run says it would update,
+// push puts the local definition back, and --force re-sends everything.
+func TestTasksReconcileDrift(t *testing.T) {
+	t.Parallel()
+	s := newJulepServer(t)
+	dir := project(t)
+	env := envFor(dir, s)
+	if r := runAstra(t, env, "tasks", "push"); r.code != 0 {
+		t.Fatalf("push: %d %s", r.code, r.stderr)
+	}
+	lock, err := taskdef.ReadLock(filepath.Join(dir, taskdef.LockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentID, taskID := lock.Agents[0].ID, lock.Tasks[0].ID
+	if r := runAstra(t, env, "tasks", "diff"); r.code != 0 {
+		t.Fatalf("diff in sync: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s.mu.Lock()
+	s.tasks[taskID]["description"] = "changed on the remote"
+	s.mu.Unlock()
+	s.takeRequests()
+
+	r := runAstra(t, env, "tasks", "diff")
+	if r.code != 1 || !strings.Contains(r.stdout, "differs from the remote") || !strings.Contains(r.stdout, "\n-description: changed on the remote\n") {
+		t.Errorf("diff of drift: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runAstra(t, env, "tasks", "diff", "-o", "json")
+	var d struct {
+		Changed int `json:"changed"`
+		Entries []struct {
+			Kind, Action, Diff string
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || r.code != 1 || d.Changed != 1 || len(d.Entries) != 2 ||
+		d.Entries[0].Action != "none" || d.Entries[1].Action != "update" || !strings.Contains(d.Entries[1].Diff, "-description: changed on the remote") {
+		t.Errorf("diff -o json: %d %v\n%s", r.code, err, r.stdout)
+	}
+	r = runAstra(t, env, "tasks", "push", "--dry-run")
+	if r.code != 0 || !strings.Contains(mask(r.stdout, nil), "Astra responder task "+taskID+" would update") ||
+		!strings.Contains(mask(r.stdout, nil), "Jadugar agent "+agentID+" unchanged") {
+		t.Errorf("dry run of drift: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s.takeRequests()
+	r = runAstra(t, env, "tasks", "push")
+	if got, want := s.takeRequests(), []string{"GET /agents/" + agentID, "GET /tasks/" + taskID, "POST /agents/" + agentID + "/tasks/" + taskID}; !equal(got, want) {
+		t.Errorf("push of drift sent %q, want %q", got, want)
+	}
+	s.mu.Lock()
+	desc, _ := s.tasks[taskID]["description"].(string)
+	s.mu.Unlock()
+	if r.code != 0 || strings.Contains(desc, "changed on the remote") {
+		t.Errorf("push left the drift: %d %q\n%s", r.code, desc, r.stderr)
+	}
+	if r := runAstra(t, env, "tasks", "diff"); r.code != 0 {
+		t.Errorf("diff after reconcile: %d\n%s", r.code, r.stdout)
+	}
+	s.takeRequests()
+	r = runAstra(t, env, "tasks", "push", "--force", "-o", "json")
+	var p struct {
+		Entries []struct{ Result string } `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || r.code != 0 || len(p.Entries) != 2 || p.Entries[0].Result != "updated" || p.Entries[1].Result != "updated" {
+		t.Errorf("push --force: %d %v\n%s", r.code, err, r.stdout)
+	}
+	if got := s.takeRequests(); len(got) != 4 || !strings.HasPrefix(got[2], "POST /agents/") || !strings.HasPrefix(got[3], "POST /agents/") {
+		t.Errorf("force sent %q", got)
+	}
+	// A remote that cannot be read is an error: exit 2, not "different".
+	s.Close()
+	if r := runAstra(t, env, "tasks", "diff"); r.code != 2 || !strings.Contains(r.stderr, "cannot reach Julep") {
+		t.Errorf("diff of a dead remote: %d %s", r.code, r.stderr)
 	}
 }
 
@@ -558,5 +636,46 @@ func TestTasksPushToEmbeddedEngineAndRun(t *testing.T) {
 	if len(notes) != 1 || notes[0].Title != "Chat note outbox-1" || notes[0].Metadata["updated_by"] != "responder-task" ||
 		notes[0].Metadata["timestamp_iso"] == nil {
 		t.Errorf("notes = %+v", notes)
+	}
+}
+
+// What validate passes the engine accepts and the reverse: the issue's three
+// mistakes fail validate with file:line:col, and the file is not "ok".
+func TestTasksValidateIsTheEnginesCheck(t *testing.T) {
+	t.Parallel()
+	dir := project(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	src := "name: bad\n" +
+		"tools:\n  - name: save\n    type: function\n    function: {name: save}\n" +
+		"main:\n" +
+		"  - prompt: $ 'note ' + _.outbox_id +)\n" + // line 7
+		"  - evaluate:\n      x: $ stepz[0].output\n" + // line 9
+		"  - toool: save\n" + // line 10
+		"    arguments: {a: $ 1}\n"
+	if err := os.WriteFile(bad, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runAstra(t, envFor(dir, nil), "tasks", "validate", bad)
+	want := bad + `:7:13: main[0].prompt: expression "$ 'note ' + _.outbox_id +)": unmatched ')' at column 26` + "\n" +
+		bad + `:9:10: main[1].evaluate.x: undefined name "stepz" (did you mean "steps"?)` + "\n" +
+		bad + `:10:5: main[2].toool: unknown step kind "toool" (did you mean "tool"?)` + "\n"
+	if r.code != 1 || r.stdout != want {
+		t.Errorf("validate: %d\n%s\nwant:\n%s%s", r.code, r.stdout, want, r.stderr)
+	}
+	r = runAstra(t, envFor(dir, nil), "tasks", "validate", "-o", "json", bad)
+	var rep struct {
+		OK    bool
+		Files []struct {
+			File string
+			OK   bool
+		}
+		Issues []taskdef.Issue
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 || rep.OK || len(rep.Files) != 1 || rep.Files[0].OK ||
+		len(rep.Issues) != 3 || rep.Issues[1].Line != 9 || rep.Issues[1].Column != 10 {
+		t.Errorf("validate -o json: %d %v\n%s", r.code, err, r.stdout)
+	}
+	if r := runAstra(t, envFor(dir, nil), "tasks", "validate", "-o", "xml"); r.code != 2 || !strings.Contains(r.stderr, `--output "xml": want text, json or yaml`) {
+		t.Errorf("-o xml: %d %s", r.code, r.stderr)
 	}
 }

@@ -51,6 +51,10 @@ type Config struct {
 	// refuses by default to tasks' api_call and speech requests.
 	EgressAllow []string
 
+	// AdminEmails (ASTRA_ADMIN_EMAILS) are operators besides the users whose
+	// record has Better Auth's role "admin": they may open the console.
+	AdminEmails []string
+
 	GoogleClientID       string
 	GoogleClientSecret   string
 	GoogleRedirectURI    string
@@ -98,6 +102,16 @@ type Config struct {
 	MessageBurst      int // ASTRA_MESSAGE_BURST
 
 	Secrets map[string]string // ASTRA_SECRET_<NAME>: task secrets seeded into the engine
+
+	flags map[string]string // setting -> the flag that gave it, for error messages
+}
+
+// name is how an error names a setting: the flag when one gave the value.
+func (c *Config) name(k string) string {
+	if f, ok := c.flags[k]; ok {
+		return "--" + f
+	}
+	return k
 }
 
 // GoogleEnabled reports whether Google sign-in is configured.
@@ -147,10 +161,24 @@ func Getenv(getenv func(string) string) Lookup {
 // Environ lists the names ASTRA_SECRET_* can be found under; run passes os.Environ.
 type Environ func() []string
 
+// SettingError is a configuration problem: a missing or bad setting. Every
+// one exits with the same code (2) and names the setting, or the flag when
+// the value came from one.
+type SettingError struct{ Err error }
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
 // Load reads and checks the configuration. Every problem is reported, one line
 // each, joined into the returned error.
 func Load(look Lookup, environ []string) (*Config, error) {
-	p := &parser{look: look}
+	return LoadFlags(look, environ, nil)
+}
+
+// LoadFlags is Load where flags maps a setting to the flag that gave its
+// value ("ASTRA_ROLES" -> "roles"): errors about it name "--roles".
+func LoadFlags(look Lookup, environ []string, flags map[string]string) (*Config, error) {
+	p := &parser{look: look, flags: flags}
 	c := &Config{
 		Addr:     p.str("ASTRA_ADDR", "127.0.0.1:8080"),
 		LogLevel: p.oneOf("ASTRA_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
@@ -212,6 +240,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		ReadTimeout: p.duration("ASTRA_READ_TIMEOUT", 30*time.Second),
 		IdleTimeout: p.duration("ASTRA_IDLE_TIMEOUT", 60*time.Second),
 		EgressAllow: p.list("ASTRA_EGRESS_ALLOW", ""),
+		AdminEmails: p.list("ASTRA_ADMIN_EMAILS", ""),
 	}
 	if v := p.str("ASTRA_MAX_CONNECTIONS", ""); v != "" {
 		c.MaxConnections = p.positive("ASTRA_MAX_CONNECTIONS", 0)
@@ -228,11 +257,15 @@ func Load(look Lookup, environ []string) (*Config, error) {
 	}
 
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		p.fail("ASTRA_ADDR %q is not host:port", c.Addr)
+		p.fail("%s %q is not host:port", p.name("ASTRA_ADDR"), c.Addr)
+	}
+	if len(c.Roles) == 0 {
+		// An instance with no role serves nothing yet would report ready.
+		p.fail("%s is empty: give api, dispatch or api,dispatch", p.name("ASTRA_ROLES"))
 	}
 	for _, r := range c.Roles {
 		if r != "api" && r != "dispatch" {
-			p.fail("ASTRA_ROLES has %q: roles are api and dispatch", r)
+			p.fail("%s has %q: roles are api and dispatch", p.name("ASTRA_ROLES"), r)
 		}
 	}
 
@@ -316,7 +349,7 @@ func Load(look Lookup, environ []string) (*Config, error) {
 	}
 	if c.JulepBaseURL != "" {
 		if u, err := url.Parse(c.JulepBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.fail("JULEP_BASE_URL %q is not an http(s) URL", c.JulepBaseURL)
+			p.fail("%s %q is not an http(s) URL", p.name("JULEP_BASE_URL"), c.JulepBaseURL)
 		}
 	}
 	if c.EmbeddingBaseURL != "" {
@@ -340,8 +373,9 @@ func Load(look Lookup, environ []string) (*Config, error) {
 		}
 	}
 	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
+		return nil, &SettingError{Err: errors.Join(p.errs...)}
 	}
+	c.flags = flags
 	return c, nil
 }
 
@@ -351,9 +385,9 @@ func Load(look Lookup, environ []string) (*Config, error) {
 func (c *Config) EnsureSecrets() (generated []string, err error) {
 	if c.AuthSecret == "" {
 		if c.MongoURI != "" {
-			return nil, errors.New("BETTER_AUTH_SECRET is required with MONGODB_URI: sessions are shared with the Next.js app")
+			return nil, &SettingError{Err: errors.New("BETTER_AUTH_SECRET is required with MONGODB_URI: sessions are shared with the Next.js app")}
 		}
-		s, gen, err := keptSecret(c.DataDir, "auth-secret")
+		s, gen, err := c.keptSecret("auth-secret")
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +397,7 @@ func (c *Config) EnsureSecrets() (generated []string, err error) {
 		}
 	}
 	if c.EngineKey == "" && c.EmbeddedEngine() {
-		s, gen, err := keptSecret(c.DataDir, "engine-key")
+		s, gen, err := c.keptSecret(EngineKeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -375,7 +409,28 @@ func (c *Config) EnsureSecrets() (generated []string, err error) {
 	return generated, nil
 }
 
-func keptSecret(dir, name string) (string, bool, error) {
+// EngineKeyFile is where the embedded engine's generated key is kept in the
+// data dir; the CLI reads it to reach a local engine.
+const EngineKeyFile = "engine-key"
+
+// EnsureEngineKey fills EngineKey for a standalone engine (`astra engine`)
+// whatever JULEP_BASE_URL says: ASTRA_ENGINE_KEY, else the key kept in the
+// data dir (generated once, mode 0600). It returns the file's path ("" when
+// the key came from the environment) and whether it was generated now.
+func (c *Config) EnsureEngineKey() (path string, generated bool, err error) {
+	if c.EngineKey != "" {
+		return "", false, nil
+	}
+	s, gen, err := c.keptSecret(EngineKeyFile)
+	if err != nil {
+		return "", false, err
+	}
+	c.EngineKey = s
+	return filepath.Join(c.DataDir, EngineKeyFile), gen, nil
+}
+
+func (c *Config) keptSecret(name string) (string, bool, error) {
+	dir := c.DataDir
 	path := filepath.Join(dir, name)
 	if b, err := os.ReadFile(path); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "" {
@@ -383,7 +438,7 @@ func keptSecret(dir, name string) (string, bool, error) {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, fmt.Errorf("ASTRA_DATA_DIR %q cannot be created: %v", dir, unwrapPathErr(err))
+		return "", false, &SettingError{Err: fmt.Errorf("%s %q cannot be created: %v", c.name("ASTRA_DATA_DIR"), dir, unwrapPathErr(err))}
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -391,7 +446,7 @@ func keptSecret(dir, name string) (string, bool, error) {
 	}
 	s := hex.EncodeToString(b)
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", false, fmt.Errorf("ASTRA_DATA_DIR %q is not writable: %v", dir, unwrapPathErr(err))
+		return "", false, &SettingError{Err: fmt.Errorf("%s %q is not writable: %v", c.name("ASTRA_DATA_DIR"), dir, unwrapPathErr(err))}
 	}
 	return s, true, nil
 }
@@ -469,8 +524,17 @@ func originOf(u string) string {
 }
 
 type parser struct {
-	look Lookup
-	errs []error
+	look  Lookup
+	flags map[string]string // setting -> flag that set it
+	errs  []error
+}
+
+// name is how an error names a setting: the flag when one gave the value.
+func (p *parser) name(k string) string {
+	if f, ok := p.flags[k]; ok {
+		return "--" + f
+	}
+	return k
 }
 
 func (p *parser) fail(format string, args ...any) {
@@ -497,7 +561,7 @@ func (p *parser) list(k, def string) []string {
 func (p *parser) oneOf(k, def string, allowed ...string) string {
 	v := p.str(k, def)
 	if !slices.Contains(allowed, v) {
-		p.fail("%s %q is not one of: %s", k, v, strings.Join(allowed, ", "))
+		p.fail("%s %q is not one of: %s", p.name(k), v, strings.Join(allowed, ", "))
 		return def
 	}
 	return v
@@ -521,7 +585,7 @@ func (p *parser) boolean(k string, def bool) bool {
 	}
 	b, ok := ParseBool(v)
 	if !ok {
-		p.fail("%s %q is not a boolean (use true/false, 1/0, yes/no, on/off)", k, v)
+		p.fail("%s %q is not a boolean (use true/false, 1/0, yes/no, on/off)", p.name(k), v)
 		return def
 	}
 	return b
@@ -534,7 +598,7 @@ func (p *parser) duration(k string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(v))
 	if err != nil || d <= 0 {
-		p.fail("%s %q is not a positive duration such as 250ms, 30s or 12h", k, v)
+		p.fail("%s %q is not a positive duration such as 250ms, 30s or 12h", p.name(k), v)
 		return def
 	}
 	return d
@@ -548,7 +612,7 @@ func (p *parser) count(k string, def int) int {
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || n < 0 {
-		p.fail("%s %q is not a whole number (0 turns it off)", k, v)
+		p.fail("%s %q is not a whole number (0 turns it off)", p.name(k), v)
 		return def
 	}
 	return n
@@ -561,7 +625,7 @@ func (p *parser) positive(k string, def int) int {
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || n <= 0 {
-		p.fail("%s %q is not a positive whole number", k, v)
+		p.fail("%s %q is not a positive whole number", p.name(k), v)
 		return def
 	}
 	return n

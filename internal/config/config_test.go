@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,52 @@ func TestEdgeSettings(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%d lines name %s, want 1:\n%s", n, want, err)
 		}
+	}
+}
+
+// A value given by flag is named by its flag; every problem is a
+// SettingError (exit code 2); an empty role list is refused.
+func TestFlagsNamedInErrors(t *testing.T) {
+	t.Parallel()
+	flags := Map(map[string]string{"ASTRA_ROLES": "", "ASTRA_ADDR": "nowhere"})
+	_, err := LoadFlags(Layered(flags, Map(map[string]string{"ASTRA_LOG_LEVEL": "loud"})), nil,
+		map[string]string{"ASTRA_ROLES": "roles", "ASTRA_ADDR": "addr"})
+	var se *SettingError
+	if !errors.As(err, &se) {
+		t.Fatalf("error %v is not a SettingError", err)
+	}
+	for _, want := range []string{"--roles is empty", `--addr "nowhere" is not host:port`, `ASTRA_LOG_LEVEL "loud"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "ASTRA_ROLES") || strings.Contains(err.Error(), "ASTRA_ADDR") {
+		t.Errorf("a flag's value is named by its variable: %q", err)
+	}
+	cfg, err := Load(Map(map[string]string{"ASTRA_ADMIN_EMAILS": "a@example.com, b@example.com"}), nil)
+	if err != nil || len(cfg.AdminEmails) != 2 || cfg.AdminEmails[1] != "b@example.com" {
+		t.Errorf("admin emails %v %v", cfg, err)
+	}
+	_, err = (&Config{MongoURI: "mongodb://x/"}).EnsureSecrets()
+	if !errors.As(err, &se) {
+		t.Errorf("a missing BETTER_AUTH_SECRET is not a SettingError: %v", err)
+	}
+}
+
+func TestEngineKeyIsKept(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := &Config{DataDir: dir, JulepBaseURL: "http://julep.example.com"}
+	path, gen, err := c.EnsureEngineKey()
+	if err != nil || !gen || path != filepath.Join(dir, "engine-key") || len(c.EngineKey) != 64 {
+		t.Fatalf("first: %q %v %v %q", path, gen, err, c.EngineKey)
+	}
+	c2 := &Config{DataDir: dir}
+	if _, gen, err := c2.EnsureEngineKey(); err != nil || gen || c2.EngineKey != c.EngineKey {
+		t.Errorf("second: %v %v", gen, err)
+	}
+	c3 := &Config{DataDir: dir, EngineKey: "from-env"}
+	if path, _, _ := c3.EnsureEngineKey(); path != "" || c3.EngineKey != "from-env" {
+		t.Errorf("from the environment: %q", path)
 	}
 }

@@ -68,41 +68,22 @@ func planEntry(lock *taskdef.Lock, en *taskdef.Entry, agentID string) Planned {
 	return pl
 }
 
-// Push sends one entry and says what happened: created, updated, or
-// unchanged. An entry the lock calls unchanged is only checked to exist (a
-// lock copied from another deployment must not hide a missing task), unless
-// force is set, which sends it anyway.
-func Push(ctx context.Context, c *julep.Client, pl Planned, force bool) (string, error) {
-	result := map[string]string{StateNew: "created", StateChanged: "updated", StateUnchanged: "updated"}[pl.State]
-	if pl.State == StateUnchanged && !force {
-		var err error
-		if pl.Entry.Kind == taskdef.KindAgent {
-			_, err = c.GetAgent(ctx, pl.ID)
-		} else {
-			_, err = c.GetTask(ctx, pl.ID)
-		}
-		if err == nil {
-			return "unchanged", nil
-		}
-		if !julep.IsNotFound(err) {
-			return "", err
-		}
-		result = "created" // missing remotely: send it again
-	}
+// Send creates or updates one entry under its id, whatever the remote holds.
+func Send(ctx context.Context, c *julep.Client, pl Planned) error {
 	if pl.Entry.Kind == taskdef.KindAgent {
 		in, err := AgentInput(pl.Entry.Definition())
 		if err != nil {
-			return "", err
+			return err
 		}
 		_, err = c.CreateOrUpdateAgent(ctx, pl.ID, in)
-		return result, err
+		return err
 	}
 	body, err := taskdef.CanonicalJSON(pl.Entry.Definition())
 	if err != nil {
-		return "", err
+		return err
 	}
 	_, err = c.CreateOrUpdateTask(ctx, pl.AgentID, pl.ID, json.RawMessage(body))
-	return result, err
+	return err
 }
 
 // AgentInput converts an agent definition to the API's create body.
@@ -136,7 +117,7 @@ func Sync(ctx context.Context, c *julep.Client, p *taskdef.Project, lock *taskde
 	}
 	ids := map[string]string{}
 	for _, pl := range append(agents, tasks...) {
-		if _, err := Push(ctx, c, pl, true); err != nil {
+		if err := Send(ctx, c, pl); err != nil {
 			return nil, fmt.Errorf("deploy %s %s: %w", pl.Entry.Kind, pl.Entry.Path, err)
 		}
 		if pl.Entry.Kind == taskdef.KindTask {

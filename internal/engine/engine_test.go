@@ -109,7 +109,7 @@ func TestMalformedTaskRefused(t *testing.T) {
 	}
 	errObj := v.(map[string]any)["error"].(map[string]any)
 	details := jsonString(errObj["details"])
-	for _, want := range []string{`"location":"main[0].evaluate.x"`, `"location":"main[1].tool"`, `"location":"main[2]"`, `"severity":"error"`} {
+	for _, want := range []string{`"location":"main[0].evaluate.x"`, `"location":"main[1].tool"`, `"location":"main[2].frobnicate"`, `"severity":"error"`} {
 		if !strings.Contains(details, want) {
 			t.Errorf("details lack %s: %s", want, details)
 		}

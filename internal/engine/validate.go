@@ -1,11 +1,6 @@
 package engine
 
 import (
-	"fmt"
-	"sort"
-	"strings"
-
-	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/taskdef"
 )
 
@@ -17,70 +12,21 @@ type issue struct {
 	Type     string
 }
 
-// checkTask is the check at task create: taskdef's (the same rules `astra
-// tasks validate` applies) plus the engine's own structural checks, which
-// guard what the executor relies on. Warnings do not refuse a task.
+// checkTask is the check at task create: exactly taskdef's, the checks
+// `astra tasks validate` and push run, so a task validate passes is one the
+// engine accepts and the reverse. Warnings do not refuse a task.
 func checkTask(def map[string]any) []issue {
 	var out []issue
-	seen := map[string]bool{}
 	for _, is := range taskdef.ValidateDefinition(def) {
 		if is.Severity == taskdef.SeverityWarning {
 			continue
 		}
 		out = append(out, issue{Location: is.Location, Message: is.Message, Severity: is.Severity, Type: is.Type})
-		seen[is.Location] = true
-	}
-	for _, is := range validateDefinition(def) {
-		if !seen[is.Location] {
-			out = append(out, is)
-		}
 	}
 	return out
 }
 
-// validateDefinition is the engine's check of a task definition at create:
-// structure, step kinds, references to tools and workflows, and every
-// expression's syntax. It is deliberately the engine's own, small and strict
-// about what the executor needs.
-func validateDefinition(def map[string]any) []issue {
-	v := &validator{def: def, tools: map[string]bool{}}
-	if n, ok := def["name"].(string); !ok || strings.TrimSpace(n) == "" {
-		v.add("name", "name is required", "schema")
-	}
-	if tools, ok := def["tools"].([]any); ok {
-		for i, t := range tools {
-			tm, ok := t.(map[string]any)
-			if !ok {
-				v.add(fmt.Sprintf("tools[%d]", i), "a tool must be a mapping", "schema")
-				continue
-			}
-			name, _ := tm["name"].(string)
-			if fn, ok := tm["function"].(map[string]any); ok && name == "" {
-				name, _ = fn["name"].(string)
-			}
-			if name == "" {
-				v.add(fmt.Sprintf("tools[%d].name", i), "a tool needs a name", "schema")
-			}
-			v.tools[name] = true
-		}
-	} else if def["tools"] != nil {
-		v.add("tools", "tools must be a list", "schema")
-	}
-	main, ok := def["main"].([]any)
-	if !ok || len(main) == 0 {
-		v.add("main", "main must be a list of at least one step", "schema")
-	}
-	for _, k := range sortedKeys(def) {
-		if list, ok := def[k].([]any); ok && (k == "main" || isWorkflow(list)) && k != "tools" {
-			for i, s := range list {
-				v.step(fmt.Sprintf("%s[%d]", k, i), s)
-			}
-		}
-	}
-	sort.SliceStable(v.issues, func(i, j int) bool { return v.issues[i].Location < v.issues[j].Location })
-	return v.issues
-}
-
+// isWorkflow reports whether a top-level list is a workflow: steps only.
 func isWorkflow(list []any) bool {
 	if len(list) == 0 {
 		return false
@@ -92,156 +38,4 @@ func isWorkflow(list []any) bool {
 		}
 	}
 	return true
-}
-
-type validator struct {
-	def    map[string]any
-	tools  map[string]bool
-	issues []issue
-}
-
-func (v *validator) add(loc, msg, typ string) {
-	v.issues = append(v.issues, issue{Location: loc, Message: msg, Severity: "error", Type: typ})
-}
-
-// exprs checks the syntax of every string inside x.
-func (v *validator) exprs(loc string, x any) {
-	switch x := x.(type) {
-	case string:
-		if err := expr.Check(x); err != nil {
-			v.add(loc, err.Error(), "expression")
-		}
-	case map[string]any:
-		for _, k := range sortedKeys(x) {
-			v.exprs(loc+"."+k, x[k])
-		}
-	case []any:
-		for i, y := range x {
-			v.exprs(fmt.Sprintf("%s[%d]", loc, i), y)
-		}
-	}
-}
-
-func (v *validator) body(loc string, x any) {
-	if x == nil {
-		v.add(loc, "a step is required here", "schema")
-		return
-	}
-	if list, ok := x.([]any); ok {
-		for i, s := range list {
-			v.step(fmt.Sprintf("%s[%d]", loc, i), s)
-		}
-		return
-	}
-	v.step(loc, x)
-}
-
-func (v *validator) step(loc string, raw any) {
-	s, ok := raw.(map[string]any)
-	if !ok {
-		v.add(loc, "a step must be a mapping", "schema")
-		return
-	}
-	kind := stepKind(s)
-	if kind == "" {
-		v.add(loc, fmt.Sprintf("unknown step: none of its keys (%s) names a step kind", strings.Join(sortedKeys(s), ", ")), "schema")
-		return
-	}
-	if l, ok := s["label"]; ok {
-		if _, isStr := l.(string); !isStr {
-			v.add(loc+".label", "label must be a string", "schema")
-		}
-	}
-	switch kind {
-	case "prompt":
-		switch s["prompt"].(type) {
-		case string, []any:
-			v.exprs(loc+".prompt", s["prompt"])
-		default:
-			v.add(loc+".prompt", "prompt must be a string or a list of messages", "schema")
-		}
-	case "tool":
-		name, _ := s["tool"].(string)
-		if tm, ok := s["tool"].(map[string]any); ok {
-			name, _ = tm["name"].(string)
-		}
-		if !v.tools[name] {
-			v.add(loc+".tool", fmt.Sprintf("tool %q is not defined in the task's tools", name), "reference")
-		}
-		v.exprs(loc+".arguments", s["arguments"])
-	case "evaluate", "set":
-		m, ok := s[kind].(map[string]any)
-		if !ok {
-			v.add(loc+"."+kind, kind+" must be a mapping of names to expressions", "schema")
-		}
-		v.exprs(loc+"."+kind, m)
-	case "if":
-		v.exprs(loc+".if", s["if"])
-		v.body(loc+".then", s["then"])
-		if e, ok := s["else"]; ok && e != nil {
-			v.body(loc+".else", e)
-		}
-	case "switch":
-		cases, ok := s["switch"].([]any)
-		if !ok || len(cases) == 0 {
-			v.add(loc+".switch", "switch must be a list of {case, then}", "schema")
-		}
-		for i, c := range cases {
-			cl := fmt.Sprintf("%s.switch[%d]", loc, i)
-			cm, ok := c.(map[string]any)
-			if !ok {
-				v.add(cl, "a case must be {case, then}", "schema")
-				continue
-			}
-			if cs, _ := cm["case"].(string); strings.TrimSpace(cs) != "_" {
-				v.exprs(cl+".case", cm["case"])
-			}
-			v.body(cl+".then", cm["then"])
-		}
-	case "foreach":
-		fe, ok := s["foreach"].(map[string]any)
-		if !ok {
-			v.add(loc+".foreach", "foreach must be {in, do}", "schema")
-			return
-		}
-		v.exprs(loc+".foreach.in", fe["in"])
-		v.body(loc+".foreach.do", fe["do"])
-	case "over":
-		v.exprs(loc+".over", s["over"])
-		v.body(loc+".map", s["map"])
-		if r, ok := s["reduce"].(string); ok {
-			src := strings.TrimSpace(r)
-			if !strings.HasPrefix(src, "$") {
-				src = "$ " + src
-			}
-			v.exprs(loc+".reduce", src)
-		}
-	case "parallel":
-		list, ok := s["parallel"].([]any)
-		if !ok || len(list) == 0 {
-			v.add(loc+".parallel", "parallel must be a list of steps", "schema")
-		}
-		for i, b := range list {
-			v.body(fmt.Sprintf("%s.parallel[%d]", loc, i), b)
-		}
-	case "get", "log", "error", "return", "sleep":
-		v.exprs(loc+"."+kind, s[kind])
-	case "wait_for_input":
-		w, ok := s["wait_for_input"].(map[string]any)
-		if !ok {
-			v.add(loc+".wait_for_input", "wait_for_input must be {info: ...}", "schema")
-		}
-		v.exprs(loc+".wait_for_input.info", w["info"])
-	case "workflow", "yield":
-		name := s["workflow"]
-		args := s["arguments"]
-		if y, ok := s["yield"].(map[string]any); ok {
-			name, args = y["workflow"], y["arguments"]
-		}
-		wf, _ := name.(string)
-		if list, ok := v.def[wf].([]any); !ok || wf == "" || wf == "tools" || !isWorkflow(list) && len(list) > 0 {
-			v.add(loc+"."+kind, fmt.Sprintf("workflow %q is not defined in the task", wf), "reference")
-		}
-		v.exprs(loc+".arguments", args)
-	}
 }

@@ -125,6 +125,9 @@ type User struct {
 	Image         string    `json:"image,omitempty"`
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
+	// Role is Better Auth's admin plugin's role ("admin", "user", or a
+	// comma-separated list); "admin" opens the operators' console.
+	Role string `json:"role,omitempty"`
 	// JulepUserID is the user's id in Julep once the dispatcher has ensured it.
 	JulepUserID string `json:"julepUserId,omitempty"`
 	// ResponderSummary is the latest short summary of a turn (the seed's memory step).

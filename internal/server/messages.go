@@ -141,6 +141,8 @@ type messageJSON struct {
 	Status      string `json:"status"`
 	LastError   string `json:"lastError,omitempty"`
 	ExecutionID string `json:"executionId,omitempty"`
+	// RetryOf links a message the person sent again (Retry) to the failed one.
+	RetryOf string `json:"retryOf,omitempty"`
 }
 
 func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
@@ -152,10 +154,12 @@ func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]messageJSON, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, messageJSON{
+		mj := messageJSON{
 			ID: m.ID, Content: m.Content, CreatedAt: isoTime(m.CreatedAt),
 			Status: string(responder.ParseStatus(string(m.Status))), LastError: m.LastError, ExecutionID: m.ExecutionID,
-		})
+		}
+		mj.RetryOf, _ = m.Metadata["retryOf"].(string)
+		out = append(out, mj)
 	}
 	encode(w, http.StatusOK, struct {
 		Messages []messageJSON `json:"messages"`

@@ -46,6 +46,7 @@ func (s *server) routes() http.Handler {
 			// deadline; its pings detect a dead peer.
 			r.With(httpserve.NoDeadlines).Get("/socket", s.handleSocket)
 		})
+		s.consoleRoutes(r)
 		if s.AuthRoutes != nil {
 			r.With(s.checkOriginUnsafe).Mount("/api/auth", s.AuthRoutes)
 		}

@@ -52,6 +52,8 @@ type Deps struct {
 
 	// Ready reports readiness for /readyz; nil means Store.Ping.
 	Ready func(context.Context) error
+	// Console is the operators' console API (/api/console); nil: not mounted.
+	Console *Console
 	// Execution returns an execution and its transitions for the
 	// dashboard's panel; nil answers with the execution id only.
 	Execution func(ctx context.Context, executionID string) (any, error)

@@ -6,13 +6,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/astra-app/astra/internal/expr"
 )
 
 // stepKinds are the keys that name a step's kind, in Julep's v1 task
 // language. A map-reduce step is named by "over" and "map" together.
 var stepKinds = []string{
 	"prompt", "tool", "evaluate", "if", "switch", "foreach", "over", "parallel",
-	"get", "set", "log", "return", "sleep", "wait_for_input", "workflow", "error",
+	"get", "set", "log", "return", "sleep", "wait_for_input", "workflow", "yield", "error",
 }
 
 // stepExtras are the other keys each kind uses; "label" is allowed on all.
@@ -62,8 +64,51 @@ func validateTask(v any, d *Doc) []Issue {
 	c := &checker{def: def, labels: map[string]string{}, tools: map[string]bool{}, workflows: map[string]bool{}}
 	c.issues = schemaIssues("task", def)
 	c.check()
+	// The engine's structural checks, each only where nothing above
+	// already reported the same place (or a place inside it).
+	reported := reportedPaths(c.issues)
+	for _, is := range structuralIssues(def) {
+		if !reported[is.Path] {
+			c.issues = append(c.issues, is)
+		}
+	}
+	for _, check := range warningChecks {
+		c.issues = append(c.issues, check(def)...)
+	}
 	sortIssues(c.issues)
 	return capIssues(place(d, c.issues))
+}
+
+// warningChecks run after ours on every task body (a file, a push, the
+// engine's create). They are the hook for checks that only warn, such as
+// what would not run the same on Julep itself: register one from an init
+// function with addWarningCheck. Their issues get file:line:col from the
+// path like ours; one with Severity error would refuse the task everywhere,
+// so keep them warnings.
+var warningChecks []func(def map[string]any) []Issue
+
+func addWarningCheck(check func(def map[string]any) []Issue) {
+	warningChecks = append(warningChecks, check)
+}
+
+// reportedPaths is every path with an issue and every path above one
+// (main[2].tool marks main[2] and main too), so a structural issue is only
+// added where nothing at or inside its place was reported. A set, because a
+// file may have 100,000 issues.
+func reportedPaths(issues []Issue) map[string]bool {
+	out := make(map[string]bool, len(issues))
+	for _, is := range issues {
+		p := is.Path
+		for !out[p] {
+			out[p] = true
+			i := strings.LastIndexAny(p, ".[")
+			if i <= 0 {
+				break
+			}
+			p = p[:i]
+		}
+	}
+	return out
 }
 
 // place fills File, Line and Column from the document's positions.
@@ -178,7 +223,11 @@ func (c *checker) check() {
 			names = append(names, k)
 			continue
 		}
-		c.addAtKey(k, TypeSchema, SeverityWarning, "unknown top-level key (only a list of steps makes a workflow)")
+		msg := "unknown top-level key (only a list of steps makes a workflow)"
+		if h := suggest(k, topLevel); h != "" {
+			msg = fmt.Sprintf("unknown top-level key (did you mean %q?)", h)
+		}
+		c.addAtKey(k, TypeSchema, SeverityWarning, "%s", msg)
 	}
 	sort.Strings(names)
 	c.workflows["main"] = true
@@ -243,7 +292,30 @@ func (c *checker) step(path string, v any) {
 			c.add(path, TypeSchema, SeverityError, "empty step: want one of %s", strings.Join(stepKinds, ", "))
 			return
 		}
-		c.addAtKey(joinKey(path, other[0]), TypeSchema, SeverityError, "unknown step kind %q", other[0])
+		// Blame the key closest to a kind ("toool" beside "arguments"),
+		// else one that no kind uses, else the first.
+		bad, hint := other[0], ""
+		for _, k := range other {
+			if h := suggest(k, stepKinds); h != "" {
+				bad, hint = k, h
+				break
+			}
+		}
+		if hint == "" {
+			for _, k := range other {
+				if !isExtraKey(k) {
+					bad = k
+					break
+				}
+			}
+		}
+		msg := fmt.Sprintf("unknown step kind %q", bad)
+		if hint != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", hint)
+		} else {
+			msg += " (a step needs one of " + strings.Join(stepKinds, ", ") + ")"
+		}
+		c.addAtKey(joinKey(path, bad), TypeSchema, SeverityError, "%s", msg)
 		return
 	case 1:
 	default:
@@ -257,7 +329,11 @@ func (c *checker) step(path string, v any) {
 	}
 	for _, k := range other {
 		if !slices.Contains(stepExtras[kind], k) {
-			c.addAtKey(joinKey(path, k), TypeSchema, SeverityWarning, "%q is not used by %s steps (ignored)", k, kind)
+			hint := ""
+			if h := suggest(k, append([]string{"label"}, stepExtras[kind]...)); h != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", h)
+			}
+			c.addAtKey(joinKey(path, k), TypeSchema, SeverityWarning, "%q is not used by %s steps (ignored)%s", k, kind, hint)
 		}
 	}
 
@@ -266,19 +342,25 @@ func (c *checker) step(path string, v any) {
 		if name, ok := step["tool"].(string); ok && !c.tools[name] {
 			c.add(joinKey(path, "tool"), TypeReference, SeverityError, "unknown tool %q (tools: %s)", name, listOrNone(c.tools))
 		}
-		c.exprs(joinKey(path, "arguments"), step["arguments"], SeverityWarning)
-	case "workflow":
+		c.exprs(joinKey(path, "arguments"), step["arguments"])
+	case "workflow", "yield":
 		if name, ok := step["workflow"].(string); ok && !c.workflows[name] {
 			c.add(joinKey(path, "workflow"), TypeReference, SeverityError, "unknown workflow %q (workflows: %s)", name, listOrNone(c.workflows))
 		}
-		c.exprs(joinKey(path, "arguments"), step["arguments"], SeverityWarning)
+		if y, ok := step["yield"].(map[string]any); ok {
+			if name, ok := y["workflow"].(string); ok && !c.workflows[name] {
+				c.add(joinKey(path, "yield.workflow"), TypeReference, SeverityError, "unknown workflow %q (workflows: %s)", name, listOrNone(c.workflows))
+			}
+			c.exprs(joinKey(path, "yield.arguments"), y["arguments"])
+		}
+		c.exprs(joinKey(path, "arguments"), step["arguments"])
 	case "prompt":
-		c.exprs(joinKey(path, "prompt"), step["prompt"], SeverityWarning)
+		c.exprs(joinKey(path, "prompt"), step["prompt"])
 		if name, ok := step["tool_choice"].(string); ok && name != "auto" && name != "none" && name != "required" && !c.tools[name] {
 			c.add(joinKey(path, "tool_choice"), TypeReference, SeverityWarning, "tool_choice %q is neither auto, none, required nor a tool", name)
 		}
 	case "if":
-		c.exprs(joinKey(path, "if"), step["if"], SeverityError)
+		c.exprs(joinKey(path, "if"), step["if"])
 		if _, ok := step["then"]; !ok {
 			c.add(joinKey(path, "then"), TypeSchema, SeverityError, "required: an if step needs then")
 		}
@@ -296,24 +378,31 @@ func (c *checker) step(path string, v any) {
 			p := joinIndex(joinKey(path, "switch"), i)
 			// "_" is the default case, as in Julep.
 			if s, ok := cm["case"].(string); !ok || strings.TrimSpace(s) != "_" {
-				c.exprs(joinKey(p, "case"), cm["case"], SeverityWarning)
+				c.exprs(joinKey(p, "case"), cm["case"])
 			}
 			c.step(joinKey(p, "then"), cm["then"])
 		}
 	case "foreach":
 		fe, _ := step["foreach"].(map[string]any)
 		if fe != nil {
-			c.exprs(joinKey(path, "foreach.in"), fe["in"], SeverityError)
+			c.exprs(joinKey(path, "foreach.in"), fe["in"])
 			c.step(joinKey(path, "foreach.do"), fe["do"])
 		}
 	case "over":
-		c.exprs(joinKey(path, "over"), step["over"], SeverityWarning)
+		c.exprs(joinKey(path, "over"), step["over"])
 		if _, ok := step["map"]; !ok {
 			c.add(joinKey(path, "map"), TypeSchema, SeverityError, "required: a map-reduce step needs map (the step run for each item)")
 		}
 		c.step(joinKey(path, "map"), step["map"])
-		c.exprs(joinKey(path, "reduce"), step["reduce"], SeverityWarning)
-		c.exprs(joinKey(path, "initial"), step["initial"], SeverityWarning)
+		if r, ok := step["reduce"].(string); ok {
+			// reduce is always an expression, reading results too.
+			src := strings.TrimSpace(r)
+			if !strings.HasPrefix(src, "$") {
+				src = "$ " + src
+			}
+			c.expr(joinKey(path, "reduce"), src, "results")
+		}
+		c.exprs(joinKey(path, "initial"), step["initial"])
 	case "parallel":
 		if ps, ok := step["parallel"].([]any); ok {
 			c.steps(joinKey(path, "parallel"), ps)
@@ -327,53 +416,73 @@ func (c *checker) step(path string, v any) {
 		for k, v := range m {
 			p := joinKey(joinKey(path, kind), k)
 			if s, ok := v.(string); ok {
-				c.expr(p, s, SeverityError)
+				c.expr(p, s)
 			} else {
-				c.exprs(p, v, SeverityWarning)
+				c.exprs(p, v)
 			}
 		}
 	default: // log, wait_for_input, error
-		c.exprs(joinKey(path, kind), step[kind], SeverityWarning)
+		c.exprs(joinKey(path, kind), step[kind])
 	}
 }
 
-// exprs checks every string under v with the given severity. Julep
-// compiles only some values at create (evaluate, set and return values, if
-// conditions, foreach.in): there a bad expression is an error. Anywhere else
-// (prompts, tool arguments, ...) Julep accepts the task and the execution
-// fails when it reaches the value, so we warn.
-func (c *checker) exprs(path string, v any, sev string) {
+// exprs checks every string under v. A string that does not compile, or
+// reads a name no execution defines, is an error wherever it is: Julep
+// itself compiles only some values at create, but every other one fails the
+// execution when it is reached, and the embedded engine refuses the task at
+// create (it runs these very checks), so validate, push and the engine agree.
+func (c *checker) exprs(path string, v any) {
 	switch v := v.(type) {
 	case string:
-		c.expr(path, v, sev)
+		c.expr(path, v)
 	case []any:
 		for i, x := range v {
-			c.exprs(joinIndex(path, i), x, sev)
+			c.exprs(joinIndex(path, i), x)
 		}
 	case map[string]any:
 		for k, x := range v {
-			c.exprs(joinKey(path, k), x, sev)
+			c.exprs(joinKey(path, k), x)
 		}
 	}
 }
 
-func (c *checker) expr(path, s, sev string) {
-	if isExpression(s) {
-		if err := checkExpression(s); err != nil {
-			c.add(path, TypeExpression, sev, "%s", oneLine(err.Error()))
+func (c *checker) expr(path, s string, extra ...string) {
+	const sev = SeverityError
+	if !isExpression(s) {
+		if err := checkBraces(s); err != nil {
+			c.add(path, TypeExpression, sev, "%s", err.Error())
+			return
 		}
+		if !strings.ContainsAny(s, "{}") {
+			return // plain text
+		}
+	}
+	if err := checkExpression(s); err != nil {
+		c.add(path, TypeExpression, sev, "%s", oneLine(err.Error()))
 		return
 	}
-	if err := checkBraces(s); err != nil {
-		c.add(path, TypeExpression, sev, "%s", err.Error())
+	names, err := expr.FreeNames(s)
+	if err != nil {
 		return
 	}
-	if strings.ContainsAny(s, "{}") {
-		if err := checkExpression(s); err != nil {
-			c.add(path, TypeExpression, sev, "%s", oneLine(err.Error()))
+	for _, n := range names {
+		if slices.Contains(Variables, n) || slices.Contains(extra, n) {
+			continue
 		}
+		msg := fmt.Sprintf("undefined name %q", n)
+		if s := suggest(n, Variables); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		} else {
+			msg += " (an expression can read " + strings.Join(Variables, ", ") + ")"
+		}
+		c.add(path, TypeReference, sev, "%s", msg)
 	}
 }
+
+// Variables are the names every expression of an execution can read besides
+// Python's builtins, as the engine defines them for each step
+// (internal/engine/steps.go, frame.vars) after Julep's.
+var Variables = []string{"_", "inputs", "outputs", "steps", "state", "agent", "task", "secrets", "execution"}
 
 // checkBraces finds an unbalanced { or } in a string Julep treats as an
 // f-string ("{{" and "}}" are literal braces there).
@@ -421,4 +530,57 @@ func listOrNone(m map[string]bool) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// isExtraKey reports whether some step kind uses k besides its kind key.
+func isExtraKey(k string) bool {
+	if k == "label" {
+		return true
+	}
+	for _, extras := range stepExtras {
+		if slices.Contains(extras, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns the candidate closest to s when it is close enough to be
+// a likely typo (one edit in a short word, up to three in a long one), else "".
+func suggest(s string, candidates []string) string {
+	limit := min(len(s)/3, 3)
+	best, bestD := "", limit+1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d > 0 && d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps
+// of neighbours that turn a into b (optimal string alignment).
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }

@@ -26,15 +26,15 @@ func TestBrokenTasks(t *testing.T) {
 	const tools = "tools:\n  - name: list_docs\n    type: system\n    system: {resource: user, subresource: doc, operation: list}\n"
 	cases := []struct{ name, src, want string }{
 		{"unknown step kind", "name: t\nmain:\n  - promt: hello\n",
-			`t.yaml:3:5: main[0].promt: unknown step kind "promt"`},
+			`t.yaml:3:5: main[0].promt: unknown step kind "promt" (did you mean "prompt"?)`},
 		{"two kind keys", "name: t\nmain:\n  - log: a\n    return: {x: $ 1}\n",
 			`t.yaml:3:5: main[0]: one step has two kinds, "log" and "return": split it into two steps`},
 		{"bad expression", "name: t\nmain:\n  - evaluate:\n      x: $ len(_\n",
 			`t.yaml:4:10: main[0].evaluate.x: expression "$ len(_": unexpected end of expression: '(' at column 6 was never closed at column 8`},
 		{"unbalanced braces", "name: t\nmain:\n  - evaluate:\n      greeting: \"hello {_.name\"\n",
 			`t.yaml:4:17: main[0].evaluate.greeting: unbalanced braces: "{" at offset 6 is never closed (write {{ for a literal brace)`},
-		{"bad expression in tool arguments is a warning", "name: t\n" + tools + "main:\n  - tool: list_docs\n    arguments: {user_id: $ _.id +}\n",
-			`t.yaml:8:26: main[0].arguments.user_id: warning: expression "$ _.id +": unexpected end of expression at column 9`},
+		{"bad expression in tool arguments", "name: t\n" + tools + "main:\n  - tool: list_docs\n    arguments: {user_id: $ _.id +}\n",
+			`t.yaml:8:26: main[0].arguments.user_id: expression "$ _.id +": unexpected end of expression at column 9`},
 		{"unknown tool", "name: t\n" + tools + "main:\n  - tool: list_doc\n    arguments: {user_id: $ _.id}\n",
 			`t.yaml:7:11: main[0].tool: unknown tool "list_doc" (tools: list_docs)`},
 		{"duplicate label", "name: t\nmain:\n  - label: a\n    log: x\n  - label: a\n    log: y\n",
@@ -84,14 +84,65 @@ func badSchemaMessage(t *testing.T) string {
 	return oneLine(err.Error())
 }
 
-func TestPromptProblemsAreWarnings(t *testing.T) {
+// An expression that cannot run is an error wherever it is (the engine
+// refuses the task at create with these very checks), so validate never
+// passes what push then refuses.
+func TestPromptExpressionErrorsAreErrors(t *testing.T) {
 	t.Parallel()
 	issues := validateYAML(t, "t.yaml", "name: t\nmain:\n  - prompt: $ 'hi ' + str(_\n    unwrap: true\n")
-	if HasErrors(issues) {
-		t.Errorf("prompt text problems must be warnings (Julep does not check prompts at create): %v", issues)
-	}
-	if len(issues) != 1 || issues[0].Severity != SeverityWarning || !strings.Contains(issues[0].String(), "main[0].prompt: warning: expression") {
+	if !HasErrors(issues) || len(issues) != 1 || !strings.Contains(issues[0].String(), "t.yaml:3:13: main[0].prompt: expression") {
 		t.Errorf("issues = %v", strs(issues))
+	}
+}
+
+// What the issue reported: a misspelt kind beside its extras, an undefined
+// name, a syntax error in tool arguments; each one line at the right place.
+func TestValidateNamesTyposAndSyntax(t *testing.T) {
+	t.Parallel()
+	const tools = "tools:\n  - name: save\n    type: function\n    function: {name: save}\n"
+	src := "name: t\n" + tools + "main:\n" +
+		"  - evaluate: {x: $ 1}\n" +
+		"  - toool: save\n" + // line 8
+		"    arguments: {a: $ 1}\n" +
+		"  - evaluate:\n" +
+		"      y: $ stepz[0].output\n" + // line 11
+		"  - tool: save\n" +
+		"    arguments: {id: $ _.outbox_id +)}\n" + // line 13
+		"  - log: hi\n" +
+		"    lable: greeting\n" + // line 15
+		"  - over: $ [1, 2]\n" +
+		"    map: {evaluate: {v: $ _}}\n" +
+		"    reduce: results + [_]\n"
+	got := strs(validateYAML(t, "t.yaml", src))
+	want := []string{
+		`t.yaml:8:5: main[1].toool: unknown step kind "toool" (did you mean "tool"?)`,
+		`t.yaml:11:10: main[2].evaluate.y: undefined name "stepz" (did you mean "steps"?)`,
+		`t.yaml:13:21: main[3].arguments.id: expression "$ _.outbox_id +)": unmatched ')' at column 16`,
+		`t.yaml:15:5: main[4].lable: warning: "lable" is not used by log steps (ignored) (did you mean "label"?)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The engine's create check is the same code: the JSON body fails too.
+	var def map[string]any
+	d, _ := ParseYAML("t.yaml", []byte(src))
+	b, _ := json.Marshal(d.Value)
+	_ = json.Unmarshal(b, &def)
+	if issues := ValidateDefinition(def); !HasErrors(issues) || len(issues) != 4 {
+		t.Errorf("ValidateDefinition: %v", strs(issues))
+	}
+}
+
+func TestLongIssueListsStop(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("name: t\nmain:\n")
+	for range 80 {
+		b.WriteString("  - evaluate: {x: $ nope}\n")
+	}
+	issues := validateYAML(t, "t.yaml", b.String())
+	if len(issues) != maxIssues+1 || issues[maxIssues].Message != "and 30 more errors" {
+		t.Errorf("%d issues, last %v", len(issues), issues[len(issues)-1])
 	}
 }
 

@@ -135,6 +135,31 @@ func TestSelectorsDocumented(t *testing.T) {
 	}
 }
 
+// TestConsoleSelectorsDocumented does the same for console.js, whose
+// selectors are listed at its own top.
+func TestConsoleSelectorsDocumented(t *testing.T) {
+	t.Parallel()
+	js, err := static.ReadFile("static/console.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := string(js[:strings.Index(string(js), `"use strict"`)])
+	for _, m := range regexp.MustCompile(`"data-testid": (?:"([a-z-]+)"|`+"`"+`([a-z-]+)-\$\{k\}`+"`"+`)`).FindAllStringSubmatch(string(js), -1) {
+		id := m[1]
+		if id == "" {
+			continue // step-${k}: step-input and step-output, listed by name
+		}
+		if !strings.Contains(header, "[data-testid="+id+"]") {
+			t.Errorf("data-testid=%q is used in console.js but not documented at its top", id)
+		}
+	}
+	for _, id := range []string{"step-input", "step-output"} {
+		if !strings.Contains(header, "[data-testid="+id+"]") {
+			t.Errorf("%s not documented", id)
+		}
+	}
+}
+
 // TestScriptFindsItsElements checks that every element app.js looks up by id
 // exists in index.html, since a missing one only fails at run time.
 func TestScriptFindsItsElements(t *testing.T) {

@@ -27,6 +27,7 @@ type userDoc struct {
 	JulepUserID        string        `bson:"julepUserId,omitempty"`
 	ResponderSummary   string        `bson:"responderSummary,omitempty"`
 	ResponderSummaryAt time.Time     `bson:"responderSummaryAt,omitempty"`
+	Role               string        `bson:"role,omitempty"` // Better Auth's admin plugin
 }
 
 func (d *userDoc) user() *responder.User {
@@ -41,6 +42,7 @@ func (d *userDoc) user() *responder.User {
 		JulepUserID:        d.JulepUserID,
 		ResponderSummary:   d.ResponderSummary,
 		ResponderSummaryAt: utc(d.ResponderSummaryAt),
+		Role:               d.Role,
 	}
 }
 
@@ -131,6 +133,7 @@ func (s *Store) CreateUser(ctx context.Context, u *responder.User) error {
 		JulepUserID:        u.JulepUserID,
 		ResponderSummary:   u.ResponderSummary,
 		ResponderSummaryAt: ms(u.ResponderSummaryAt),
+		Role:               u.Role,
 	}
 	if _, err := s.users.InsertOne(ctx, d); err != nil {
 		if isDuplicate(err) {

@@ -47,12 +47,12 @@ func (s *Store) updateOne(ctx context.Context, what, id, query string, args ...a
 
 // ---- users ----
 
-const userCols = `id, name, email, email_verified, image, created_at, updated_at, julep_user_id, responder_summary, responder_summary_at`
+const userCols = `id, name, email, email_verified, image, created_at, updated_at, julep_user_id, responder_summary, responder_summary_at, role`
 
 func scanUser(sc scanner) (*responder.User, error) {
 	var u responder.User
 	err := sc.Scan(&u.ID, &u.Name, &u.Email, &u.EmailVerified, &u.Image, timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt},
-		&u.JulepUserID, &u.ResponderSummary, timeCol{&u.ResponderSummaryAt})
+		&u.JulepUserID, &u.ResponderSummary, timeCol{&u.ResponderSummaryAt}, &u.Role)
 	if err != nil {
 		return nil, err
 	}
@@ -71,9 +71,9 @@ func (s *Store) CreateUser(ctx context.Context, u *responder.User) error {
 	}
 	at := now()
 	err = s.write(ctx, func(tx *wtx) error {
-		_, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.exec(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, u.Name, email, u.EmailVerified, u.Image, at.UnixMilli(), at.UnixMilli(),
-			u.JulepUserID, u.ResponderSummary, optMS(u.ResponderSummaryAt))
+			u.JulepUserID, u.ResponderSummary, optMS(u.ResponderSummaryAt), u.Role)
 		return err
 	})
 	if isUnique(err) {

@@ -20,7 +20,8 @@ func createUser(t *testing.T, s responder.Store, email string) *responder.User {
 func sameUser(t *testing.T, got, want *responder.User) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.Email != want.Email || got.EmailVerified != want.EmailVerified ||
-		got.Image != want.Image || got.JulepUserID != want.JulepUserID || got.ResponderSummary != want.ResponderSummary {
+		got.Image != want.Image || got.JulepUserID != want.JulepUserID || got.ResponderSummary != want.ResponderSummary ||
+		got.Role != want.Role {
 		t.Errorf("user:\n got %+v\nwant %+v", *got, *want)
 	}
 	sameTime(t, "user CreatedAt", got.CreatedAt, want.CreatedAt)
@@ -53,6 +54,15 @@ func testUsers(t *testing.T, s responder.Store, _ Options) {
 	}
 	err = s.CreateUser(ctx, &responder.User{Name: "Copy", Email: "ADA.lovelace@example.com"})
 	wantCode(t, "CreateUser with a taken email", err, responder.ECONFLICT)
+
+	// Better Auth's admin plugin's role round-trips (the console's check).
+	admin := &responder.User{Name: "Root", Email: "root@example.com", Role: "admin"}
+	if err := s.CreateUser(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.UserByID(ctx, admin.ID); err != nil || got.Role != "admin" {
+		t.Errorf("admin user read back: %+v %v", got, err)
+	}
 
 	other := createUser(t, s, "grace@example.com")
 	if other.ID == u.ID {

@@ -24,15 +24,23 @@
 //                                 data-outbox-id
 //   [data-testid=outbox-status]   a sent message's state; attribute data-status is one of
 //                                 pending | processing | delivered | error
-//   [data-testid=last-error]      the reason of an error state
+//   [data-testid=last-error]      why an error state happened, in a person's words (the raw
+//                                 error is for operators: the console, logs, astra executions show)
+//   [data-testid=retry]           Retry on a failed message: sends the same text again
+//   [data-testid=retried-as]      on a failed message sent again: a link to the new one
+//   [data-testid=retry-of]        on a message sent again: a link to the failed one
 //   [data-testid=show-execution]  button opening the execution panel of a sent message
-//   [data-testid=execution-panel] the panel; [data-testid=execution-id], [data-testid=execution-status],
-//                                 [data-testid=transition] rows (data-type)
+//   [data-testid=execution-panel] the panel (Escape closes it); [data-testid=execution-id],
+//                                 [data-testid=execution-status], [data-testid=transition] rows
+//                                 (data-type) with [data-testid=step-name] and [data-testid=step-duration]
 //   [data-testid=audio]           audio player of an assistant reply with metadata.audioUrl
 //   [data-testid=composer]        the message textarea;  [data-testid=send] its send button
 //   [data-testid=counter]         "n / 2000" character counter (class "over" past the limit)
 //   [data-testid=composer-error]  why the last send failed
 //   [data-testid=app-error]       socket/server error banner
+//   [data-testid=console-link]    the header's link to the operators' console, [data-testid=console]
+//                                 its section, [data-testid=open-console] a panel's link into it
+//                                 (console.js runs them and lists its own selectors)
 "use strict";
 
 (() => {
@@ -230,9 +238,12 @@
     $("composer").focus();
     connect();
     poll();
+    // console.js (operators) listens for these.
+    document.dispatchEvent(new CustomEvent("astra:signed-in", { detail: user }));
   }
 
   function stopApp() {
+    if (state.user) document.dispatchEvent(new CustomEvent("astra:signed-out"));
     state.stopped = true;
     state.user = null;
     clearTimeout(state.reconnectTimer);
@@ -483,7 +494,7 @@
     const role = ["assistant", "user", "system"].includes(e.role) ? e.role : "system";
     const ob = outboxIdOf(e);
     const m = meta(e);
-    const n = el("li", { class: `msg ${role}`,
+    const n = el("li", { class: `msg ${role}`, id: ob && role === "user" ? `msg-${ob}` : undefined,
       dataset: { testid: "message", eventId: e.id, role, outboxId: ob || undefined } },
       el("div", { class: "meta" },
         el("span", { class: "who-label", text: roleLabel(role) }),
@@ -499,7 +510,7 @@
   }
 
   function sentNode(m) {
-    return el("li", { class: "msg sent", dataset: { testid: "sent-message", outboxId: m.id, role: "user" } },
+    return el("li", { class: "msg sent", id: `msg-${m.id}`, dataset: { testid: "sent-message", outboxId: m.id, role: "user" } },
       el("div", { class: "meta" },
         el("span", { class: "who-label", text: "You" }),
         el("time", { datetime: m.createdAt || "", text: fmtTime(m.createdAt) })),
@@ -534,7 +545,7 @@
       badge.textContent = s;
     }
     let errNode = node.querySelector("[data-testid=last-error]");
-    const msg = m && s === "error" ? m.lastError || "The message could not be answered." : "";
+    const msg = m && s === "error" ? readableError(m.lastError) : "";
     if (msg && !errNode) {
       errNode = el("p", { class: "last-error", "data-testid": "last-error" });
       node.querySelector(".actions").after(errNode);
@@ -543,6 +554,57 @@
       errNode.textContent = msg;
       errNode.hidden = !msg;
     }
+    updateRetry(node, ob, s);
+  }
+
+  // readableError says in a person's words why their message got no answer;
+  // the engine's error stays for operators.
+  function readableError(raw) {
+    const r = String(raw || "");
+    if (/\b429\b|rate limit|too many requests/i.test(r)) return "Astra is busy right now. Please try again in a moment.";
+    if (/budget|max_steps|max_duration|too large|exceeds|exceeded/i.test(r)) {
+      return "This message needed more work than Astra allows for one answer. Try a shorter or simpler message.";
+    }
+    if (/model|completion|timeout|timed out|deadline|unavailable|connection|\b5\d\d\b/i.test(r)) {
+      return "Astra couldn't reach its language model, so this message got no answer. Please try again.";
+    }
+    return "Astra couldn't answer this message. Please try again.";
+  }
+
+  // updateRetry keeps a failed message's Retry action and the links between
+  // a failed message and the one that sent it again.
+  function updateRetry(node, ob, s) {
+    const actions = node.querySelector(".actions");
+    if (!actions) return;
+    const m = state.outbox.get(ob);
+    const again = [...state.outbox.values()].find((o) => o.retryOf === ob);
+    let btn = node.querySelector("[data-testid=retry]");
+    if (s === "error" && !again && !btn) {
+      btn = el("button", { type: "button", class: "small", "data-testid": "retry", text: "Retry",
+        "aria-label": "Send this message again" });
+      btn.addEventListener("click", () => retry(ob, btn));
+      actions.prepend(btn);
+    } else if (btn && (s !== "error" || again)) {
+      btn.remove();
+    }
+    let link = node.querySelector("[data-testid=retried-as]");
+    if (again && !link) {
+      link = el("a", { class: "retry-link", "data-testid": "retried-as", href: `#msg-${again.id}`, text: "Sent again below" });
+      actions.append(link);
+    }
+    let back = node.querySelector("[data-testid=retry-of]");
+    if (m && m.retryOf && !back) {
+      back = el("a", { class: "retry-link", "data-testid": "retry-of", href: `#msg-${m.retryOf}`, text: "Retry of an earlier message" });
+      actions.append(back);
+    }
+  }
+
+  async function retry(ob, btn) {
+    const m = state.outbox.get(ob);
+    if (!m || state.sending) return;
+    btn.disabled = true;
+    const ok = await postMessage(m.content, { retryOf: ob });
+    if (!ok) btn.disabled = false;
   }
 
   function nearEnd() {
@@ -658,7 +720,9 @@
       if (step === undefined && (cur.workflow !== undefined || cur.step !== undefined)) {
         step = `${cur.workflow ?? "main"}[${cur.step ?? "?"}]`;
       }
-      return { type: pick(t, "type") || "", step: step ?? "", at: pick(t, "createdAt", "created_at", "at", "time") || "" };
+      return { type: pick(t, "type") || "", step: step ?? "", stepIndex: cur.step,
+        label: pick(t, "step_label", "stepLabel", "label") || "",
+        at: pick(t, "createdAt", "created_at", "at", "time") || "" };
     });
     const timings = {};
     for (const l of layers) if (l.timings && typeof l.timings === "object") Object.assign(timings, l.timings);
@@ -677,33 +741,52 @@
     };
   }
 
+  // stepName is a step as a person reads it: its label in words, else its
+  // place; the engine's internals (workflow paths, outputs) are for operators.
+  function stepName(t) {
+    if (t.type === "init") return "Started";
+    if (t.label) {
+      const s = String(t.label).replace(/[_-]+/g, " ").trim();
+      return s.charAt(0).toUpperCase() + s.slice(1);
+    }
+    if (t.type === "finish") return "Finished";
+    return Number.isInteger(t.stepIndex) ? `Step ${t.stepIndex + 1}` : "Step";
+  }
+
+  function fmtDuration(ms) {
+    if (!(ms >= 0)) return "";
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+  }
+
   function executionView(body) {
     const x = normExecution(body);
     const dl = el("dl", null,
       el("dt", { text: "Execution" }), el("dd", { "data-testid": "execution-id", text: x.id || "not started" }),
       el("dt", { text: "Status" }), el("dd", { "data-testid": "execution-status", text: x.status || (x.id ? "unknown" : x.messageStatus) }));
-    if (x.error) dl.append(el("dt", { text: "Error" }), el("dd", { text: String(x.error) }));
-    for (const [k, v] of Object.entries(x.timings)) {
-      const shown = typeof v === "number" ? `${v} ms` : timeOf(v) ? `${fmtTime(v)}` : String(v);
-      dl.append(el("dt", { text: k }), el("dd", { text: shown }));
-    }
+    if (x.error) dl.append(el("dt", { text: "Problem" }), el("dd", { text: readableError(x.error) }));
     const out = [dl];
     if (x.transitions.length) {
-      const start = timeOf(x.transitions[0].at);
+      const start = timeOf(x.timings.created) || timeOf(x.transitions[0].at);
+      let prev = start;
       const rows = x.transitions.map((t) => {
         const at = timeOf(t.at);
-        const rel = at && start ? `+${((at - start) / 1000).toFixed(2)} s` : "";
+        const ms = at && prev ? at - prev : NaN;
+        if (at) prev = at;
         return el("tr", { "data-testid": "transition", dataset: { type: t.type } },
-          el("td", { text: t.type }), el("td", { text: String(t.step) }),
-          el("td", null, el("time", { datetime: t.at, text: fmtTime(t.at) }), rel ? ` ${rel}` : ""));
+          el("td", { "data-testid": "step-name", text: stepName(t) }),
+          el("td", { "data-testid": "step-duration", text: fmtDuration(ms) }));
       });
       out.push(el("div", { class: "table-wrap" }, el("table", null,
-        el("caption", { class: "sr-only", text: "Transitions" }),
-        el("thead", null, el("tr", null, el("th", { scope: "col", text: "Type" }), el("th", { scope: "col", text: "Step" }),
-          el("th", { scope: "col", text: "Time" }))),
+        el("caption", { class: "sr-only", text: "Steps" }),
+        el("thead", null, el("tr", null, el("th", { scope: "col", text: "Step" }), el("th", { scope: "col", text: "Took" }))),
         el("tbody", null, ...rows))));
     } else {
-      out.push(el("p", { class: "hint", text: "No transitions yet." }));
+      out.push(el("p", { class: "hint", text: "No steps yet." }));
+    }
+    if (x.id) {
+      // Shown to operators only (console.js marks the page): the console's view of it.
+      out.push(el("p", { class: "operator-only" },
+        el("a", { href: `#console/${encodeURIComponent(x.id)}`, "data-testid": "open-console", text: "Open in console" })));
     }
     return out;
   }
@@ -744,40 +827,67 @@
     const content = $("composer").value.trim();
     const n = chars(content);
     if (state.sending || n === 0 || n > MAX_CHARS) return;
+    if (await postMessage(content)) $("composer").value = "";
+    updateComposer();
+    $("composer").focus();
+  }
+
+  // postMessage sends content (with metadata, e.g. {retryOf}) and reports
+  // whether it was accepted; a failure is said under the composer.
+  async function postMessage(content, metadata) {
+    if (state.sending) return false;
     state.sending = true;
     updateComposer();
     try {
-      const res = await api("/api/responder/messages", { method: "POST", body: JSON.stringify({ content }) });
+      const body = metadata ? { content, metadata } : { content };
+      const res = await api("/api/responder/messages", { method: "POST", body: JSON.stringify(body) });
       if (res.status === 401) {
         await showSignIn("Your session has ended. Please sign in again.");
-        return;
+        return false;
       }
       if (!res.ok) {
         showError($("composer-error"), res.body.error || `Sending failed (${res.status}).`);
         $("composer-error").dataset.kind = "send";
-        return;
+        return false;
       }
       const row = res.body.message || res.body;
       if (row && row.id) {
         state.localSent.add(row.id);
         state.outbox.set(row.id, {
           id: row.id, content: row.content || content, createdAt: row.createdAt || new Date().toISOString(),
-          status: normStatus(row.status),
+          status: normStatus(row.status), retryOf: metadata && metadata.retryOf,
         });
       }
-      $("composer").value = "";
       showError($("composer-error"), "");
       render();
       scrollToEnd();
       poll();
+      return true;
     } catch {
       showError($("composer-error"), "Astra is not reachable; your message was not sent.");
+      return false;
     } finally {
       state.sending = false;
       updateComposer();
-      $("composer").focus();
     }
   }
+
+  // Escape closes the execution panel the focus is in, else the last opened.
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || ev.defaultPrevented) return;
+    const panels = [...document.querySelectorAll("[data-testid=execution-panel]")];
+    if (!panels.length) return;
+    const panel = panels.find((p) => p.contains(document.activeElement)) ||
+      panels.find((p) => p.parentElement.contains(document.activeElement)) || panels[panels.length - 1];
+    const btn = panel.parentElement.querySelector("[data-testid=show-execution]");
+    ev.preventDefault();
+    if (btn) {
+      btn.click();
+      btn.focus();
+    } else {
+      panel.remove();
+    }
+  });
 
   boot();
 })();
