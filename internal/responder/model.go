@@ -57,6 +57,10 @@ type Message struct {
 	ExecutionID string    `json:"executionId,omitempty"`
 	LastError   string    `json:"lastError,omitempty"`
 	DeliveredAt time.Time `json:"deliveredAt,omitzero"`
+	// TraceParent is the W3C traceparent of the request that posted the
+	// message, so whichever dispatcher claims it continues that trace.
+	// Empty on rows stored before traces were kept.
+	TraceParent string `json:"-"`
 }
 
 // Role is who an event speaks for.
