@@ -49,8 +49,8 @@ func (r *retrier) do(ctx context.Context, kind string, x *executor, fn func(cont
 		return fn(ctx)
 	}, func(a retry.Retry) {
 		r.count.WithLabelValues(kind, a.Reason).Inc()
-		r.log.Warn("engine: retrying "+kind, "execution_id", x.ex.ID, "attempt", a.Attempt,
-			"wait", a.Wait, "reason", a.Reason, "status", a.Status, "err", redactString(a.Err.Error(), x.secrets))
+		r.log.WarnContext(ctx, "engine: retrying "+kind, append(runAttrs(x.ex), "attempt", a.Attempt,
+			"wait", a.Wait, "reason", a.Reason, "status", a.Status, "err", redactString(a.Err.Error(), x.secrets))...)
 	})
 	switch {
 	case err == nil && attempts > 1:

@@ -52,6 +52,9 @@ type Deps struct {
 
 	// Ready reports readiness for /readyz; nil means Store.Ping.
 	Ready func(context.Context) error
+	// Readiness, when set, answers /readyz instead of Ready (a report
+	// naming each dependency checked).
+	Readiness http.Handler
 	// Execution returns an execution and its transitions for the
 	// dashboard's panel; nil answers with the execution id only.
 	Execution func(ctx context.Context, executionID string) (any, error)
