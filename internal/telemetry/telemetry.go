@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
@@ -65,6 +66,14 @@ func Exporting(getenv func(string) string) bool {
 // headers join up across processes at the cost of two random numbers per
 // span. OTEL_SDK_DISABLED=true installs the no-op provider: no ids at all.
 func Setup(ctx context.Context, getenv func(string) string, version string) (func(context.Context) error, error) {
+	// One provider per process: a second serve in the same process (tests
+	// run several) keeps the first one's, or the one a test installed.
+	installed.Lock()
+	defer installed.Unlock()
+	if installed.done {
+		return func(context.Context) error { return nil }, nil
+	}
+	installed.done = true
 	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		return func(context.Context) error { return nil }, nil
@@ -91,6 +100,20 @@ func Setup(ctx context.Context, getenv func(string) string, version string) (fun
 	otel.SetTracerProvider(tp)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {})) // export failures must not spam stderr; the SDK retries
 	return tp.Shutdown, nil
+}
+
+var installed struct {
+	sync.Mutex
+	done bool
+}
+
+// Install makes tp the process's tracer provider, which later Setup calls
+// keep (tests install an in-memory recorder this way).
+func Install(tp trace.TracerProvider) {
+	installed.Lock()
+	defer installed.Unlock()
+	installed.done = true
+	otel.SetTracerProvider(tp)
 }
 
 // exporter is the OTLP span exporter the environment names. Endpoint and

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/telemetry"
+)
+
+// spanRecorder is the process's tracer provider in this package's tests:
+// installed once, an in-memory exporter every test filters by trace id.
+var spanRecorder = sync.OnceValue(func() *tracetest.InMemoryExporter {
+	exp := tracetest.NewInMemoryExporter()
+	telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	return exp
+})
+
+// usageModel is an OpenAI-compatible endpoint that reports token usage.
+func usageModel(t *testing.T, reply string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Stream bool `json:"stream"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		const usage = `"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}`
+		if body.Stream {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, word := range strings.SplitAfter(reply, " ") {
+				fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", word)
+			}
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],%s}\n\ndata: [DONE]\n\n", usage)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		b, _ := json.Marshal(reply)
+		fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}],%s}`, b, usage)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// logBuffer collects a server's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the JSON log lines that mention s.
+func (l *logBuffer) lines(s string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), s) {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// startLogged is startAstra with the server's log lines kept in logs.
+func startLogged(t *testing.T, env map[string]string, logs io.Writer) (base string, client *http.Client) {
+	t.Helper()
+	vars := map[string]string{
+		"ASTRA_ADDR": "127.0.0.1:0", "ASTRA_DATA_DIR": t.TempDir(), "ASTRA_TASKS_DIR": "../../tasks",
+		"ASTRA_ENGINE_KEY": "engine-key-for-tests", "ASTRA_LOG_LEVEL": "debug",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, pw, logs)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("astra serve did not shut down")
+		}
+	})
+	select {
+	case base = <-listenURL(pr):
+	case err := <-done:
+		t.Fatalf("astra serve exited at start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("astra serve did not start listening")
+	}
+	jar, _ := cookiejar.New(nil)
+	return base, &http.Client{Jar: jar, Timeout: 30 * time.Second}
+}
+
+// waitReady polls /readyz until it answers want, and returns its body.
+func waitReady(t testing.TB, base string, want int) map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return body
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never answered %d (last: %v)", want, err)
+		}
+	}
+}
+
+// postTraced posts a message as a caller already inside a trace would:
+// with a traceparent header. It returns the outbox id.
+func postTraced(t testing.TB, c *http.Client, base, traceparent, requestID string) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/api/responder/messages", strings.NewReader(`{"content":"How is my week?"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	req.Header.Set("traceparent", traceparent)
+	req.Header.Set("X-Request-Id", requestID)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusAccepted || out.ID == "" {
+		t.Fatalf("POST: %d %+v", resp.StatusCode, out)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got != requestID {
+		t.Errorf("X-Request-Id echoed as %q, want %q", got, requestID)
+	}
+	return out.ID
+}
+
+// waitStatus polls the user's messages until id has status want.
+func waitStatus(t testing.TB, c *http.Client, base, id, want string) responder.Message {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var out struct {
+			Messages []responder.Message `json:"messages"`
+		}
+		call(t, c, "GET", base+"/api/responder/messages", nil, &out)
+		for _, m := range out.Messages {
+			if m.ID == id && string(m.Status) == want {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message %s never became %s: %+v", id, want, out.Messages)
+		}
+	}
+}
+
+// span is a recorded span, flattened for checking a tree.
+type span struct {
+	Name, ID, Parent string
+	Attrs            map[string]any
+}
+
+// tree indexes one trace's spans by name (several of a name: all of them).
+type tree struct {
+	t      testing.TB
+	byName map[string][]span
+	byID   map[string]span
+}
+
+func newTree(t testing.TB, spans []span) *tree {
+	tr := &tree{t: t, byName: map[string][]span{}, byID: map[string]span{}}
+	for _, s := range spans {
+		tr.byName[s.Name] = append(tr.byName[s.Name], s)
+		tr.byID[s.ID] = s
+	}
+	return tr
+}
+
+// one returns the span named name, failing unless there is exactly one.
+func (tr *tree) one(name string) span {
+	tr.t.Helper()
+	ss := tr.byName[name]
+	if len(ss) != 1 {
+		tr.t.Fatalf("%d spans named %q in the trace, want 1; the trace has %v", len(ss), name, tr.names())
+	}
+	return ss[0]
+}
+
+func (tr *tree) names() []string {
+	var n []string
+	for k, v := range tr.byName {
+		n = append(n, fmt.Sprintf("%s×%d", k, len(v)))
+	}
+	return n
+}
+
+// childOf checks that child's parent is parent.
+func (tr *tree) childOf(child, parent span) {
+	tr.t.Helper()
+	if child.Parent != parent.ID {
+		tr.t.Errorf("span %q has parent %q (%s), want %q", child.Name, child.Parent, tr.byID[child.Parent].Name, parent.Name)
+	}
+}
+
+// under checks that s descends from anc.
+func (tr *tree) under(s, anc span) {
+	tr.t.Helper()
+	for p := s.Parent; p != ""; p = tr.byID[p].Parent {
+		if p == anc.ID {
+			return
+		}
+		if _, ok := tr.byID[p]; !ok {
+			break
+		}
+	}
+	tr.t.Errorf("span %q does not descend from %q", s.Name, anc.Name)
+}
+
+// checkMessageTrace asserts the span tree of one message, whichever
+// processes recorded it: the POST continues the caller's span, the
+// dispatcher's row continues the POST, the engine's run continues the
+// create request, and the steps, model calls and tools sit under the run.
+func checkMessageTrace(t testing.TB, spans []span, callerSpan string) {
+	t.Helper()
+	tr := newTree(t, spans)
+	post := tr.one("POST /api/responder/messages")
+	if post.Parent != callerSpan {
+		t.Errorf("POST span's parent is %q, want the caller's %q (incoming traceparent)", post.Parent, callerSpan)
+	}
+	row := tr.one("dispatch row")
+	tr.childOf(row, post)
+	for _, name := range []string{"outbox claim", "julep user ensure", "julep execution create", "julep execution follow", "outbox deliver"} {
+		tr.childOf(tr.one(name), row)
+	}
+	var answer bool
+	for _, s := range tr.byName["event append"] {
+		tr.childOf(s, row)
+		answer = true
+	}
+	if !answer {
+		t.Errorf("no event append span: %v", tr.names())
+	}
+	create := tr.one("julep execution create")
+	server := tr.one("POST /julep/tasks/{task_id}/executions")
+	tr.childOf(server, create)
+	run := tr.one("execution run")
+	tr.childOf(run, server)
+	steps := 0
+	for name, ss := range tr.byName {
+		if !strings.HasPrefix(name, "step ") {
+			continue
+		}
+		for _, s := range ss {
+			steps++
+			tr.under(s, run)
+			if s.Attrs["julep.step.type"] == nil || s.Attrs["julep.step.path"] == nil {
+				t.Errorf("step span %q lacks its type or path: %v", s.Name, s.Attrs)
+			}
+		}
+	}
+	if steps < 5 {
+		t.Errorf("%d step spans, want one per step of the responder task: %v", steps, tr.names())
+	}
+	var chats []span
+	for name, ss := range tr.byName {
+		if strings.HasPrefix(name, "chat ") {
+			chats = append(chats, ss...)
+		}
+	}
+	if len(chats) < 2 {
+		t.Fatalf("%d model spans, want the reply and the summary: %v", len(chats), tr.names())
+	}
+	firstToken := false
+	for _, c := range chats {
+		tr.under(c, run)
+		if model, _ := c.Attrs["gen_ai.request.model"].(string); c.Name != "chat "+model || model == "" || c.Attrs["gen_ai.operation.name"] != "chat" {
+			t.Errorf("model span %q has attributes %v, want gen_ai.request.model naming it and gen_ai.operation.name chat", c.Name, c.Attrs)
+		}
+		if in, _ := c.Attrs["gen_ai.usage.input_tokens"].(int64); in != 11 {
+			t.Errorf("model span gen_ai.usage.input_tokens = %v, want 11", c.Attrs["gen_ai.usage.input_tokens"])
+		}
+		if out, _ := c.Attrs["gen_ai.usage.output_tokens"].(int64); out != 7 {
+			t.Errorf("model span gen_ai.usage.output_tokens = %v, want 7", c.Attrs["gen_ai.usage.output_tokens"])
+		}
+		if _, ok := c.Attrs["gen_ai.response.time_to_first_chunk"]; ok {
+			firstToken = true
+		}
+	}
+	if !firstToken {
+		t.Error("no model span records the time to first token of the streamed reply")
+	}
+	tools := 0
+	for name, ss := range tr.byName {
+		if strings.HasPrefix(name, "execute_tool ") {
+			for _, s := range ss {
+				tools++
+				tr.under(s, run)
+			}
+		}
+	}
+	if tools == 0 {
+		t.Errorf("no tool call spans: %v", tr.names())
+	}
+}
+
+func recorded(traceID string) []span {
+	var out []span
+	for _, s := range spanRecorder().GetSpans() {
+		if s.SpanContext.TraceID().String() != traceID {
+			continue
+		}
+		sp := span{Name: s.Name, ID: s.SpanContext.SpanID().String(), Attrs: map[string]any{}}
+		if s.Parent.IsValid() {
+			sp.Parent = s.Parent.SpanID().String()
+		}
+		for _, a := range s.Attributes {
+			sp.Attrs[string(a.Key)] = a.Value.AsInterface()
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// TestOneTracePerMessage follows one message through one process: its
+// trace (the caller's, by traceparent) and its log lines, which carry the
+// trace id, the outbox id, the execution id once there is one, and the
+// user's opaque id, never the email.
+func TestOneTracePerMessage(t *testing.T) {
+	t.Parallel()
+	spanRecorder()
+	const email = "trace-me@example.com"
+	logs := &logBuffer{}
+	model := usageModel(t, "Your week looks calm.")
+	base, c := startLogged(t, map[string]string{"ASTRA_LLM_BASE_URL": model.URL + "/v1", "ASTRA_LLM_MODEL": "test-model"}, logs)
+	waitReady(t, base, http.StatusOK)
+	var login struct {
+		User responder.User `json:"user"`
+	}
+	if code := call(t, c, "POST", base+"/api/auth/dev-login", map[string]string{"email": email, "name": "T"}, &login); code != 200 {
+		t.Fatalf("dev login: %d", code)
+	}
+	const traceID, callerSpan = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+	id := postTraced(t, c, base, "00-"+traceID+"-"+callerSpan+"-01", "req-one-trace")
+	m := waitStatus(t, c, base, id, "delivered")
+
+	// Spans end just after the work they time: wait for the row's.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if spans := recorded(traceID); len(newTree(t, spans).byName["dispatch row"]) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	checkMessageTrace(t, recorded(traceID), callerSpan)
+
+	// The log lines of the message path.
+	lines := logs.lines(id)
+	seen := map[string]bool{}
+	for _, l := range lines {
+		msg, _ := l["msg"].(string)
+		seen[msg] = true
+		if l["trace_id"] != traceID {
+			t.Errorf("log line %q has trace_id %v, want %s", msg, l["trace_id"], traceID)
+		}
+		if l["user"] != login.User.ID {
+			t.Errorf("log line %q has user %v, want the opaque id %s", msg, l["user"], login.User.ID)
+		}
+		if msg != "message received" && msg != "row claimed" && l["execution_id"] != m.ExecutionID {
+			t.Errorf("log line %q has execution_id %v, want %s", msg, l["execution_id"], m.ExecutionID)
+		}
+	}
+	for _, want := range []string{"message received", "row claimed", "execution created", "engine: step finished", "engine: execution ended", "row delivered"} {
+		if !seen[want] {
+			t.Errorf("no %q log line with outbox id %s; got %v", want, id, seen)
+		}
+	}
+	if got := logs.lines(email); len(got) > 0 {
+		t.Errorf("the user's email is in the logs: %v", got)
+	}
+	if got := logs.lines(`"req-one-trace"`); len(got) == 0 {
+		t.Error("the request id is in no log line")
+	}
+	for _, l := range logs.lines(`"lease":`) {
+		if _, ok := l["lease"].(string); !ok {
+			t.Errorf("duration logged as %v, want a string like \"30s\"", l["lease"])
+		}
+	}
+}
