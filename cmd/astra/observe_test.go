@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -371,8 +373,30 @@ func TestOneTracePerMessage(t *testing.T) {
 	if code := call(t, c, "POST", base+"/api/auth/dev-login", map[string]string{"email": email, "name": "T"}, &login); code != 200 {
 		t.Fatalf("dev login: %d", code)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/api/responder/socket", &websocket.DialOptions{
+		HTTPClient: c, HTTPHeader: http.Header{"Origin": {base}}})
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	defer conn.CloseNow()
+	var init wsFrame
+	if err := wsjson.Read(ctx, conn, &init); err != nil || init.Type != "messages:init" {
+		t.Fatalf("first frame %+v, %v", init, err)
+	}
 	const traceID, callerSpan = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
 	id := postTraced(t, c, base, "00-"+traceID+"-"+callerSpan+"-01", "req-one-trace")
+	for {
+		var f wsFrame
+		if err := wsjson.Read(ctx, conn, &f); err != nil {
+			t.Fatalf("socket read: %v", err)
+		}
+		var e wsEvent
+		if f.Type == "messages:append" && json.Unmarshal(f.Data, &e) == nil && e.Role == "assistant" {
+			break
+		}
+	}
 	m := waitStatus(t, c, base, id, "delivered")
 
 	// Spans end just after the work they time: wait for the row's.
@@ -382,6 +406,15 @@ func TestOneTracePerMessage(t *testing.T) {
 		}
 	}
 	checkMessageTrace(t, recorded(traceID), callerSpan)
+	tr := newTree(t, recorded(traceID))
+	var sent bool
+	for _, s := range tr.byName["socket write"] {
+		tr.childOf(s, tr.one("hub publish"))
+		sent = true
+	}
+	if !sent {
+		t.Errorf("no socket write span in the message's trace: %v", tr.names())
+	}
 
 	// The log lines of the message path.
 	lines := logs.lines(id)
@@ -399,7 +432,7 @@ func TestOneTracePerMessage(t *testing.T) {
 			t.Errorf("log line %q has execution_id %v, want %s", msg, l["execution_id"], m.ExecutionID)
 		}
 	}
-	for _, want := range []string{"message received", "row claimed", "execution created", "engine: step finished", "engine: execution ended", "row delivered"} {
+	for _, want := range []string{"message received", "row claimed", "execution created", "engine: step finished", "engine: execution ended", "row delivered", "socket sent"} {
 		if !seen[want] {
 			t.Errorf("no %q log line with outbox id %s; got %v", want, id, seen)
 		}

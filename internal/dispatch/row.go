@@ -288,7 +288,7 @@ func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error 
 		return fmt.Errorf("append %s event %s: %w", e.Role, e.DedupeKey, err)
 	}
 	if created && d.o.Hub != nil {
-		publishSpan(ctx, func() { d.o.Hub.PublishEvent(*e) })
+		publishSpan(ctx, e, d.o.Hub.PublishEvent)
 	}
 	return nil
 }

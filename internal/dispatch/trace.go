@@ -65,9 +65,12 @@ func rowAttrs(m *responder.Message) []any {
 	return a
 }
 
-// publishSpan wraps the hub publish of an appended event.
-func publishSpan(ctx context.Context, publish func()) {
-	_, span := telemetry.Tracer().Start(ctx, "hub publish")
-	publish()
+// publishSpan wraps the hub publish of an appended event; the event
+// carries the span's context to the sockets that send it.
+func publishSpan(ctx context.Context, e *responder.Event, publish func(responder.Event)) {
+	ctx, span := telemetry.Tracer().Start(ctx, "hub publish")
+	ev := *e
+	ev.TraceParent = telemetry.Traceparent(ctx)
+	publish(ev)
 	span.End()
 }

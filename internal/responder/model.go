@@ -91,6 +91,10 @@ type Event struct {
 	CreatedAt   time.Time      `json:"createdAt"`
 	DedupeKey   string         `json:"-"`
 	Seq         int64          `json:"seq,omitempty"`
+	// TraceParent is the trace context of the writer that published the
+	// event in process (not stored), so the socket write that sends it
+	// joins the message's trace.
+	TraceParent string `json:"-"`
 }
 
 // Position is where an event sits in its user's order (see Event).
