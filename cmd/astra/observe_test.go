@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -447,5 +450,107 @@ func TestOneTracePerMessage(t *testing.T) {
 		if _, ok := l["lease"].(string); !ok {
 			t.Errorf("duration logged as %v, want a string like \"30s\"", l["lease"])
 		}
+	}
+}
+
+// TestMetricsDocumented checks every metric docs/operations.md names
+// against what /metrics serves, after one message went through.
+func TestMetricsDocumented(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(astra_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		named[m[1]] = true
+	}
+	if len(named) < 15 {
+		t.Fatalf("docs/operations.md names %d metrics; the list was not found", len(named))
+	}
+	base, c := startLogged(t, nil, io.Discard)
+	waitReady(t, base, http.StatusOK)
+	signIn := call(t, c, "POST", base+"/api/auth/dev-login", map[string]string{"email": "metrics@example.com"}, nil)
+	if signIn != http.StatusOK {
+		t.Fatalf("dev login: %d", signIn)
+	}
+	id := postTraced(t, c, base, "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01", "req-metrics")
+	waitStatus(t, c, base, id, "delivered")
+
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	served := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			served[strings.Fields(name)[0]] = true
+		}
+	}
+	for name := range named {
+		if !served[name] {
+			t.Errorf("docs/operations.md names %s, which /metrics does not serve", name)
+		}
+	}
+	// The route pattern, not the path, labels HTTP metrics.
+	if !strings.Contains(string(body), `astra_http_requests_total{method="POST",route="/api/responder/messages",status="202"} 1`) {
+		t.Errorf("no HTTP request count for the POST by its route pattern:\n%s", grepLines(string(body), "astra_http_requests_total"))
+	}
+	if !strings.Contains(string(body), `astra_engine_executions_total{status="succeeded"} 1`) {
+		t.Errorf("the succeeded execution is not counted:\n%s", grepLines(string(body), "astra_engine_executions_total"))
+	}
+}
+
+// TestReadinessNamesTheFailingDependency: /readyz checks what this
+// instance needs and says which check failed; /healthz stays 200.
+func TestReadinessNamesTheFailingDependency(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"invalid api key"}`)
+	}))
+	t.Cleanup(refusing.Close)
+	for name, tc := range map[string]struct{ url, want string }{
+		"closed port": {closed, "unreachable"},
+		"key refused": {refusing.URL, "refused the API key (401)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			base, _ := startLogged(t, map[string]string{"JULEP_BASE_URL": tc.url, "JULEP_API_KEY": "k", "ASTRA_LOG_LEVEL": "warn"}, io.Discard)
+			body := waitReady(t, base, http.StatusServiceUnavailable)
+			checks := map[string]map[string]any{}
+			list, _ := body["checks"].([]any)
+			for _, c := range list {
+				m, _ := c.(map[string]any)
+				name, _ := m["name"].(string)
+				checks[name] = m
+			}
+			if body["ok"] != false || checks["store"]["ok"] != true {
+				t.Errorf("/readyz = %v, want not ok with the store ok", body)
+			}
+			julep := checks["julep"]
+			if errText, _ := julep["error"].(string); julep["ok"] != false || !strings.Contains(errText, tc.want) || !strings.Contains(errText, tc.url) {
+				t.Errorf("julep check = %v, want it failed naming %s and %q", julep, tc.url, tc.want)
+			}
+			if _, ok := checks["tasks"]; !ok {
+				t.Errorf("no tasks check for a dispatching instance: %v", body)
+			}
+			resp, err := http.Get(base + "/healthz")
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("/healthz = %v, %v; want 200 (liveness only)", resp, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		})
 	}
 }

@@ -491,7 +491,7 @@ func registerHubMetrics(reg prometheus.Registerer, hub *stream.Hub) {
 			stat(func(s stream.Stats) int64 { return s.Subscribers })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_published_total", Help: "Events fanned out to subscribers."},
 			stat(func(s stream.Stats) int64 { return s.Published })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_duplicate_total", Help: "Events dropped as already delivered (in-process publisher and feed both saw them)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_duplicate_total", Help: "Events a subscription dropped because it had taken them already (the in-process publisher and another instance's feed both delivered them)."},
 			stat(func(s stream.Stats) int64 { return s.Duplicates })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_overflows_total", Help: "Sockets closed because they could not keep up."},
 			stat(func(s stream.Stats) int64 { return s.Overflows })),
