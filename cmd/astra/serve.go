@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/joho/godotenv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,7 +83,10 @@ embedded Julep-compatible engine is mounted at /julep and tasks/ is deployed to 
 // engine (running executions stay resumable), close the store.
 func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	log := e.logger(cfg.LogLevel)
-	shutdownTraces, err := telemetry.Setup(ctx, e.getenv, version)
+	// OTEL_* as the other settings: the environment, then .env.
+	dotenv, _ := godotenv.Read(".env")
+	otelEnv := func(k string) string { return cmp.Or(e.getenv(k), dotenv[k]) }
+	shutdownTraces, err := telemetry.Setup(ctx, otelEnv, version)
 	if err != nil {
 		return err
 	}
@@ -92,8 +96,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		defer cancel()
 		_ = shutdownTraces(fctx)
 	}()
-	if telemetry.Exporting(e.getenv) {
-		log.Info("exporting traces over OTLP", "service", cmp.Or(e.getenv("OTEL_SERVICE_NAME"), "astra"))
+	if telemetry.Exporting(otelEnv) {
+		log.Info("exporting traces over OTLP", "service", cmp.Or(otelEnv("OTEL_SERVICE_NAME"), "astra"))
 	}
 	generated, err := cfg.EnsureSecrets()
 	if err != nil {

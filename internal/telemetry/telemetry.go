@@ -87,6 +87,7 @@ func Setup(ctx context.Context, getenv func(string) string, version string) (fun
 	if err != nil {
 		return nil, err
 	}
+	// resource.Default reads OTEL_RESOURCE_ATTRIBUTES from the environment.
 	name := getenv("OTEL_SERVICE_NAME")
 	if name == "" {
 		name = "astra"
