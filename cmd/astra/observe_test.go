@@ -554,3 +554,40 @@ func TestReadinessNamesTheFailingDependency(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedMessageLogsJoinUp: a message whose Julep cannot be reached is
+// retried, then failed; those lines carry the message's trace, outbox and
+// user ids too.
+func TestFailedMessageLogsJoinUp(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	logs := &logBuffer{}
+	base, c := startLogged(t, map[string]string{"JULEP_BASE_URL": closed, "JULEP_API_KEY": "k",
+		"ASTRA_DISPATCH_MAX_ATTEMPTS": "2", "ASTRA_LOG_LEVEL": "info"}, logs)
+	waitReady(t, base, http.StatusServiceUnavailable)
+	var login struct {
+		User responder.User `json:"user"`
+	}
+	if code := call(t, c, "POST", base+"/api/auth/dev-login", map[string]string{"email": "fails@example.com"}, &login); code != http.StatusOK {
+		t.Fatalf("dev login: %d", code)
+	}
+	const traceID = "aaaabbbbccccddddeeeeffff00001111"
+	id := postTraced(t, c, base, "00-"+traceID+"-1111222233334444-01", "req-fails")
+	waitStatus(t, c, base, id, "error")
+	seen := map[string]int{}
+	for _, l := range logs.lines(id) {
+		msg, _ := l["msg"].(string)
+		seen[msg]++
+		if l["trace_id"] != traceID || l["user"] != login.User.ID {
+			t.Errorf("log line %q: trace_id %v, user %v; want %s, %s", msg, l["trace_id"], l["user"], traceID, login.User.ID)
+		}
+	}
+	if seen["row claimed"] != 2 || seen["released for a later attempt"] != 1 || seen["row failed"] != 1 {
+		t.Errorf("log lines of the failing message: %v; want 2 claims, 1 release, 1 failure", seen)
+	}
+}
