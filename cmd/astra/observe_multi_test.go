@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
@@ -108,8 +113,24 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 	startProc(t, "dispatch", dispEnv)
 
 	pp := signInAt(t, api.url, "two-procs@example.com")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(api.url, "http")+"/api/responder/socket", &websocket.DialOptions{
+		HTTPClient: pp.client, HTTPHeader: http.Header{"Origin": {api.url}}})
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	defer conn.CloseNow()
 	const traceID, callerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	id := postTraced(t, pp.client, api.url, "00-"+traceID+"-"+callerSpan+"-01", "req-two-procs")
+	for answered := false; !answered; {
+		var f wsFrame
+		if err := wsjson.Read(ctx, conn, &f); err != nil {
+			t.Fatalf("socket read: %v", err)
+		}
+		var e wsEvent
+		answered = f.Type == "messages:append" && json.Unmarshal(f.Data, &e) == nil && e.Role == "assistant"
+	}
 	waitStatus(t, pp.client, api.url, id, "delivered")
 
 	var spans []span
@@ -117,7 +138,8 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		spans, from = rc.trace(traceID)
 		tr := newTree(t, spans)
-		if len(tr.byName["outbox deliver"]) > 0 && len(tr.byName["execution run"]) > 0 && len(tr.byName["POST /api/responder/messages"]) > 0 {
+		if len(tr.byName["outbox deliver"]) > 0 && len(tr.byName["execution run"]) > 0 && len(tr.byName["POST /api/responder/messages"]) > 0 &&
+			len(tr.byName["socket write"]) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -125,7 +147,12 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 		}
 	}
 	checkMessageTrace(t, spans, callerSpan)
-	for name, want := range map[string]string{"POST /api/responder/messages": "astra-api", "dispatch row": "astra-dispatch", "execution run": "astra-dispatch"} {
+	// The API instance's socket got the answer from its feed: the event's
+	// stored trace context puts that write under the dispatcher's append.
+	tr := newTree(t, spans)
+	tr.childOf(tr.one("socket write"), tr.one("event append"))
+	for name, want := range map[string]string{"POST /api/responder/messages": "astra-api", "dispatch row": "astra-dispatch",
+		"execution run": "astra-dispatch", "socket write": "astra-api"} {
 		if from[name] != want {
 			t.Errorf("span %q came from service %q, want %q", name, from[name], want)
 		}

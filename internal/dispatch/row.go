@@ -11,6 +11,7 @@ import (
 
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/telemetry"
 )
 
 // permanentError fails a row at once: retrying cannot help.
@@ -281,6 +282,7 @@ func (d *Dispatcher) answered(ctx context.Context, outboxID string) (bool, error
 func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error {
 	var created bool
 	err := inSpan(ctx, "event append", func(ctx context.Context) (err error) {
+		e.TraceParent = telemetry.Traceparent(ctx)
 		created, err = d.o.Store.AppendEvent(ctx, e)
 		return err
 	})

@@ -91,9 +91,9 @@ type Event struct {
 	CreatedAt   time.Time      `json:"createdAt"`
 	DedupeKey   string         `json:"-"`
 	Seq         int64          `json:"seq,omitempty"`
-	// TraceParent is the trace context of the writer that published the
-	// event in process (not stored), so the socket write that sends it
-	// joins the message's trace.
+	// TraceParent is the W3C trace context of the event's writer, stored
+	// with it, so the socket write that sends it (on any instance) joins
+	// the message's trace. Empty on events written before it was kept.
 	TraceParent string `json:"-"`
 }
 

@@ -23,7 +23,7 @@ func (s *server) observeSocketWrite(ctx context.Context, e *responder.Event) (co
 	sctx, span := telemetry.Tracer().Start(parent, "socket write", trace.WithAttributes(
 		attribute.String("astra.event_id", e.ID), attribute.String("astra.outbox_id", e.OutboxID)))
 	return ctx, func(err error) {
-		telemetry.End(span, err)
+		defer telemetry.End(span, err) // after the log line: a test waiting for the span finds both
 		attrs := []any{"event_id", e.ID, "role", string(e.Role), "user", e.UserID}
 		if e.OutboxID != "" {
 			attrs = append(attrs, "outbox_id", e.OutboxID)
