@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/astra-app/astra/internal/config"
+	"github.com/astra-app/astra/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -206,9 +207,9 @@ var settingFlags = map[string]string{
 func (e *env) logger(level string) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: telemetry.ReplaceAttr}
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return slog.New(slog.NewTextHandler(e.stderr, opts))
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(e.stderr, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(e.stderr, opts)))
 }

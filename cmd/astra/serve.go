@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/joho/godotenv"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,9 +30,11 @@ import (
 	"github.com/astra-app/astra/internal/engine"
 	"github.com/astra-app/astra/internal/engine/mongostate"
 	"github.com/astra-app/astra/internal/engine/sqlitestate"
+	"github.com/astra-app/astra/internal/httpobs"
 	"github.com/astra-app/astra/internal/httpserve"
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/llm"
+	"github.com/astra-app/astra/internal/readiness"
 	"github.com/astra-app/astra/internal/responder"
 	"github.com/astra-app/astra/internal/retry"
 	"github.com/astra-app/astra/internal/server"
@@ -40,6 +43,7 @@ import (
 	"github.com/astra-app/astra/internal/store/sqlite"
 	"github.com/astra-app/astra/internal/stream"
 	"github.com/astra-app/astra/internal/taskdef"
+	"github.com/astra-app/astra/internal/telemetry"
 	"github.com/astra-app/astra/internal/web"
 	"github.com/astra-app/astra/tasks"
 )
@@ -79,6 +83,22 @@ embedded Julep-compatible engine is mounted at /julep and tasks/ is deployed to 
 // engine (running executions stay resumable), close the store.
 func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	log := e.logger(cfg.LogLevel)
+	// OTEL_* as the other settings: the environment, then .env.
+	dotenv, _ := godotenv.Read(".env")
+	otelEnv := func(k string) string { return cmp.Or(e.getenv(k), dotenv[k]) }
+	shutdownTraces, err := telemetry.Setup(ctx, otelEnv, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Spans still queued go out before the process ends.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTraces(fctx)
+	}()
+	if telemetry.Exporting(otelEnv) {
+		log.Info("exporting traces over OTLP", "service", cmp.Or(otelEnv("OTEL_SERVICE_NAME"), "astra"))
+	}
 	generated, err := cfg.EnsureSecrets()
 	if err != nil {
 		return err
@@ -126,18 +146,14 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	}
 
 	var (
-		disp     atomic.Pointer[dispatch.Dispatcher]
-		deployed atomic.Bool
+		disp   atomic.Pointer[dispatch.Dispatcher]
+		taskID atomic.Pointer[string] // set once the responder task is deployed (or found)
 	)
-	ready := func(ctx context.Context) error {
-		if err := st.Ping(ctx); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		if !deployed.Load() {
-			return errors.New("tasks are not deployed yet")
-		}
-		return nil
+	checks, err := readyChecks(cfg, st, julepURL, julepKey, julepHeader, &taskID)
+	if err != nil {
+		return err
 	}
+	readyz := (&readiness.Checker{Checks: checks}).Handler()
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	var handler http.Handler
 	if cfg.HasRole("api") {
@@ -161,7 +177,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			}),
 			Dashboard: web.Handler(),
 			Metrics:   metrics,
-			Ready:     ready,
+			Readiness: readyz,
 			Execution: executionView(jc),
 			Console:   &server.Console{Julep: jc, AdminEmails: cfg.AdminEmails},
 			OnEnqueue: func(responder.Message) {
@@ -179,8 +195,11 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		}
 		handler = server.New(deps)
 	} else {
-		handler = opsHandler(ready, metrics, eng)
+		handler = opsHandler(readyz, metrics, eng)
 	}
+	// Outside the router: a request id, a server span and the HTTP metrics
+	// for every request, with the route pattern chi matched.
+	handler = httpobs.Middleware(httpobs.Options{Metrics: httpobs.NewMetrics(reg), Logger: log})(handler)
 	srv := httpserve.New(handler, httpserve.Options{
 		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, Logger: log,
 	})
@@ -191,11 +210,11 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	taskID, err := responderTask(ctx, cfg, jc, eng != nil)
+	responderID, err := responderTask(ctx, cfg, jc, eng != nil)
 	if err != nil {
 		return err
 	}
-	deployed.Store(true)
+	taskID.Store(&responderID)
 
 	// Writes by other instances arrive by MongoDB change streams where the
 	// server has them, else by polling; decided once, here.
@@ -208,7 +227,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			dispHub = hub // same process: publish in process, after the commit
 		}
 		d := dispatch.New(dispatch.Options{
-			Store: st, Julep: jc, Hub: dispHub, TaskID: taskID,
+			Store: st, Julep: jc, Hub: dispHub, TaskID: responderID,
 			Lease: cfg.DispatchLease, Sweep: cfg.DispatchSweep,
 			MaxInFlight: cfg.DispatchInFlight, MaxPerUser: cfg.DispatchPerUser, MaxAttempts: cfg.DispatchAttempts,
 			ShutdownGrace: cfg.ShutdownTimeout / 2,
@@ -465,16 +484,10 @@ func executionView(jc *julep.Client) func(context.Context, string) (any, error) 
 
 // opsHandler is what a dispatch-only instance serves: health, metrics and,
 // with the embedded engine, the engine.
-func opsHandler(ready func(context.Context) error, metrics http.Handler, eng *engine.Engine) http.Handler {
+func opsHandler(readyz, metrics http.Handler, eng *engine.Engine) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+	r.Method(http.MethodGet, "/readyz", readyz)
 	r.Handle("/metrics", metrics)
 	if eng != nil {
 		r.With(httpserve.NoDeadlinesForStreams).Mount("/julep", http.StripPrefix("/julep", eng.Handler()))
@@ -492,7 +505,7 @@ func registerHubMetrics(reg prometheus.Registerer, hub *stream.Hub) {
 			stat(func(s stream.Stats) int64 { return s.Subscribers })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_published_total", Help: "Events fanned out to subscribers."},
 			stat(func(s stream.Stats) int64 { return s.Published })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_duplicate_total", Help: "Events dropped as already delivered (in-process publisher and feed both saw them)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_events_duplicate_total", Help: "Events a subscription dropped because it had taken them already (the in-process publisher and another instance's feed both delivered them)."},
 			stat(func(s stream.Stats) int64 { return s.Duplicates })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_overflows_total", Help: "Sockets closed because they could not keep up."},
 			stat(func(s stream.Stats) int64 { return s.Overflows })),

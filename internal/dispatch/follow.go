@@ -276,10 +276,10 @@ func (r *row) finish(ctx context.Context, x *julep.Execution) error {
 
 // deliver marks the answered row delivered.
 func (r *row) deliver(ctx context.Context) error {
-	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.owner); err != nil {
+	if err := inSpan(ctx, "outbox deliver", func(ctx context.Context) error { return r.d.o.Store.Deliver(ctx, r.m.ID, r.owner) }); err != nil {
 		return storeErr("deliver", err)
 	}
-	r.d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", r.m.ExecutionID)
+	r.d.log.InfoContext(ctx, "row delivered", append(rowAttrs(r.m), "took", r.d.o.Now().Sub(r.claimedAt).Round(time.Millisecond))...)
 	return nil
 }
 

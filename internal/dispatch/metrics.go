@@ -24,7 +24,9 @@ type metrics struct {
 func newMetrics(st responder.Outbox) *metrics {
 	return &metrics{
 		depth: &depthCollector{st: st, desc: prometheus.NewDesc("astra_outbox_rows",
-			"Outbox rows by status, counted at scrape time.", []string{"status"}, nil)},
+			"Outbox rows by status, counted at scrape time.", []string{"status"}, nil),
+			age: prometheus.NewDesc("astra_dispatch_queue_age_seconds",
+				"How long the oldest claimable pending row has waited to be claimed (0: none waits), read at scrape time.", nil, nil)},
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "astra_dispatch_in_flight",
 			Help: "Rows this instance is working on now."}),
 		claimToCreate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "astra_dispatch_claim_to_execution_seconds",
@@ -53,7 +55,15 @@ const (
 	reasonReleaseShutdown = "released_at_shutdown"
 )
 
+// reasons lists every reason class, so each series exists (at 0) from the
+// start: a dashboard or alert sees zeros, not nothing.
+var reasons = []string{reasonJulepTransient, reasonJulepRejected, reasonExecFailed, reasonExecCancelled,
+	reasonExecTimeout, reasonAttempts, reasonLeaseLost, reasonStore, reasonReleaseShutdown}
+
 func (m *metrics) register(r prometheus.Registerer) error {
+	for _, c := range reasons {
+		m.errors.WithLabelValues(c)
+	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.depth, m.inFlight, m.claimToCreate, m.execDuration, m.retries, m.errors} {
 		if err := r.Register(c); err != nil {
@@ -68,9 +78,12 @@ func (m *metrics) register(r prometheus.Registerer) error {
 type depthCollector struct {
 	st   responder.Outbox
 	desc *prometheus.Desc
+	// age is the queue's age: from when the earliest pending row became
+	// claimable (created, or its retry backoff over) to now.
+	age *prometheus.Desc
 }
 
-func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.age }
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -83,4 +96,14 @@ func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range responder.Statuses {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
+	next, err := c.st.NextAvailable(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.age, err)
+		return
+	}
+	age := 0.0
+	if !next.IsZero() {
+		age = max(time.Since(next).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age)
 }

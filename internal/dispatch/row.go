@@ -11,6 +11,7 @@ import (
 
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/telemetry"
 )
 
 // permanentError fails a row at once: retrying cannot help.
@@ -95,13 +96,15 @@ func (d *Dispatcher) claimOwner() string { return d.o.Owner + "/" + responder.Ne
 func (d *Dispatcher) process(m *responder.Message, owner string, sent time.Time) {
 	ctx, cancel := context.WithCancelCause(d.work)
 	defer cancel(nil)
+	ctx, endRow := d.startRow(ctx, m, sent, time.Now())
 	hb := d.heartbeat(ctx, cancel, m.ID, owner, sent)
 	r := &row{d: d, m: m, owner: owner, claimedAt: d.o.Now()}
 	err := r.run(ctx)
 	cause := context.Cause(ctx)
 	cancel(nil)
 	<-hb
-	d.settle(m, owner, err, cause)
+	d.settle(ctx, m, owner, err, cause)
+	endRow(err)
 }
 
 // leaseMargin is how long before its lease may run out a row whose
@@ -157,9 +160,10 @@ func (d *Dispatcher) heartbeat(ctx context.Context, cancel context.CancelCauseFu
 }
 
 // settle ends a row's attempt according to how run ended.
-func (d *Dispatcher) settle(m *responder.Message, owner string, err, cause error) {
-	log := d.log.With("outbox_id", m.ID, "attempt", m.Attempts)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (d *Dispatcher) settle(rowCtx context.Context, m *responder.Message, owner string, err, cause error) {
+	log := d.log.With(append(rowAttrs(m), "attempt", m.Attempts)...)
+	// The row's trace, not its (ended) cancellation.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rowCtx), 10*time.Second)
 	defer cancel()
 	var perm *permanentError
 	var trans *transientError
@@ -168,14 +172,14 @@ func (d *Dispatcher) settle(m *responder.Message, owner string, err, cause error
 		return
 	case errors.Is(cause, errLeaseLost) || errors.Is(err, errLeaseLost):
 		d.m.errors.WithLabelValues(reasonLeaseLost).Inc()
-		log.Info("stopped: lease lost", "err", err)
+		log.InfoContext(ctx, "stopped: lease lost", "err", err)
 	case errors.Is(cause, errShutdown):
 		// Claimable again at once, by any instance.
 		d.m.errors.WithLabelValues(reasonReleaseShutdown).Inc()
 		if rerr := d.o.Store.Release(ctx, m.ID, owner, d.o.Now(), "released: the dispatcher shut down while working on it"); rerr != nil && !responder.IsConflict(rerr) {
 			log.Warn("release at shutdown failed; the lease will expire", "err", rerr)
 		} else {
-			log.Info("released at shutdown")
+			log.InfoContext(ctx, "released at shutdown")
 		}
 	case errors.As(err, &perm):
 		d.m.errors.WithLabelValues(perm.class).Inc()
@@ -197,7 +201,7 @@ func (d *Dispatcher) settle(m *responder.Message, owner string, err, cause error
 			return
 		}
 		d.m.retries.Inc()
-		log.Info("released for a later attempt", "retry_at", retryAt, "err", trans.err)
+		log.InfoContext(ctx, "released for a later attempt", "retry_at", retryAt, "err", trans.err)
 	}
 }
 
@@ -217,7 +221,7 @@ func (d *Dispatcher) backoff(n int, hint time.Duration) time.Duration {
 // that order: a crash in between leaves the row to be worked again, and
 // the event's dedupe key keeps it single.
 func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reason, tell string) {
-	log := d.log.With("outbox_id", m.ID)
+	log := d.log.With(rowAttrs(m)...)
 	// A row another owner has taken over is theirs to settle.
 	if err := d.o.Store.ExtendLease(ctx, m.ID, owner, d.o.Lease); err != nil {
 		log.Info("not failing: lease lost", "reason", reason, "err", err)
@@ -235,7 +239,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 			log.Warn("deliver answered row; it stays leased and will be retried", "err", err)
 			return
 		}
-		log.Info("row delivered: its answer was stored before the failure", "failure", reason)
+		log.InfoContext(ctx, "row delivered: its answer was stored before the failure", "failure", reason)
 		return
 	}
 	e := &responder.Event{
@@ -254,7 +258,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 		log.Warn("fail row", "err", err)
 		return
 	}
-	log.Info("row failed", "reason", reason)
+	log.InfoContext(ctx, "row failed", "reason", reason)
 }
 
 // answerKey is the dedupe key of a row's answer event.
@@ -276,12 +280,17 @@ func (d *Dispatcher) answered(ctx context.Context, outboxID string) (bool, error
 // appendEvent stores e and, when it is new, publishes it to this
 // instance's sockets.
 func (d *Dispatcher) appendEvent(ctx context.Context, e *responder.Event) error {
-	created, err := d.o.Store.AppendEvent(ctx, e)
+	var created bool
+	err := inSpan(ctx, "event append", func(ctx context.Context) (err error) {
+		e.TraceParent = telemetry.Traceparent(ctx)
+		created, err = d.o.Store.AppendEvent(ctx, e)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("append %s event %s: %w", e.Role, e.DedupeKey, err)
 	}
 	if created && d.o.Hub != nil {
-		d.o.Hub.PublishEvent(*e)
+		publishSpan(ctx, e, d.o.Hub.PublishEvent)
 	}
 	return nil
 }
@@ -300,7 +309,7 @@ func (r *row) run(ctx context.Context) error {
 			return r.deliver(ctx)
 		}
 	}
-	if err := r.ensureUser(ctx); err != nil {
+	if err := inSpan(ctx, "julep user ensure", r.ensureUser); err != nil {
 		return err
 	}
 	if r.m.ExecutionID == "" && r.m.Attempts > 1 {
@@ -311,7 +320,7 @@ func (r *row) run(ctx context.Context) error {
 			return err
 		}
 		if x != nil {
-			r.d.log.Info("found the execution of an earlier attempt", "outbox_id", r.m.ID, "execution_id", x.Id)
+			r.d.log.InfoContext(ctx, "found the execution of an earlier attempt", "outbox_id", r.m.ID, "execution_id", x.Id)
 			if err := storeErr("record execution", r.d.o.Store.SetExecution(ctx, r.m.ID, r.owner, x.Id)); err != nil {
 				return err
 			}
@@ -319,11 +328,11 @@ func (r *row) run(ctx context.Context) error {
 		}
 	}
 	if r.m.ExecutionID == "" {
-		if err := r.createExecution(ctx); err != nil {
+		if err := inSpan(ctx, "julep execution create", r.createExecution); err != nil {
 			return err
 		}
 	}
-	x, err := r.follow(ctx)
+	x, err := r.followSpan(ctx)
 	if err != nil {
 		return err
 	}
@@ -445,6 +454,7 @@ func (r *row) createExecution(ctx context.Context) error {
 		return storeErr("record execution "+x.Id, err)
 	}
 	r.m.ExecutionID = x.Id
+	d.log.InfoContext(ctx, "execution created", rowAttrs(r.m)...)
 	return nil
 }
 

@@ -136,6 +136,7 @@ type Engine struct {
 	retry   *retrier
 	limits  limits
 	aead    cipher.AEAD // seals checkpoints that hold secrets
+	metrics *metrics
 
 	owner      string // this instance, as the owner of its leases
 	lease      time.Duration
@@ -227,6 +228,8 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.aead = aead
 	e.retry = newRetrier(opts.Retry, opts.Logger, opts.Metrics)
+	e.metrics = newMetrics(opts.Metrics, opts.Logger)
+	e.model = tracedModel{Model: e.model, m: e.metrics}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.seedSecrets(context.Background(), opts.Secrets); err != nil {
 		return nil, err

@@ -61,6 +61,8 @@ func (e *Engine) execute(ctx context.Context, ex Execution, r *run) {
 		return
 	}
 	e.changes.track(ex)
+	ctx, endRun := e.startRun(ctx, &ex)
+	defer endRun()
 	if ex.Crashes >= poisonCrashes {
 		// Whatever it runs stops its owner (out of memory, say): running
 		// it again would only stop the next one.
@@ -313,7 +315,7 @@ func (e *Engine) fail(ctx context.Context, ex *Execution, x *executor, msg strin
 		secrets, _ = e.secretValues(ctx)
 	}
 	msg = redactString(msg, secrets)
-	e.log.Info("engine: execution failed", "execution_id", ex.ID, "error", msg)
+	e.log.InfoContext(ctx, "engine: execution failed", append(runAttrs(ex), "error", msg)...)
 	cur := Cursor{Workflow: "main"}
 	if x != nil {
 		cur.Step = x.ck.Step

@@ -167,7 +167,7 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	}
 	now := e.now()
 	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
-		Metadata: meta, CreatedAt: now, UpdatedAt: now}
+		Metadata: meta, CreatedAt: now, UpdatedAt: now, TraceParent: requestTrace(r)}
 	// Created already claimed by this engine when it can start it at once:
 	// no claim write, and no other instance's sweep takes it meanwhile.
 	accepting, owned := e.admits()
@@ -286,6 +286,7 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 			return 0, nil, err
 		}
 		e.changes.publish(next)
+		e.metrics.executions.WithLabelValues(StatusCancelled).Inc()
 		if rn := e.runFor(id); rn != nil {
 			rn.cancel(errors.New("cancelled"))
 		}

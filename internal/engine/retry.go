@@ -32,6 +32,11 @@ func newRetrier(p retry.Policy, log *slog.Logger, reg prometheus.Registerer) *re
 		Name: "astra_engine_retries_total",
 		Help: "Model and api_call attempts retried by the embedded engine after a transient failure.",
 	}, []string{"kind", "reason"})}
+	for _, kind := range []string{retryModel, retryAPICall} {
+		for _, reason := range []string{retry.Reason5xx, retry.Reason429, retry.ReasonTimeout, retry.ReasonConn} {
+			r.count.WithLabelValues(kind, reason) // zeros, not missing series
+		}
+	}
 	if reg != nil {
 		if err := reg.Register(r.count); err != nil {
 			log.Warn("engine: retry metrics not registered", "err", err)
@@ -49,8 +54,8 @@ func (r *retrier) do(ctx context.Context, kind string, x *executor, fn func(cont
 		return fn(ctx)
 	}, func(a retry.Retry) {
 		r.count.WithLabelValues(kind, a.Reason).Inc()
-		r.log.Warn("engine: retrying "+kind, "execution_id", x.ex.ID, "attempt", a.Attempt,
-			"wait", a.Wait, "reason", a.Reason, "status", a.Status, "err", redactString(a.Err.Error(), x.secrets))
+		r.log.WarnContext(ctx, "engine: retrying "+kind, append(runAttrs(x.ex), "attempt", a.Attempt,
+			"wait", a.Wait, "reason", a.Reason, "status", a.Status, "err", redactString(a.Err.Error(), x.secrets))...)
 	})
 	switch {
 	case err == nil && attempts > 1:

@@ -88,6 +88,11 @@ type Execution struct {
 	// when a step commits). It lets an execution that kills its owner be
 	// failed instead of resumed for ever.
 	Crashes int
+
+	// TraceParent is the W3C traceparent of the request that created the
+	// execution, so whichever engine instance runs it (or resumes it after
+	// a hand-off) continues the caller's trace. Empty: a trace of its own.
+	TraceParent string
 }
 
 // Fence names the claim a write is made under: the write happens only while

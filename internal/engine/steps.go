@@ -98,7 +98,7 @@ func (f *frame) eval(ctx context.Context, v any, input any) (any, error) {
 }
 
 // step runs one step. path names it uniquely and stably across replays.
-func (f *frame) step(ctx context.Context, raw any, input any, path string) (any, error) {
+func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ any, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -117,6 +117,8 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		(*h)(s)
 	}
 	kind := stepKind(s)
+	ctx, endStep := f.startStep(ctx, path, kind, s)
+	defer func() { endStep(err) }()
 	switch kind {
 	case "prompt":
 		return f.prompt(ctx, s, input)

@@ -250,6 +250,8 @@ func (f *frame) tool(ctx context.Context, s map[string]any, input any, path stri
 	if !ok {
 		return nil, fmt.Errorf("tool %q is not defined in the task's tools", name)
 	}
+	ctx, span := traceToolCall(ctx, t, name)
+	defer span.End()
 	var args map[string]any
 	if a, ok := s["arguments"]; ok && a != nil {
 		v, err := f.eval(ctx, a, input)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/astra-app/astra/internal/httpobs"
 	"github.com/astra-app/astra/internal/responder"
 )
 
@@ -62,7 +63,8 @@ func Write(w http.ResponseWriter, status int, v any) {
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := responder.ErrorCode(err)
 	if code == responder.EINTERNAL || code == responder.EUNAVAILABLE {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "request failed", "request_id", httpobs.RequestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	Write(w, Status(code), ErrorBody{responder.ErrorMessage(err)})
 }

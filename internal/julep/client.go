@@ -21,6 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/astra-app/astra/internal/julep/julepapi"
 	"github.com/astra-app/astra/internal/responder"
 )
@@ -168,7 +171,10 @@ func New(baseURL, apiKey string, opts ...Option) (*Client, error) {
 		header, value = "Authorization", "Bearer "+apiKey
 	}
 	ua := o.userAgent
-	editor := func(_ context.Context, req *http.Request) error {
+	editor := func(ctx context.Context, req *http.Request) error {
+		// traceparent: the embedded engine (or a traced proxy) continues
+		// the caller's trace.
+		otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 		if apiKey != "" {
 			req.Header.Set(header, value)
 		}

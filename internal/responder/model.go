@@ -57,6 +57,10 @@ type Message struct {
 	ExecutionID string    `json:"executionId,omitempty"`
 	LastError   string    `json:"lastError,omitempty"`
 	DeliveredAt time.Time `json:"deliveredAt,omitzero"`
+	// TraceParent is the W3C traceparent of the request that posted the
+	// message, so whichever dispatcher claims it continues that trace.
+	// Empty on rows stored before traces were kept.
+	TraceParent string `json:"-"`
 }
 
 // Role is who an event speaks for.
@@ -87,6 +91,10 @@ type Event struct {
 	CreatedAt   time.Time      `json:"createdAt"`
 	DedupeKey   string         `json:"-"`
 	Seq         int64          `json:"seq,omitempty"`
+	// TraceParent is the W3C trace context of the event's writer, stored
+	// with it, so the socket write that sends it (on any instance) joins
+	// the message's trace. Empty on events written before it was kept.
+	TraceParent string `json:"-"`
 }
 
 // Position is where an event sits in its user's order (see Event).

@@ -12,7 +12,9 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/astra-app/astra/internal/auth"
+	"github.com/astra-app/astra/internal/httpobs"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/telemetry"
 )
 
 // Limits on a posted message.
@@ -118,11 +120,14 @@ func (s *server) handlePostMessage(w http.ResponseWriter, r *http.Request) {
 		// same Julep user; Julep itself is not called on the request path.
 		julepUser = responder.JulepUserID(id.User.ID)
 	}
-	m := responder.Message{UserID: id.User.ID, JulepUserID: julepUser, Content: in.Content, Metadata: in.Metadata}
+	m := responder.Message{UserID: id.User.ID, JulepUserID: julepUser, Content: in.Content, Metadata: in.Metadata,
+		TraceParent: telemetry.Traceparent(r.Context())} // the dispatcher continues this request's trace
 	if err := s.Store.Enqueue(r.Context(), &m); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.log.InfoContext(r.Context(), "message received", "outbox_id", m.ID, "user", m.UserID,
+		"request_id", httpobs.RequestID(r.Context()))
 	if s.OnEnqueue != nil {
 		s.OnEnqueue(m)
 	}

@@ -54,6 +54,9 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Console is the operators' console API (/api/console); nil: not mounted.
 	Console *Console
+	// Readiness, when set, answers /readyz instead of Ready (a report
+	// naming each dependency checked).
+	Readiness http.Handler
 	// Execution returns an execution and its transitions for the
 	// dashboard's panel; nil answers with the execution id only.
 	Execution func(ctx context.Context, executionID string) (any, error)

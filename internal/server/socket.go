@@ -459,7 +459,10 @@ func (c *socket) sent(e *responder.Event) {
 
 // writeAppend sends one event as messages:append. Called with wmu held.
 func (c *socket) writeAppend(ctx context.Context, e *responder.Event) error {
-	return c.writeLocked(ctx, appendFrame{"messages:append", toEventJSON(e)})
+	ctx, end := c.srv.observeSocketWrite(ctx, e)
+	err := c.writeLocked(ctx, appendFrame{"messages:append", toEventJSON(e)})
+	end(err)
+	return err
 }
 
 // write sends one frame outside the history/live order (heartbeats, errors).

@@ -48,6 +48,11 @@ type Poller struct {
 
 	base   string      // read after this when recent holds nothing older than the window
 	recent []seenEvent // the last events read, in (CreatedAt, ID) order
+	// published holds the events read and published that a later poll may
+	// read again (those not older than the anchor), so each is published
+	// once: re-reading the window is how late commits are found, not a
+	// reason to send, or count, an event twice.
+	published map[string]time.Time
 }
 
 type seenEvent struct {
@@ -119,7 +124,7 @@ func (p *Poller) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.base, p.recent = "", nil
+	p.base, p.recent, p.published = "", nil, nil
 	if last != nil {
 		p.base = last.ID
 	}
@@ -142,13 +147,41 @@ func (p *Poller) Poll(ctx context.Context) error {
 			return fmt.Errorf("events after %q: %w", after, err)
 		}
 		for _, e := range evs {
-			p.Hub.PublishEvent(e)
+			if _, ok := p.published[e.ID]; !ok {
+				p.Hub.PublishEvent(e)
+				if p.published == nil {
+					p.published = map[string]time.Time{}
+				}
+				p.published[e.ID] = e.CreatedAt
+			}
 			p.remember(e)
 		}
 		if len(evs) < p.Batch {
+			p.forget()
 			return nil
 		}
 		after = evs[len(evs)-1].ID
+	}
+}
+
+// forget drops the published events no later poll reads again: those
+// before the anchor's time (a re-read starts after the anchor). Until the
+// window has an anchor it keeps them all.
+func (p *Poller) forget() {
+	n := len(p.recent)
+	if n == 0 {
+		return
+	}
+	edge := p.recent[n-1].at.Add(-p.Window)
+	for i := n - 1; i >= 0; i-- {
+		if at := p.recent[i].at; at.Before(edge) {
+			for id, t := range p.published {
+				if t.Before(at) {
+					delete(p.published, id)
+				}
+			}
+			return
+		}
 	}
 }
 

@@ -544,6 +544,7 @@ type executionDoc struct {
 	LeaseToken      string        `bson:"lease_token"`
 	LeaseUntil      int64         `bson:"lease_until"` // 0: no lease
 	Crashes         int           `bson:"crashes"`
+	TraceParent     string        `bson:"trace_parent,omitempty"` // absent on executions created before traces were kept
 }
 
 func (d executionDoc) execution() engine.Execution {
@@ -558,7 +559,7 @@ func (d executionDoc) execution() engine.Execution {
 	if d.Checkpoint != "" {
 		e.Checkpoint = json.RawMessage(d.Checkpoint)
 	}
-	e.LeaseOwner, e.LeaseToken, e.Crashes = d.LeaseOwner, d.LeaseToken, d.Crashes
+	e.LeaseOwner, e.LeaseToken, e.Crashes, e.TraceParent = d.LeaseOwner, d.LeaseToken, d.Crashes, d.TraceParent
 	if d.LeaseUntil != 0 {
 		e.LeaseUntil = fromNanos(d.LeaseUntil)
 	}
@@ -592,6 +593,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 		Metadata: meta, MetadataKV: kv, Input: in, Output: out, Error: e.Error,
 		TransitionCount: e.TransitionCount, Checkpoint: string(e.Checkpoint),
 		LeaseOwner: e.LeaseOwner, LeaseToken: e.LeaseToken, LeaseUntil: leaseNanos(e.LeaseUntil), Crashes: e.Crashes,
+		TraceParent: e.TraceParent,
 	}
 	if _, err := s.executions.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("create execution %s: %w", e.ID, err)

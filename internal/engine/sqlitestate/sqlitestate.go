@@ -47,6 +47,7 @@ ALTER TABLE engine_executions ADD COLUMN lease_token TEXT NOT NULL DEFAULT '';
 ALTER TABLE engine_executions ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS engine_executions_lease ON engine_executions (status, lease_until);
 ALTER TABLE engine_executions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE engine_executions ADD COLUMN trace_parent TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS engine_transitions (
 	id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
 	type TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
@@ -152,8 +153,8 @@ func (c *stmtCache) lookup(q string) *sql.Stmt {
 // batch would wait for the writer's only connection, which the batch holds.
 const (
 	insertExecutionSQL = `INSERT INTO engine_executions (id, task_id, task_version, status, created_at, updated_at,
-		metadata, input, output, error, transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		metadata, input, output, error, transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes, trace_parent)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// A lease still named (not released) but run out means its owner
 	// stopped; that counts as a crash when the execution was under way.
 	claimSQL = `UPDATE engine_executions SET lease_owner = ?, lease_token = ?, lease_until = ?,
@@ -548,7 +549,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 	err = s.batch(ctx, func(tx *sql.Tx) error {
 		_, err := s.txExec(tx, insertExecutionSQL,
 			e.ID, e.TaskID, e.TaskVersion, e.Status, nanos(e.CreatedAt), nanos(e.UpdatedAt), meta, in, out, e.Error,
-			e.TransitionCount, string(e.Checkpoint), e.LeaseOwner, e.LeaseToken, leaseNanos(e.LeaseUntil), e.Crashes)
+			e.TransitionCount, string(e.Checkpoint), e.LeaseOwner, e.LeaseToken, leaseNanos(e.LeaseUntil), e.Crashes, e.TraceParent)
 		return err
 	})
 	if err != nil {
@@ -558,7 +559,7 @@ func (s *State) CreateExecution(ctx context.Context, e engine.Execution) error {
 }
 
 const execCols = "id, task_id, task_version, status, created_at, updated_at, metadata, input, output, error, " +
-	"transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes"
+	"transition_count, checkpoint, lease_owner, lease_token, lease_until, crashes, trace_parent"
 
 // leaseNanos stores a lease's end; no lease is 0, which every claim's now
 // passes.
@@ -576,7 +577,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error)
 		meta, in, out, ckpt string
 	)
 	if err := sc.Scan(&e.ID, &e.TaskID, &e.TaskVersion, &e.Status, &ca, &ua, &meta, &in, &out, &e.Error,
-		&e.TransitionCount, &ckpt, &e.LeaseOwner, &e.LeaseToken, &lu, &e.Crashes); err != nil {
+		&e.TransitionCount, &ckpt, &e.LeaseOwner, &e.LeaseToken, &lu, &e.Crashes, &e.TraceParent); err != nil {
 		return e, err
 	}
 	if lu != 0 {

@@ -72,6 +72,7 @@ func Run(t *testing.T, newState func(t *testing.T) engine.State) {
 		{"Executions/DuplicateCreate", testExecutionDuplicate},
 		{"Executions/ListByTask", testExecutionList},
 		{"Executions/ByStatus", testExecutionsByStatus},
+		{"Executions/TraceParent", testExecutionTraceParent},
 
 		{"Advance/WritesExecutionAndTransitions", testAdvance},
 		{"Advance/ConflictWritesNothing", testAdvanceConflict},

@@ -34,6 +34,9 @@ type eventDoc struct {
 	// duplicate null).
 	Seq    int64  `bson:"seq,omitempty"`
 	SeqKey string `bson:"seqKey,omitempty"`
+	// TraceParent is the writer's trace context (responder.Event); absent
+	// on events written before it was kept, and by the original app.
+	TraceParent string `bson:"traceParent,omitempty"`
 }
 
 func (d *eventDoc) event() responder.Event {
@@ -48,6 +51,7 @@ func (d *eventDoc) event() responder.Event {
 		CreatedAt:   utc(d.CreatedAt),
 		DedupeKey:   d.DedupeKey,
 		Seq:         d.Seq,
+		TraceParent: d.TraceParent,
 	}
 }
 
@@ -98,6 +102,7 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 		CreatedAt:   ms(e.CreatedAt),
 		Metadata:    e.Metadata,
 		DedupeKey:   e.DedupeKey,
+		TraceParent: e.TraceParent,
 	}
 	for range maxSeqAttempts {
 		if numbered {

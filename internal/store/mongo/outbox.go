@@ -33,6 +33,9 @@ type outboxDoc struct {
 	ExecutionID string        `bson:"executionId,omitempty"`
 	LastError   string        `bson:"lastError,omitempty"`
 	DeliveredAt time.Time     `bson:"deliveredAt,omitempty"`
+	// TraceParent is absent on rows written before traces were kept (and
+	// by the Next.js app): such a row's dispatch starts a trace of its own.
+	TraceParent string `bson:"traceParent,omitempty"`
 }
 
 func (d *outboxDoc) message() *responder.Message {
@@ -48,6 +51,7 @@ func (d *outboxDoc) message() *responder.Message {
 		Attempts:    d.Attempts,
 		LeaseOwner:  d.LeaseOwner,
 		LeaseUntil:  utc(d.LeaseUntil),
+		TraceParent: d.TraceParent,
 		AvailableAt: utc(d.AvailableAt),
 		ExecutionID: d.ExecutionID,
 		LastError:   d.LastError,
@@ -76,6 +80,7 @@ func (s *Store) Enqueue(ctx context.Context, m *responder.Message) error {
 		UpdatedAt:   t,
 		Metadata:    m.Metadata,
 		AvailableAt: ms(m.AvailableAt),
+		TraceParent: m.TraceParent,
 	}
 	if _, err := s.outbox.InsertOne(ctx, d); err != nil {
 		if isDuplicate(err) {

@@ -11,7 +11,7 @@ import (
 	"github.com/astra-app/astra/internal/responder"
 )
 
-const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq`
+const eventCols = `id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq, trace_parent`
 
 // The event reads: keyset pages, each served in order by an index that
 // ends in its order's columns (see TestQueryPlans): a user's order is
@@ -33,7 +33,7 @@ func scanEvent(sc scanner) (*responder.Event, error) {
 	var e responder.Event
 	var role string
 	err := sc.Scan(&e.ID, &e.UserID, &e.OutboxID, &e.ExecutionID, &role, &e.Content, metaCol{&e.Metadata},
-		timeCol{&e.CreatedAt}, &e.DedupeKey, &e.Seq)
+		timeCol{&e.CreatedAt}, &e.DedupeKey, &e.Seq, &e.TraceParent)
 	if err != nil {
 		return nil, err
 	}
@@ -91,12 +91,12 @@ func (s *Store) AppendEvent(ctx context.Context, e *responder.Event) (bool, erro
 		} else {
 			stored.CreatedAt = msTime(stored.CreatedAt)
 		}
-		res, err := tx.exec(`INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq)
+		res, err := tx.exec(`INSERT INTO events (id, user_id, outbox_id, execution_id, role, content, metadata, created_at, dedupe_key, user_seq, trace_parent)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,
-				CASE WHEN ? THEN (SELECT COALESCE(MAX(user_seq), 0) + 1 FROM events WHERE user_id = ?) ELSE 0 END)
+				CASE WHEN ? THEN (SELECT COALESCE(MAX(user_seq), 0) + 1 FROM events WHERE user_id = ?) ELSE 0 END, ?)
 			ON CONFLICT (dedupe_key) DO NOTHING`,
 			stored.ID, stored.UserID, stored.OutboxID, stored.ExecutionID, string(stored.Role), stored.Content, meta,
-			stored.CreatedAt.UnixMilli(), stored.DedupeKey, numbered, stored.UserID)
+			stored.CreatedAt.UnixMilli(), stored.DedupeKey, numbered, stored.UserID, stored.TraceParent)
 		if err != nil {
 			return err
 		}

@@ -12,14 +12,14 @@ import (
 )
 
 const messageCols = `id, user_id, julep_user_id, content, status, metadata, created_at, updated_at,
-	attempts, lease_owner, lease_until, available_at, execution_id, last_error, delivered_at`
+	attempts, lease_owner, lease_until, available_at, execution_id, last_error, delivered_at, trace_parent`
 
 func scanMessage(sc scanner) (*responder.Message, error) {
 	var m responder.Message
 	var status string
 	err := sc.Scan(&m.ID, &m.UserID, &m.JulepUserID, &m.Content, &status, metaCol{&m.Metadata},
 		timeCol{&m.CreatedAt}, timeCol{&m.UpdatedAt}, &m.Attempts, &m.LeaseOwner, timeCol{&m.LeaseUntil},
-		timeCol{&m.AvailableAt}, &m.ExecutionID, &m.LastError, timeCol{&m.DeliveredAt})
+		timeCol{&m.AvailableAt}, &m.ExecutionID, &m.LastError, timeCol{&m.DeliveredAt}, &m.TraceParent)
 	if err != nil {
 		return nil, err
 	}
@@ -44,10 +44,10 @@ func (s *Store) Enqueue(ctx context.Context, m *responder.Message) error {
 	at := now()
 	err = s.write(ctx, func(tx *wtx) error {
 		_, err := tx.exec(`INSERT INTO outbox (id, user_id, julep_user_id, content, status, metadata,
-			created_at, updated_at, attempts, available_at, execution_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+			created_at, updated_at, attempts, available_at, execution_id, trace_parent)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
 			id, m.UserID, m.JulepUserID, m.Content, responder.StatusPending, meta,
-			at.UnixMilli(), at.UnixMilli(), availableMS(m.AvailableAt), m.ExecutionID)
+			at.UnixMilli(), at.UnixMilli(), availableMS(m.AvailableAt), m.ExecutionID, m.TraceParent)
 		return err
 	})
 	if isUnique(err) {

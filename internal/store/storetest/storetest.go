@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Outbox/CountByStatus", testCountByStatus},
 		{"Outbox/Metadata", testMessageMetadata},
 		{"Outbox/NotFound", testOutboxNotFound},
+		{"Outbox/TraceParent", testTraceParent},
 
 		{"Events/AppendAndRead", testAppendAndRead},
 		{"Events/DedupeSerial", testDedupeSerial},
@@ -82,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 		{"Events/ResumeDuringConcurrentAppends", testResumeDuringConcurrentAppends},
 		{"Events/ImportsComeFirst", testImportsComeFirst},
 		{"Events/ByDedupeKey", testEventByDedupeKey},
+		{"Events/TraceParent", testEventTraceParent},
 		{"Outbox/UserMessagesBefore", testUserMessagesBefore},
 
 		{"Blobs/PutAndGet", testBlobs},
