@@ -36,17 +36,22 @@ type product struct {
 	userID string
 }
 
-func startProduct(b *testing.B, model *modelServer) *product {
+func startProduct(b testing.TB, model *modelServer) *product {
+	return startProductWith(b, model, server.Deps{})
+}
+
+// startProductWith is startProduct with the API's settings taken from deps
+// (Store, Sessions, Hub and OnEnqueue are filled in).
+func startProductWith(b testing.TB, model *modelServer, deps server.Deps) *product {
 	b.Helper()
 	st := openStore(b)
 	je := startEngine(b, model.Model())
 	hub := stream.NewHub(stream.Options{})
 	r := runDispatcher(b, dispatch.Options{Store: st, Julep: je.Client, Hub: hub, TaskID: je.TaskID, Sweep: time.Second})
 	sessions := auth.New(st, auth.Options{Secret: deltaBenchSecret})
-	srv := httptest.NewServer(server.New(server.Deps{
-		Store: st, Sessions: sessions, Hub: hub,
-		OnEnqueue: func(responder.Message) { r.d.Wake() },
-	}))
+	deps.Store, deps.Sessions, deps.Hub = st, sessions, hub
+	deps.OnEnqueue = func(responder.Message) { r.d.Wake() }
+	srv := httptest.NewServer(server.New(deps))
 	b.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
@@ -60,7 +65,7 @@ func startProduct(b *testing.B, model *modelServer) *product {
 }
 
 // post sends a message as the dashboard does and returns its outbox id.
-func (p *product) post(b *testing.B, content string) string {
+func (p *product) post(b testing.TB, content string) string {
 	body, _ := json.Marshal(map[string]any{"content": content})
 	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/api/responder/messages", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")

@@ -35,10 +35,29 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 	defer bg.Wait()
 	bgCtx, stopBg := context.WithCancel(fctx)
 	defer stopBg()
+	var relayed chan struct{} // closed when the relay has ended
 	if d.o.Hub != nil && !d.noDeltas.Load() {
+		relayed = make(chan struct{})
 		bg.Add(1)
-		go func() { defer bg.Done(); r.relayDeltas(bgCtx, execID) }()
+		go func() { defer bg.Done(); defer close(relayed); r.relayDeltas(bgCtx, execID) }()
 	}
+	// The terminal status can come before the relay has sent (or even
+	// read) the reply's deltas; stopping it then lost them all. So the
+	// relay is given until it has read the reply to its end (the engine
+	// keeps a finished run's deltas) before the answer is appended, which
+	// keeps every delta ahead of the final append.
+	defer func() {
+		if relayed == nil {
+			return
+		}
+		t := time.NewTimer(relayGrace)
+		defer t.Stop()
+		select {
+		case <-relayed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}()
 	if d.o.StillWorking > 0 {
 		// Counted before the timer exists: an Add in the callback could
 		// run while (or after) Wait runs, which panics or leaves the
@@ -151,6 +170,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// relayGrace bounds how long a terminal execution waits for its delta
+// relay to reach the end of the reply.
+const relayGrace = 5 * time.Second
 
 // errReplyDone ends the delta relay after the reply step.
 var errReplyDone = errors.New("reply step done")

@@ -420,7 +420,7 @@ func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
 		return nil
 	}
 	if !c.known || (p.Seq > 0 && p.Seq != c.last.Seq+1) {
-		if err := c.catchUp(ctx); err != nil {
+		if err := c.catchUp(ctx, p); err != nil {
 			return err
 		}
 		if c.known && p.Compare(c.last) <= 0 {
@@ -434,9 +434,12 @@ func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
 	return nil
 }
 
-// catchUp sends every event after the last one sent, from the store.
-// Called with wmu held.
-func (c *socket) catchUp(ctx context.Context) error {
+// catchUp sends the events after the last one sent up to upTo, from the
+// store. Not beyond: an event committed since is published after its
+// commit, and whatever its writer published before it (a reply's deltas
+// before its answer) is still queued behind the frame being written, so
+// sending it now would put it ahead of them. Called with wmu held.
+func (c *socket) catchUp(ctx context.Context, upTo responder.Position) error {
 	rctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
 	evs, err := c.eventsAfter(rctx, c.lastID)
 	cancel()
@@ -444,6 +447,9 @@ func (c *socket) catchUp(ctx context.Context) error {
 		return fmt.Errorf("read the events after %s: %w", c.lastID, err)
 	}
 	for i := range evs {
+		if evs[i].Position().Compare(upTo) > 0 {
+			break
+		}
 		if err := c.writeAppend(ctx, &evs[i]); err != nil {
 			return err
 		}
