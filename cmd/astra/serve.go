@@ -172,6 +172,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			MessagesPerMinute: cfg.MessagesPerMinute,
 			MessageBurst:      cfg.MessageBurst,
 			SocketsPerUser:    cfg.SocketsPerUser,
+			SocketFlush:       cfg.SocketFlush,
 		}
 		if eng != nil {
 			deps.Engine = eng.Handler()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/stream"
 )
 
 // errExecTimeout ends following an execution that ran too long.
@@ -188,10 +189,7 @@ func (r *row) relayDeltas(ctx context.Context, execID string) {
 		if dl.Delta == "" {
 			return errReplyDone
 		}
-		d.o.Hub.PublishTransient(r.m.UserID, map[string]any{
-			"type": "messages:delta",
-			"data": map[string]any{"outboxId": r.m.ID, "executionId": execID, "delta": dl.Delta, "index": dl.Index},
-		})
+		d.o.Hub.PublishDelta(r.m.UserID, stream.Delta{OutboxID: r.m.ID, ExecutionID: execID, Text: dl.Delta, Index: dl.Index})
 		return nil
 	})
 	switch {
