@@ -123,6 +123,9 @@ func (s *server) handlePostMessage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// Every tab of the person shows the message at once (this instance's
+	// sockets; other instances learn of it with its first event).
+	s.Hub.PublishOutbox(m)
 	if s.OnEnqueue != nil {
 		s.OnEnqueue(m)
 	}
@@ -143,6 +146,13 @@ type messageJSON struct {
 	ExecutionID string `json:"executionId,omitempty"`
 }
 
+func toMessageJSON(m *responder.Message) messageJSON {
+	return messageJSON{
+		ID: m.ID, Content: m.Content, CreatedAt: isoTime(m.CreatedAt),
+		Status: string(responder.ParseStatus(string(m.Status))), LastError: m.LastError, ExecutionID: m.ExecutionID,
+	}
+}
+
 func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 	id := auth.FromContext(r.Context())
 	msgs, err := s.Store.UserMessages(r.Context(), id.User.ID, listMessagesLimit)
@@ -151,11 +161,8 @@ func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]messageJSON, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, messageJSON{
-			ID: m.ID, Content: m.Content, CreatedAt: isoTime(m.CreatedAt),
-			Status: string(responder.ParseStatus(string(m.Status))), LastError: m.LastError, ExecutionID: m.ExecutionID,
-		})
+	for i := range msgs {
+		out = append(out, toMessageJSON(&msgs[i]))
 	}
 	encode(w, http.StatusOK, struct {
 		Messages []messageJSON `json:"messages"`

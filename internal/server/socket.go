@@ -60,6 +60,12 @@ type (
 		Index       int    `json:"index"`
 		Count       int    `json:"count"`
 	}
+	// outboxFrame is the state of the person's messages (an Astra
+	// addition): each row as GET /api/responder/messages lists it.
+	outboxFrame struct {
+		Type string        `json:"type"` // messages:outbox
+		Data []messageJSON `json:"data"`
+	}
 	resumeFrame struct {
 		Type  string `json:"type"` // messages:resume
 		After string `json:"after"`
@@ -328,6 +334,19 @@ func (c *socket) replay(ctx context.Context, after string) error {
 			}
 		}
 	}
+	// Then the state of the person's latest messages: a tab that was away
+	// (or is new) learns what it missed without polling.
+	rows, err := c.srv.Store.UserMessages(ctx, c.userID, listMessagesLimit)
+	if err != nil {
+		return err
+	}
+	out := outboxFrame{"messages:outbox", make([]messageJSON, len(rows))}
+	for i := range rows {
+		out.Data[i] = toMessageJSON(&rows[i])
+	}
+	if err := c.writeLocked(ctx, out); err != nil {
+		return err
+	}
 	switch {
 	case len(history) > 0:
 		c.sent(&history[len(history)-1])
@@ -502,6 +521,8 @@ func encodeFrame(f stream.Frame) ([]byte, error) {
 	switch {
 	case f.Event != nil:
 		return json.Marshal(appendFrame{"messages:append", toEventJSON(f.Event)})
+	case f.Outbox != nil:
+		return json.Marshal(outboxFrame{"messages:outbox", []messageJSON{toMessageJSON(f.Outbox)}})
 	case f.Delta != nil:
 		d := f.Delta
 		return json.Marshal(deltaFrame{"messages:delta", deltaJSON{

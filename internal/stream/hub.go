@@ -4,8 +4,10 @@
 package stream
 
 import (
+	"context"
 	"log/slog"
 	"strings"
+	"time"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +23,11 @@ type Options struct {
 	// overflowed (its consumer cannot keep up). Default 256.
 	Buffer int
 	Logger *slog.Logger
+	// Rows, when set, is read for the state of an outbox row whose event
+	// a subscription took, and that state is published (PublishOutbox).
+	// An instance whose rows are worked by a dispatcher in another process
+	// sets it: that dispatcher's state changes reach it as their events.
+	Rows responder.Outbox
 }
 
 // Frame is one thing a subscription delivers: a stored event, a reply's
@@ -30,7 +37,10 @@ type Frame struct {
 	Event *responder.Event
 	// Delta is a fragment of a reply being produced.
 	Delta *Delta
-	// Data is any other transient frame when Event and Delta are nil.
+	// Outbox is the current state of one of the user's outbox rows (their
+	// message: pending, processing, delivered, error).
+	Outbox *responder.Message
+	// Data is any other transient frame when Event, Delta and Outbox are nil.
 	Data any
 
 	// enc is the frame's wire encoding, made once by the first consumer
@@ -111,8 +121,9 @@ func Merge(frames []Frame) []Frame {
 // repeat is dropped however long after, and however many events after, it
 // comes; no id set to outgrow.
 type Hub struct {
-	buffer int
-	log    *slog.Logger
+	buffer     int
+	log        *slog.Logger
+	rows       responder.Outbox
 
 	mu    sync.RWMutex
 	users map[string][]*Subscription
@@ -132,8 +143,9 @@ func NewHub(opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{
-		buffer: opts.Buffer,
-		log:    opts.Logger,
+		buffer:     opts.Buffer,
+		log:        opts.Logger,
+		rows:       opts.Rows,
 		users:  make(map[string][]*Subscription),
 	}
 }
@@ -197,7 +209,15 @@ func (h *Hub) PublishEvent(e responder.Event) {
 		return
 	}
 	h.published.Add(1)
-	h.fanOut(e.UserID, Frame{Event: &e, enc: &encoding{}})
+	if h.fanOut(e.UserID, Frame{Event: &e, enc: &encoding{}}) && h.rows != nil && e.OutboxID != "" {
+		go h.readRow(e)
+	}
+}
+
+// PublishOutbox sends the state of one of the user's outbox rows to their
+// subscriptions (not stored, not deduplicated: a state is idempotent).
+func (h *Hub) PublishOutbox(m responder.Message) {
+	h.fanOut(m.UserID, Frame{Outbox: &m, enc: &encoding{}})
 }
 
 // PublishDelta sends a reply's text fragment to userID's subscriptions.
@@ -215,11 +235,15 @@ func (h *Hub) PublishTransient(userID string, frame any) {
 	h.fanOut(userID, Frame{Data: frame, enc: &encoding{}})
 }
 
-func (h *Hub) fanOut(userID string, f Frame) {
+// fanOut pushes f to userID's subscriptions and reports whether one took
+// it (queued it as new).
+func (h *Hub) fanOut(userID string, f Frame) (taken bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, s := range h.users[userID] {
 		switch s.push(f) {
+		case pushQueued:
+			taken = true
 		case pushOverflowed:
 			h.overflows.Add(1)
 			h.log.Warn("stream subscriber overflowed", "user", userID, "buffer", h.buffer)
@@ -227,6 +251,7 @@ func (h *Hub) fanOut(userID string, f Frame) {
 			h.duplicates.Add(1)
 		}
 	}
+	return taken
 }
 
 // Subscription is one consumer's bounded queue of frames. A consumer is
@@ -398,4 +423,32 @@ func (s *Subscription) Close() {
 	s.closed, s.frames, s.notify = true, nil, nil
 	s.mu.Unlock()
 	s.hub.unsubscribe(s)
+}
+
+// readRow publishes the state of the outbox row e belongs to. A
+// dispatcher appends a row's answer (or its error) before it marks the row,
+// so while the row does not show the outcome yet it is read again, a few
+// times, with backoff.
+func (h *Hub) readRow(e responder.Event) {
+	outcome := e.Role == responder.RoleAssistant || e.Metadata["error"] == true
+	delay := 50 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m, err := h.rows.Message(ctx, e.OutboxID)
+		cancel()
+		switch {
+		case err != nil:
+			if !responder.IsNotFound(err) {
+				h.log.Warn("read outbox row for the stream", "outbox_id", e.OutboxID, "err", err)
+			}
+			return
+		case m.UserID != e.UserID:
+			return
+		case !outcome || m.Status.Terminal() || try >= 6:
+			h.PublishOutbox(*m)
+			return
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
 }
