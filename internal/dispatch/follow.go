@@ -204,6 +204,21 @@ func (r *row) relayDeltas(ctx context.Context, execID string) {
 	}
 }
 
+// publishRow tells the person's sockets on this instance that their
+// message m is now in status (sockets elsewhere read it from the store
+// when the row's event reaches them: stream.Options.Rows).
+func (d *Dispatcher) publishRow(m *responder.Message, status responder.Status, lastError string) {
+	if d.o.Hub == nil {
+		return
+	}
+	row := *m
+	row.Status, row.LastError = status, lastError
+	if status == responder.StatusDelivered {
+		row.DeliveredAt = d.o.Now()
+	}
+	d.o.Hub.PublishOutbox(row)
+}
+
 // stillWorking tells the person, once per row, that the answer is coming.
 func (r *row) stillWorking(ctx context.Context) {
 	if ctx.Err() != nil {
@@ -300,6 +315,7 @@ func (r *row) deliver(ctx context.Context) error {
 	if err := r.d.o.Store.Deliver(ctx, r.m.ID, r.owner); err != nil {
 		return storeErr("deliver", err)
 	}
+	r.d.publishRow(r.m, responder.StatusDelivered, "")
 	r.d.log.Debug("row delivered", "outbox_id", r.m.ID, "execution_id", r.m.ExecutionID)
 	return nil
 }

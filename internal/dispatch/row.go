@@ -196,6 +196,7 @@ func (d *Dispatcher) settle(m *responder.Message, owner string, err, cause error
 			log.Warn("release failed; the lease will expire", "err", rerr)
 			return
 		}
+		d.publishRow(m, responder.StatusPending, trans.err.Error())
 		d.m.retries.Inc()
 		log.Info("released for a later attempt", "retry_at", retryAt, "err", trans.err)
 	}
@@ -235,6 +236,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 			log.Warn("deliver answered row; it stays leased and will be retried", "err", err)
 			return
 		}
+		d.publishRow(m, responder.StatusDelivered, "")
 		log.Info("row delivered: its answer was stored before the failure", "failure", reason)
 		return
 	}
@@ -254,6 +256,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 		log.Warn("fail row", "err", err)
 		return
 	}
+	d.publishRow(m, responder.StatusError, reason)
 	log.Info("row failed", "reason", reason)
 }
 

@@ -229,7 +229,6 @@
     updateComposer();
     $("composer").focus();
     connect();
-    poll();
   }
 
   function stopApp() {
@@ -273,6 +272,7 @@
     state.ws = ws;
     ws.onopen = () => {
       if (state.ws !== ws) return;
+      clearTimeout(state.pollTimer); // the socket pushes the states from here
       state.attempt = 0;
       setConn("live");
       showError($("app-error"), "");
@@ -295,6 +295,7 @@
       if (state.ws !== ws) return;
       state.ws = null;
       clearInterval(state.heartbeatTimer);
+      poll(); // states keep coming while the socket is away
       scheduleReconnect();
     };
     // onerror is always followed by onclose, which reconnects.
@@ -347,14 +348,17 @@
       case "messages:init":
         for (const e of Array.isArray(f.data) ? f.data : []) addEvent(e, false);
         render();
-        poll();
         break;
       case "messages:append":
         if (f.data) {
-          const added = addEvent(f.data, true);
+          addEvent(f.data, true);
           render();
-          if (added) poll();
         }
+        break;
+      case "messages:outbox":
+        // The state of the person's messages, pushed by the server (after
+        // init and resume, and at every change): no polling while live.
+        if (Array.isArray(f.data)) mergeOutbox(f.data);
         break;
       case "messages:delta":
         if (f.data) onDelta(f.data);
@@ -407,6 +411,9 @@
     }
     const i = Number.isInteger(d.index) && d.index >= 0 ? d.index : s.chunks.length;
     s.chunks[i] = d.delta; // a repeated index replaces, so a resent delta does not duplicate text
+    // A merged delta holds `count` fragments from `index` on: their slots are filled.
+    const n = Number.isInteger(d.count) && d.count > 1 ? Math.min(d.count, 100000) : 1;
+    for (let k = 1; k < n; k++) s.chunks[i + k] = "";
     if (!s.node) {
       s.node = el("li", { class: "msg assistant streaming", "aria-busy": "true",
         dataset: { testid: "message-streaming", outboxId: ob, role: "assistant" } },
@@ -557,10 +564,25 @@
 
   // ---------- sent messages: status polling ----------
 
+  // live reports whether the socket is open: the server then pushes every
+  // state change (messages:outbox), and nothing is polled.
+  const live = () => !!state.ws && state.ws.readyState === WebSocket.OPEN;
+
+  // mergeOutbox takes rows as GET /api/responder/messages lists them.
+  function mergeOutbox(rows) {
+    for (const m of rows) {
+      if (!m || !m.id) continue;
+      state.outbox.set(m.id, { ...state.outbox.get(m.id), ...m, status: normStatus(m.status) });
+    }
+    render();
+    for (const ob of state.openPanels) loadExecution(ob, false);
+  }
+
   // poll reads the caller's outbox rows now, then again while any is not
-  // terminal. Overlapping calls collapse into one.
+  // terminal, only while the socket is not live. Overlapping calls
+  // collapse into one.
   async function poll() {
-    if (state.stopped || state.polling) return;
+    if (state.stopped || state.polling || live()) return;
     state.polling = true;
     clearTimeout(state.pollTimer);
     try {
@@ -569,20 +591,13 @@
         await showSignIn("Your session has ended. Please sign in again.");
         return;
       }
-      if (res.ok && Array.isArray(res.body.messages)) {
-        for (const m of res.body.messages) {
-          if (!m || !m.id) continue;
-          state.outbox.set(m.id, { ...state.outbox.get(m.id), ...m, status: normStatus(m.status) });
-        }
-        render();
-        for (const ob of state.openPanels) loadExecution(ob, false);
-      }
+      if (res.ok && Array.isArray(res.body.messages)) mergeOutbox(res.body.messages);
     } catch {
       // Try again on the next tick.
     } finally {
       state.polling = false;
     }
-    if (state.stopped) return;
+    if (state.stopped || live()) return;
     const waiting = [...state.outbox.values()].some((m) => !isTerminal(m.status));
     if (waiting) state.pollTimer = setTimeout(poll, POLL_MS);
   }
