@@ -187,8 +187,8 @@ type socket struct {
 	lastID string
 	known  bool
 
-	pending      atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
-	lastFlush    time.Time    // when the writer last wrote live frames; only the writer touches it
+	pending      atomic.Int32                  // wake-ups not yet handled by a writer; >0 while one runs
+	lastFlush    time.Time                     // when the writer last wrote live frames; only the writer touches it
 	hurry        atomic.Pointer[chan struct{}] // set while the writer paces: a send ends the wait
 	closing      atomic.Bool
 	pingTimer    *time.Timer

@@ -7,9 +7,9 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"time"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/astra-app/astra/internal/responder"
 )
@@ -121,9 +121,9 @@ func Merge(frames []Frame) []Frame {
 // repeat is dropped however long after, and however many events after, it
 // comes; no id set to outgrow.
 type Hub struct {
-	buffer     int
-	log        *slog.Logger
-	rows       responder.Outbox
+	buffer int
+	log    *slog.Logger
+	rows   responder.Outbox
 
 	mu    sync.RWMutex
 	users map[string][]*Subscription
@@ -143,9 +143,9 @@ func NewHub(opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{
-		buffer:     opts.Buffer,
-		log:        opts.Logger,
-		rows:       opts.Rows,
+		buffer: opts.Buffer,
+		log:    opts.Logger,
+		rows:   opts.Rows,
 		users:  make(map[string][]*Subscription),
 	}
 }
