@@ -30,7 +30,7 @@ import (
 //	go test ./internal/server -run '^$' -bench PublishLatency -benchtime 10x
 //	go test ./internal/server -run '^$' -bench IdleSocketMemory -benchtime 1x
 
-func raiseFileLimit(b *testing.B, need uint64) {
+func raiseFileLimit(b testing.TB, need uint64) {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		b.Fatal(err)
