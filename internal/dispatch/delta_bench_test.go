@@ -32,8 +32,20 @@ const deltaBenchSecret = "delta-bench-secret-0123456789abcdef0123"
 // the embedded engine asking a streaming OpenAI-compatible model.
 type product struct {
 	srv    *httptest.Server
+	st     responder.Store
 	cookie string
 	userID string
+}
+
+// person signs in another user and returns their session cookie.
+func (p *product) person(b testing.TB, name string) string {
+	b.Helper()
+	u := newUser(b, p.st, name)
+	s := &responder.Session{Token: "tok" + responder.NewID(), UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := p.st.CreateSession(context.Background(), s); err != nil {
+		b.Fatal(err)
+	}
+	return "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token)
 }
 
 func startProduct(b testing.TB, model *modelServer) *product {
@@ -61,15 +73,20 @@ func startProductWith(b testing.TB, model *modelServer, deps server.Deps) *produ
 	if err := st.CreateSession(context.Background(), s); err != nil {
 		b.Fatal(err)
 	}
-	return &product{srv: srv, cookie: "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token), userID: u.ID}
+	return &product{srv: srv, st: st, cookie: "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token), userID: u.ID}
 }
 
 // post sends a message as the dashboard does and returns its outbox id.
 func (p *product) post(b testing.TB, content string) string {
+	return p.postAs(b, p.cookie, content)
+}
+
+// postAs sends a message with the given session cookie.
+func (p *product) postAs(b testing.TB, cookie, content string) string {
 	body, _ := json.Marshal(map[string]any{"content": content})
 	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/api/responder/messages", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Cookie", p.cookie)
+	req.Header.Set("Cookie", cookie)
 	res, err := p.srv.Client().Do(req)
 	if err != nil {
 		b.Fatal(err)
