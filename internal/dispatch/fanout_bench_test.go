@@ -334,7 +334,7 @@ func TestHelperFanOutClients(t *testing.T) {
 	fmt.Fprintln(out, "ready")
 	out.Flush()
 	_, _ = bufio.NewReader(os.Stdin).ReadString(0) // until the parent closes stdin
-	time.Sleep(100 * time.Millisecond)               // frames in flight
+	time.Sleep(100 * time.Millisecond)             // frames in flight
 	mu.Lock()
 	b, _ := json.Marshal(res)
 	fmt.Fprintln(out, "result "+string(b))
