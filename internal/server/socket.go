@@ -446,9 +446,9 @@ func (c *socket) flush() {
 		frames, over := c.sub.Drain()
 		var err error
 		if !over {
-			c.out.cork()
+			c.out.cork(c.srv.WriteTimeout)
 			err = c.writeLive(ctx, stream.Merge(frames))
-			if uerr := c.out.uncork(c.srv.WriteTimeout); err == nil {
+			if uerr := c.out.uncork(); err == nil {
 				err = uerr
 			}
 			c.lastFlush = time.Now()
@@ -726,19 +726,33 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // buffer comes from a pool and goes back after each batch, so an idle
 // socket holds none.
 type corkWriter struct {
-	conn   net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte
+	conn    net.Conn
+	mu      sync.Mutex
+	corked  bool
+	timeout time.Duration
+	buf     *[]byte
 }
 
 var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// corkMax bounds what a corked writer holds: a batch larger than this
+// goes out in several writes, so a flush of big frames costs no more memory
+// than this.
+const corkMax = 32 << 10
 
 func (w *corkWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.corked {
 		return w.conn.Write(p)
+	}
+	if w.buf != nil && len(*w.buf)+len(p) > corkMax {
+		if err := w.send(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) > corkMax {
+		return w.conn.Write(p) // the batch so far is out: order is kept
 	}
 	if w.buf == nil {
 		w.buf = corkBuffers.Get().(*[]byte)
@@ -747,32 +761,38 @@ func (w *corkWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *corkWriter) cork() {
+// cork makes writes collect until uncork; a write to the connection
+// meanwhile (a batch over corkMax) must be done within timeout.
+func (w *corkWriter) cork(timeout time.Duration) {
 	w.mu.Lock()
-	w.corked = true
+	w.corked, w.timeout = true, timeout
 	w.mu.Unlock()
 }
 
-// uncork sends what was collected, within timeout.
-func (w *corkWriter) uncork(timeout time.Duration) error {
+// uncork sends what was collected.
+func (w *corkWriter) uncork() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.corked = false
+	return w.send()
+}
+
+// send writes the collected bytes, within the timeout, and gives the
+// buffer back. Called with mu held.
+func (w *corkWriter) send() error {
 	if w.buf == nil {
 		return nil
 	}
 	b := w.buf
 	w.buf = nil
 	defer func() {
-		if cap(*b) <= 64<<10 {
-			*b = (*b)[:0]
-			corkBuffers.Put(b)
-		}
+		*b = (*b)[:0]
+		corkBuffers.Put(b)
 	}()
 	if len(*b) == 0 {
 		return nil
 	}
-	_ = w.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	_, err := w.conn.Write(*b)
 	_ = w.conn.SetWriteDeadline(time.Time{})
 	return err

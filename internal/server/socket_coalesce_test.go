@@ -100,14 +100,14 @@ func TestCorkWriterSendsABatchInOneWrite(t *testing.T) {
 	if conn.writes != 1 {
 		t.Fatalf("uncorked write: %d writes", conn.writes)
 	}
-	w.cork()
+	w.cork(time.Second)
 	for _, s := range []string{"b", "c", "d"} {
 		w.Write([]byte(s))
 	}
 	if conn.writes != 1 {
 		t.Fatalf("corked writes reached the connection: %d writes", conn.writes)
 	}
-	if err := w.uncork(time.Second); err != nil {
+	if err := w.uncork(); err != nil {
 		t.Fatal(err)
 	}
 	if conn.writes != 2 || string(conn.bytes) != "abcd" {
@@ -116,7 +116,30 @@ func TestCorkWriterSendsABatchInOneWrite(t *testing.T) {
 	if w.buf != nil {
 		t.Fatal("an uncorked writer kept its buffer")
 	}
-	if err := w.uncork(time.Second); err != nil || conn.writes != 2 {
+	if err := w.uncork(); err != nil || conn.writes != 2 {
 		t.Fatalf("an empty uncork wrote: %d writes, %v", conn.writes, err)
+	}
+	// A batch past corkMax goes out as it grows, in order, never held whole.
+	conn.bytes, conn.writes = nil, 0
+	w.cork(time.Second)
+	chunk := strings.Repeat("k", corkMax/3)
+	var want strings.Builder
+	for range 7 {
+		w.Write([]byte(chunk))
+		want.WriteString(chunk)
+		if w.buf != nil && len(*w.buf) > corkMax {
+			t.Fatalf("the corked writer holds %d bytes, more than %d", len(*w.buf), corkMax)
+		}
+	}
+	big := strings.Repeat("B", 2*corkMax)
+	w.Write([]byte(big))
+	want.WriteString(big)
+	w.Write([]byte("end"))
+	want.WriteString("end")
+	if err := w.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if string(conn.bytes) != want.String() || conn.writes >= 9 {
+		t.Fatalf("a large batch: %d writes, order kept: %v", conn.writes, string(conn.bytes) == want.String())
 	}
 }

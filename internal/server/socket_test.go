@@ -274,6 +274,11 @@ func TestSlowSocketIsClosedWhileAFastOneReceives(t *testing.T) {
 		c.hub.Buffer = 8
 		c.deps.WriteTimeout = 500 * time.Millisecond
 		c.smallBuffers = true
+		// No pacing: the fast client reads each frame before the next is
+		// published, so paced writes would stretch the run past the
+		// write timeout, which then closes the slow socket before its
+		// queue overflows.
+		c.deps.SocketFlush = -1
 	})
 	ctx := testCtx(t)
 	u := e.newUser("Ada")
