@@ -212,7 +212,7 @@ func (d *Dispatcher) publishRow(m *responder.Message, status responder.Status, l
 		return
 	}
 	row := *m
-	row.Status, row.LastError = status, lastError
+	row.Status, row.LastError, row.UpdatedAt = status, lastError, d.o.Now()
 	if status == responder.StatusDelivered {
 		row.DeliveredAt = d.o.Now()
 	}

@@ -63,8 +63,14 @@ type (
 	// outboxFrame is the state of the person's messages (an Astra
 	// addition): each row as GET /api/responder/messages lists it.
 	outboxFrame struct {
-		Type string        `json:"type"` // messages:outbox
-		Data []messageJSON `json:"data"`
+		Type string       `json:"type"` // messages:outbox
+		Data []outboxJSON `json:"data"`
+	}
+	// outboxJSON is a row as GET /api/responder/messages lists it, plus
+	// updatedAt, which orders a row's states (a client keeps the newest).
+	outboxJSON struct {
+		messageJSON
+		UpdatedAt string `json:"updatedAt"`
 	}
 	resumeFrame struct {
 		Type  string `json:"type"` // messages:resume
@@ -84,6 +90,10 @@ type (
 		After string `json:"after"`
 	}
 )
+
+func toOutboxJSON(m *responder.Message) outboxJSON {
+	return outboxJSON{toMessageJSON(m), isoTime(m.UpdatedAt)}
+}
 
 func toEventJSON(e *responder.Event) eventJSON {
 	return eventJSON{ID: e.ID, Role: e.Role, Content: e.Content, CreatedAt: isoTime(e.CreatedAt), Metadata: e.Metadata}
@@ -340,9 +350,9 @@ func (c *socket) replay(ctx context.Context, after string) error {
 	if err != nil {
 		return err
 	}
-	out := outboxFrame{"messages:outbox", make([]messageJSON, len(rows))}
+	out := outboxFrame{"messages:outbox", make([]outboxJSON, len(rows))}
 	for i := range rows {
-		out.Data[i] = toMessageJSON(&rows[i])
+		out.Data[i] = toOutboxJSON(&rows[i])
 	}
 	if err := c.writeLocked(ctx, out); err != nil {
 		return err
@@ -522,7 +532,7 @@ func encodeFrame(f stream.Frame) ([]byte, error) {
 	case f.Event != nil:
 		return json.Marshal(appendFrame{"messages:append", toEventJSON(f.Event)})
 	case f.Outbox != nil:
-		return json.Marshal(outboxFrame{"messages:outbox", []messageJSON{toMessageJSON(f.Outbox)}})
+		return json.Marshal(outboxFrame{"messages:outbox", []outboxJSON{toOutboxJSON(f.Outbox)}})
 	case f.Delta != nil:
 		d := f.Delta
 		return json.Marshal(deltaFrame{"messages:delta", deltaJSON{

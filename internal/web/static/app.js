@@ -572,6 +572,10 @@
   function mergeOutbox(rows) {
     for (const m of rows) {
       if (!m || !m.id) continue;
+      // States can arrive out of order (the socket and a poll, two
+      // publishers): an older one never replaces a newer one.
+      const cur = state.outbox.get(m.id);
+      if (cur && cur.updatedAt && m.updatedAt && m.updatedAt < cur.updatedAt) continue;
       state.outbox.set(m.id, { ...state.outbox.get(m.id), ...m, status: normStatus(m.status) });
     }
     render();
@@ -775,7 +779,8 @@
       const row = res.body.message || res.body;
       if (row && row.id) {
         state.localSent.add(row.id);
-        state.outbox.set(row.id, {
+        // The socket may have brought this row, and newer states, already.
+        if (!state.outbox.has(row.id)) state.outbox.set(row.id, {
           id: row.id, content: row.content || content, createdAt: row.createdAt || new Date().toISOString(),
           status: normStatus(row.status),
         });
