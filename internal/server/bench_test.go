@@ -179,7 +179,9 @@ func BenchmarkPublishLatency(b *testing.B) {
 func BenchmarkIdleSocketMemory(b *testing.B) {
 	const sockets, usersN = 5000, 100
 	raiseFileLimit(b, sockets+200)
-	e := newEnv(b)
+	// 50 sockets a user: above the default cap, which would close the
+	// oldest and never let the count reach 5,000.
+	e := newEnv(b, func(c *envConfig) { c.deps.SocketsPerUser = sockets })
 	cookies := make([]string, usersN)
 	for i := range cookies {
 		cookies[i] = e.newUser(fmt.Sprint("u", i)).withCookie()
