@@ -267,8 +267,10 @@ func TestHelperSocketClients(t *testing.T) {
 				t.Errorf("dial %d: %v", i, err)
 				return
 			}
-			if _, _, err := c.Read(ctx); err != nil {
-				t.Errorf("init %d: %v", i, err)
+			for range 2 { // init, then the message states
+				if _, _, err := c.Read(ctx); err != nil {
+					t.Errorf("init %d: %v", i, err)
+				}
 			}
 			c.CloseRead(ctx) // keep answering pings, read nothing else
 			conns[i] = c
