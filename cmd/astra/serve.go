@@ -123,7 +123,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hub := stream.NewHub(stream.Options{Logger: log})
+	// Rows: a row's state changes made by a dispatcher in another instance
+	// reach this one's sockets as the row's events, then read from the store.
+	hub := stream.NewHub(stream.Options{Logger: log, Rows: st})
 	registerHubMetrics(reg, hub)
 
 	// Julep: a configured endpoint, or the embedded engine on this listener.
@@ -189,6 +191,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 			MessagesPerMinute: cfg.MessagesPerMinute,
 			MessageBurst:      cfg.MessageBurst,
 			SocketsPerUser:    cfg.SocketsPerUser,
+			SocketFlush:       cfg.SocketFlush,
 		}
 		if eng != nil {
 			deps.Engine = eng.Handler()

@@ -91,6 +91,7 @@ type Config struct {
 
 	StreamPoll       time.Duration
 	SocketsPerUser   int
+	SocketFlush      time.Duration
 	DispatchSweep    time.Duration
 	DispatchLease    time.Duration
 	DispatchInFlight int
@@ -227,6 +228,7 @@ func LoadFlags(look Lookup, environ []string, flags map[string]string) (*Config,
 
 		StreamPoll:       p.duration("ASTRA_STREAM_POLL", 250*time.Millisecond),
 		SocketsPerUser:   p.positive("ASTRA_SOCKETS_PER_USER", 16),
+		SocketFlush:      p.duration("ASTRA_SOCKET_FLUSH", 20*time.Millisecond),
 		DispatchSweep:    p.duration("ASTRA_DISPATCH_SWEEP", time.Second),
 		DispatchLease:    p.duration("ASTRA_DISPATCH_LEASE", 30*time.Second),
 		DispatchInFlight: p.positive("ASTRA_DISPATCH_MAX_INFLIGHT", 64),
@@ -270,6 +272,9 @@ func LoadFlags(look Lookup, environ []string, flags map[string]string) (*Config,
 	}
 
 	c.MongoURI = p.str("MONGODB_URI", "")
+	if c.SocketFlush > time.Second {
+		p.fail("ASTRA_SOCKET_FLUSH %v is too long: at most 1s (it delays live frames)", c.SocketFlush)
+	}
 	if c.MongoURI == "" {
 		user, pass, cluster := p.str("MONGODB_USERNAME", ""), p.str("MONGODB_PASSWORD", ""), p.str("MONGODB_CLUSTER", "")
 		switch {

@@ -132,3 +132,20 @@ func TestEngineKeyIsKept(t *testing.T) {
 		t.Errorf("from the environment: %q", path)
 	}
 }
+
+func TestSocketFlush(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, map[string]string{})
+	if err != nil || cfg.SocketFlush != 20*time.Millisecond {
+		t.Fatalf("default %v, %v; want 20ms", cfg.SocketFlush, err)
+	}
+	if cfg, err = load(t, map[string]string{"ASTRA_SOCKET_FLUSH": "50ms"}); err != nil || cfg.SocketFlush != 50*time.Millisecond {
+		t.Fatalf("50ms: %v, %v", cfg.SocketFlush, err)
+	}
+	for _, bad := range []string{"2s", "0", "-5ms", "soon"} {
+		_, err := load(t, map[string]string{"ASTRA_SOCKET_FLUSH": bad})
+		if err == nil || !strings.HasPrefix(err.Error(), "ASTRA_SOCKET_FLUSH ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ASTRA_SOCKET_FLUSH=%s: %v, want one line naming it", bad, err)
+		}
+	}
+}

@@ -32,21 +32,38 @@ const deltaBenchSecret = "delta-bench-secret-0123456789abcdef0123"
 // the embedded engine asking a streaming OpenAI-compatible model.
 type product struct {
 	srv    *httptest.Server
+	st     responder.Store
 	cookie string
 	userID string
 }
 
-func startProduct(b *testing.B, model *modelServer) *product {
+// person signs in another user and returns their session cookie.
+func (p *product) person(b testing.TB, name string) string {
+	b.Helper()
+	u := newUser(b, p.st, name)
+	s := &responder.Session{Token: "tok" + responder.NewID(), UserID: u.ID, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := p.st.CreateSession(context.Background(), s); err != nil {
+		b.Fatal(err)
+	}
+	return "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token)
+}
+
+func startProduct(b testing.TB, model *modelServer) *product {
+	return startProductWith(b, model, server.Deps{})
+}
+
+// startProductWith is startProduct with the API's settings taken from deps
+// (Store, Sessions, Hub and OnEnqueue are filled in).
+func startProductWith(b testing.TB, model *modelServer, deps server.Deps) *product {
 	b.Helper()
 	st := openStore(b)
 	je := startEngine(b, model.Model())
 	hub := stream.NewHub(stream.Options{})
 	r := runDispatcher(b, dispatch.Options{Store: st, Julep: je.Client, Hub: hub, TaskID: je.TaskID, Sweep: time.Second})
 	sessions := auth.New(st, auth.Options{Secret: deltaBenchSecret})
-	srv := httptest.NewServer(server.New(server.Deps{
-		Store: st, Sessions: sessions, Hub: hub,
-		OnEnqueue: func(responder.Message) { r.d.Wake() },
-	}))
+	deps.Store, deps.Sessions, deps.Hub = st, sessions, hub
+	deps.OnEnqueue = func(responder.Message) { r.d.Wake() }
+	srv := httptest.NewServer(server.New(deps))
 	b.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
@@ -56,15 +73,20 @@ func startProduct(b *testing.B, model *modelServer) *product {
 	if err := st.CreateSession(context.Background(), s); err != nil {
 		b.Fatal(err)
 	}
-	return &product{srv: srv, cookie: "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token), userID: u.ID}
+	return &product{srv: srv, st: st, cookie: "better-auth.session_token=" + auth.Sign(deltaBenchSecret, s.Token), userID: u.ID}
 }
 
 // post sends a message as the dashboard does and returns its outbox id.
-func (p *product) post(b *testing.B, content string) string {
+func (p *product) post(b testing.TB, content string) string {
+	return p.postAs(b, p.cookie, content)
+}
+
+// postAs sends a message with the given session cookie.
+func (p *product) postAs(b testing.TB, cookie, content string) string {
 	body, _ := json.Marshal(map[string]any{"content": content})
 	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/api/responder/messages", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Cookie", p.cookie)
+	req.Header.Set("Cookie", cookie)
 	res, err := p.srv.Client().Do(req)
 	if err != nil {
 		b.Fatal(err)

@@ -334,6 +334,7 @@ func (d *Dispatcher) claimAll(ctx context.Context) (idle, claimed bool) {
 			return err == nil, claimed
 		}
 		claimed = true
+		d.publishRow(m, responder.StatusProcessing, m.LastError)
 		d.wg.Add(1)
 		d.m.inFlight.Inc()
 		go func() {

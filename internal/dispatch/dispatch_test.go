@@ -102,11 +102,13 @@ func happyPath(t *testing.T, st responder.Store) {
 				published = f.Event
 				continue
 			}
-			frame := f.Data.(map[string]any)
-			if frame["type"] != "messages:delta" {
-				t.Fatalf("frame %v", frame)
+			if f.Outbox != nil {
+				continue // the row's states (TestDispatcherPublishesRowStates)
 			}
-			deltas.WriteString(frame["data"].(map[string]any)["delta"].(string))
+			if f.Delta == nil || f.Delta.OutboxID != m.ID {
+				t.Fatalf("frame %+v", f)
+			}
+			deltas.WriteString(f.Delta.Text)
 		}
 		return published != nil
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/astra-app/astra/internal/julep"
 	"github.com/astra-app/astra/internal/responder"
+	"github.com/astra-app/astra/internal/stream"
 )
 
 // errExecTimeout ends following an execution that ran too long.
@@ -35,10 +36,29 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 	defer bg.Wait()
 	bgCtx, stopBg := context.WithCancel(fctx)
 	defer stopBg()
+	var relayed chan struct{} // closed when the relay has ended
 	if d.o.Hub != nil && !d.noDeltas.Load() {
+		relayed = make(chan struct{})
 		bg.Add(1)
-		go func() { defer bg.Done(); r.relayDeltas(bgCtx, execID) }()
+		go func() { defer bg.Done(); defer close(relayed); r.relayDeltas(bgCtx, execID) }()
 	}
+	// The terminal status can come before the relay has sent (or even
+	// read) the reply's deltas; stopping it then lost them all. So the
+	// relay is given until it has read the reply to its end (the engine
+	// keeps a finished run's deltas) before the answer is appended, which
+	// keeps every delta ahead of the final append.
+	defer func() {
+		if relayed == nil {
+			return
+		}
+		t := time.NewTimer(relayGrace)
+		defer t.Stop()
+		select {
+		case <-relayed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}()
 	if d.o.StillWorking > 0 {
 		// Counted before the timer exists: an Add in the callback could
 		// run while (or after) Wait runs, which panics or leaves the
@@ -152,6 +172,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// relayGrace bounds how long a terminal execution waits for its delta
+// relay to reach the end of the reply.
+const relayGrace = 5 * time.Second
+
 // errReplyDone ends the delta relay after the reply step.
 var errReplyDone = errors.New("reply step done")
 
@@ -165,10 +189,7 @@ func (r *row) relayDeltas(ctx context.Context, execID string) {
 		if dl.Delta == "" {
 			return errReplyDone
 		}
-		d.o.Hub.PublishTransient(r.m.UserID, map[string]any{
-			"type": "messages:delta",
-			"data": map[string]any{"outboxId": r.m.ID, "executionId": execID, "delta": dl.Delta, "index": dl.Index},
-		})
+		d.o.Hub.PublishDelta(r.m.UserID, stream.Delta{OutboxID: r.m.ID, ExecutionID: execID, Text: dl.Delta, Index: dl.Index})
 		return nil
 	})
 	switch {
@@ -181,6 +202,21 @@ func (r *row) relayDeltas(ctx context.Context, execID string) {
 	default:
 		d.log.Debug("delta stream ended", "execution_id", execID, "err", err)
 	}
+}
+
+// publishRow tells the person's sockets on this instance that their
+// message m is now in status (sockets elsewhere read it from the store
+// when the row's event reaches them: stream.Options.Rows).
+func (d *Dispatcher) publishRow(m *responder.Message, status responder.Status, lastError string) {
+	if d.o.Hub == nil {
+		return
+	}
+	row := *m
+	row.Status, row.LastError, row.UpdatedAt = status, lastError, d.o.Now()
+	if status == responder.StatusDelivered {
+		row.DeliveredAt = d.o.Now()
+	}
+	d.o.Hub.PublishOutbox(row)
 }
 
 // stillWorking tells the person, once per row, that the answer is coming.
@@ -279,6 +315,7 @@ func (r *row) deliver(ctx context.Context) error {
 	if err := inSpan(ctx, "outbox deliver", func(ctx context.Context) error { return r.d.o.Store.Deliver(ctx, r.m.ID, r.owner) }); err != nil {
 		return storeErr("deliver", err)
 	}
+	r.d.publishRow(r.m, responder.StatusDelivered, "")
 	r.d.log.InfoContext(ctx, "row delivered", append(rowAttrs(r.m), "took", r.d.o.Now().Sub(r.claimedAt).Round(time.Millisecond))...)
 	return nil
 }

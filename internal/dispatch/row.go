@@ -200,6 +200,7 @@ func (d *Dispatcher) settle(rowCtx context.Context, m *responder.Message, owner 
 			log.Warn("release failed; the lease will expire", "err", rerr)
 			return
 		}
+		d.publishRow(m, responder.StatusPending, trans.err.Error())
 		d.m.retries.Inc()
 		log.InfoContext(ctx, "released for a later attempt", "retry_at", retryAt, "err", trans.err)
 	}
@@ -239,6 +240,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 			log.Warn("deliver answered row; it stays leased and will be retried", "err", err)
 			return
 		}
+		d.publishRow(m, responder.StatusDelivered, "")
 		log.InfoContext(ctx, "row delivered: its answer was stored before the failure", "failure", reason)
 		return
 	}
@@ -258,6 +260,7 @@ func (d *Dispatcher) fail(ctx context.Context, m *responder.Message, owner, reas
 		log.Warn("fail row", "err", err)
 		return
 	}
+	d.publishRow(m, responder.StatusError, reason)
 	log.InfoContext(ctx, "row failed", "reason", reason)
 }
 

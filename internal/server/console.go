@@ -331,7 +331,7 @@ func (s *server) handleConsoleExecution(w http.ResponseWriter, r *http.Request) 
 		if m, err := s.Store.Message(ctx, ob); err == nil {
 			cm := consoleMessage{ID: m.ID, UserID: m.UserID, Content: m.Content, Status: string(responder.ParseStatus(string(m.Status))),
 				Attempts: m.Attempts, LastError: m.LastError, CreatedAt: m.CreatedAt}
-			cm.RetryOf, _ = m.Metadata["retryOf"].(string)
+			cm.RetryOf = retryOf(m)
 			cm.RerunOf, _ = m.Metadata["rerunOf"].(string)
 			if u, err := s.Store.UserByID(ctx, m.UserID); err == nil {
 				cm.UserEmail = u.Email

@@ -241,7 +241,18 @@ func readFrame(ctx context.Context, t testing.TB, c *websocket.Conn) frame {
 	return f
 }
 
+// tryReadFrame reads the next frame other than messages:outbox (the
+// message states, which most tests do not follow; readAnyFrame reads them).
 func tryReadFrame(ctx context.Context, c *websocket.Conn) (frame, error) {
+	for {
+		f, err := readAnyFrame(ctx, c)
+		if err != nil || f.Type != "messages:outbox" {
+			return f, err
+		}
+	}
+}
+
+func readAnyFrame(ctx context.Context, c *websocket.Conn) (frame, error) {
 	_, b, err := c.Read(ctx)
 	if err != nil {
 		return frame{}, err

@@ -128,6 +128,9 @@ func (s *server) handlePostMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(r.Context(), "message received", "outbox_id", m.ID, "user", m.UserID,
 		"request_id", httpobs.RequestID(r.Context()))
+	// Every tab of the person shows the message at once (this instance's
+	// sockets; other instances learn of it with its first event).
+	s.Hub.PublishOutbox(m)
 	if s.OnEnqueue != nil {
 		s.OnEnqueue(m)
 	}
@@ -150,6 +153,20 @@ type messageJSON struct {
 	RetryOf string `json:"retryOf,omitempty"`
 }
 
+func toMessageJSON(m *responder.Message) messageJSON {
+	return messageJSON{
+		ID: m.ID, Content: m.Content, CreatedAt: isoTime(m.CreatedAt),
+		Status: string(responder.ParseStatus(string(m.Status))), LastError: m.LastError, ExecutionID: m.ExecutionID,
+		RetryOf: retryOf(m),
+	}
+}
+
+// retryOf is the failed message m was sent again for, if any.
+func retryOf(m *responder.Message) string {
+	id, _ := m.Metadata["retryOf"].(string)
+	return id
+}
+
 func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 	id := auth.FromContext(r.Context())
 	msgs, err := s.Store.UserMessages(r.Context(), id.User.ID, listMessagesLimit)
@@ -158,13 +175,8 @@ func (s *server) handleListMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]messageJSON, 0, len(msgs))
-	for _, m := range msgs {
-		mj := messageJSON{
-			ID: m.ID, Content: m.Content, CreatedAt: isoTime(m.CreatedAt),
-			Status: string(responder.ParseStatus(string(m.Status))), LastError: m.LastError, ExecutionID: m.ExecutionID,
-		}
-		mj.RetryOf, _ = m.Metadata["retryOf"].(string)
-		out = append(out, mj)
+	for i := range msgs {
+		out = append(out, toMessageJSON(&msgs[i]))
 	}
 	encode(w, http.StatusOK, struct {
 		Messages []messageJSON `json:"messages"`

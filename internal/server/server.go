@@ -23,6 +23,7 @@ const (
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultMaxMessageBytes      = 64 << 10
 	DefaultSocketsPerUser       = 16
+	DefaultSocketFlush          = 20 * time.Millisecond
 )
 
 // Deps is everything the API needs; nil optional handlers are simply not
@@ -82,6 +83,10 @@ type Deps struct {
 	// SocketsPerUser caps one user's open sockets on this instance; a new
 	// socket beyond it closes the user's oldest. Default 16.
 	SocketsPerUser int
+	// SocketFlush paces a socket's writes: frames arriving within it of
+	// the socket's last write are sent together when it has passed (one
+	// write, a reply's deltas merged). Default 20ms; negative sends at once.
+	SocketFlush time.Duration
 }
 
 type server struct {
@@ -113,6 +118,9 @@ func New(deps Deps) http.Handler {
 	}
 	if deps.SocketsPerUser <= 0 {
 		deps.SocketsPerUser = DefaultSocketsPerUser
+	}
+	if deps.SocketFlush == 0 {
+		deps.SocketFlush = DefaultSocketFlush
 	}
 	if deps.Context == nil {
 		deps.Context = context.Background()

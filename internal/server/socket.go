@@ -47,6 +47,31 @@ type (
 		Type string    `json:"type"` // messages:append
 		Data eventJSON `json:"data"`
 	}
+	// deltaFrame is a reply's text while it is produced (an Astra
+	// addition): Delta holds Count consecutive fragments from Index on.
+	deltaFrame struct {
+		Type string    `json:"type"` // messages:delta
+		Data deltaJSON `json:"data"`
+	}
+	deltaJSON struct {
+		OutboxID    string `json:"outboxId"`
+		ExecutionID string `json:"executionId"`
+		Delta       string `json:"delta"`
+		Index       int    `json:"index"`
+		Count       int    `json:"count"`
+	}
+	// outboxFrame is the state of the person's messages (an Astra
+	// addition): each row as GET /api/responder/messages lists it.
+	outboxFrame struct {
+		Type string       `json:"type"` // messages:outbox
+		Data []outboxJSON `json:"data"`
+	}
+	// outboxJSON is a row as GET /api/responder/messages lists it, plus
+	// updatedAt, which orders a row's states (a client keeps the newest).
+	outboxJSON struct {
+		messageJSON
+		UpdatedAt string `json:"updatedAt"`
+	}
 	resumeFrame struct {
 		Type  string `json:"type"` // messages:resume
 		After string `json:"after"`
@@ -65,6 +90,10 @@ type (
 		After string `json:"after"`
 	}
 )
+
+func toOutboxJSON(m *responder.Message) outboxJSON {
+	return outboxJSON{toMessageJSON(m), isoTime(m.UpdatedAt)}
+}
 
 func toEventJSON(e *responder.Event) eventJSON {
 	return eventJSON{ID: e.ID, Role: e.Role, Content: e.Content, CreatedAt: isoTime(e.CreatedAt), Metadata: e.Metadata}
@@ -124,7 +153,8 @@ func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after := r.URL.Query().Get("after")
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // checkOrigin already ran, with our own rules
 	})
 	if err != nil {
@@ -137,6 +167,7 @@ func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		userID:    id.User.ID,
 		token:     token,
 		expiresAt: id.Session.ExpiresAt,
+		out:       sb.out,
 	}
 	c.serve(after)
 }
@@ -149,6 +180,7 @@ func (s *server) handleSocket(w http.ResponseWriter, r *http.Request) {
 type socket struct {
 	srv       *server
 	ws        *websocket.Conn
+	out       *corkWriter // the connection under ws's buffer, for batched writes
 	userID    string
 	token     string
 	expiresAt time.Time
@@ -165,7 +197,9 @@ type socket struct {
 	lastID string
 	known  bool
 
-	pending      atomic.Int32 // wake-ups not yet handled by a writer; >0 while one runs
+	pending      atomic.Int32                  // wake-ups not yet handled by a writer; >0 while one runs
+	lastFlush    time.Time                     // when the writer last wrote live frames; only the writer touches it
+	hurry        atomic.Pointer[chan struct{}] // set while the writer paces: a send ends the wait
 	closing      atomic.Bool
 	pingTimer    *time.Timer
 	authTimer    *time.Timer
@@ -310,6 +344,19 @@ func (c *socket) replay(ctx context.Context, after string) error {
 			}
 		}
 	}
+	// Then the state of the person's latest messages: a tab that was away
+	// (or is new) learns what it missed without polling.
+	rows, err := c.srv.Store.UserMessages(ctx, c.userID, listMessagesLimit)
+	if err != nil {
+		return err
+	}
+	out := outboxFrame{"messages:outbox", make([]outboxJSON, len(rows))}
+	for i := range rows {
+		out.Data[i] = toOutboxJSON(&rows[i])
+	}
+	if err := c.writeLocked(ctx, out); err != nil {
+		return err
+	}
 	switch {
 	case len(history) > 0:
 		c.sent(&history[len(history)-1])
@@ -358,20 +405,63 @@ func (c *socket) wake(sub *stream.Subscription) {
 	}
 	if c.pending.Add(1) == 1 {
 		go c.flush()
+		return
+	}
+	if h := c.hurry.Load(); h != nil && sub.Crowded() {
+		select {
+		case *h <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pace waits out the rest of the flush interval since the last write,
+// unless the queue fills up meanwhile (the hub wakes the socket again at
+// half full, and wake hurries the writer).
+func (c *socket) pace() {
+	wait := c.srv.SocketFlush - time.Since(c.lastFlush)
+	if wait <= 0 {
+		return
+	}
+	ch := make(chan struct{}, 1)
+	c.hurry.Store(&ch)
+	defer c.hurry.Store(nil)
+	c.wmu.Lock() // a resume replaces sub
+	crowded := c.sub != nil && c.sub.Crowded()
+	c.wmu.Unlock()
+	if crowded {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ch:
 	}
 }
 
 // flush writes live frames until none are left. The pending counter makes
 // sure a wake-up that lands while it is finishing is not lost.
+//
+// Writes are paced: frames that arrive within SocketFlush of the last write
+// wait for the rest of it, then go out together, a reply's consecutive
+// deltas merged, in one write to the connection. A frame arriving after a
+// quiet spell goes out at once.
 func (c *socket) flush() {
 	ctx := context.Background()
 	for {
+		c.pace()
 		n := c.pending.Load()
 		c.wmu.Lock()
 		frames, over := c.sub.Drain()
 		var err error
 		if !over {
-			err = c.writeLive(ctx, frames)
+			c.out.cork(c.srv.WriteTimeout)
+			err = c.writeLive(ctx, stream.Merge(frames))
+			if uerr := c.out.uncork(); err == nil {
+				err = uerr
+			}
+			c.lastFlush = time.Now()
 		}
 		c.wmu.Unlock()
 		if over {
@@ -392,9 +482,9 @@ func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
 	for _, f := range frames {
 		var err error
 		if f.Event != nil {
-			err = c.writeEvent(ctx, f.Event)
+			err = c.writeEvent(ctx, f)
 		} else {
-			err = c.writeLocked(ctx, f.Data)
+			err = c.writeFrame(ctx, f)
 		}
 		if err != nil {
 			return err
@@ -408,7 +498,8 @@ func (c *socket) writeLive(ctx context.Context, frames []stream.Frame) error {
 // one it holds back, or the hub dropped one as out of order) first brings
 // the events between from the store: a user's numbers are visible in
 // order, so the store has them. Called with wmu held.
-func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
+func (c *socket) writeEvent(ctx context.Context, f stream.Frame) error {
+	e := f.Event
 	p := e.Position()
 	if !c.known && e.ID == c.lastID {
 		// The event the client resumed after, repeated by a feed: it
@@ -420,23 +511,54 @@ func (c *socket) writeEvent(ctx context.Context, e *responder.Event) error {
 		return nil
 	}
 	if !c.known || (p.Seq > 0 && p.Seq != c.last.Seq+1) {
-		if err := c.catchUp(ctx); err != nil {
+		if err := c.catchUp(ctx, p); err != nil {
 			return err
 		}
 		if c.known && p.Compare(c.last) <= 0 {
 			return nil
 		}
 	}
-	if err := c.writeAppend(ctx, e); err != nil {
+	if err := c.writeFrame(ctx, f); err != nil {
 		return err
 	}
 	c.sent(e)
 	return nil
 }
 
-// catchUp sends every event after the last one sent, from the store.
-// Called with wmu held.
-func (c *socket) catchUp(ctx context.Context) error {
+// encodeFrame is a live frame's wire form; stream.Frame.Encoded calls it
+// once per publish, for every socket the publish reached.
+func encodeFrame(f stream.Frame) ([]byte, error) {
+	switch {
+	case f.Event != nil:
+		return json.Marshal(appendFrame{"messages:append", toEventJSON(f.Event)})
+	case f.Outbox != nil:
+		return json.Marshal(outboxFrame{"messages:outbox", []outboxJSON{toOutboxJSON(f.Outbox)}})
+	case f.Delta != nil:
+		d := f.Delta
+		return json.Marshal(deltaFrame{"messages:delta", deltaJSON{
+			OutboxID: d.OutboxID, ExecutionID: d.ExecutionID, Delta: d.Text, Index: d.Index, Count: max(d.Count, 1)}})
+	default:
+		return json.Marshal(f.Data)
+	}
+}
+
+// writeFrame sends a live frame's shared bytes. Called with wmu held.
+func (c *socket) writeFrame(ctx context.Context, f stream.Frame) error {
+	b, err := f.Encoded(encodeFrame)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// catchUp sends the events after the last one sent up to upTo, from the
+// store. Not beyond: an event committed since is published after its
+// commit, and whatever its writer published before it (a reply's deltas
+// before its answer) is still queued behind the frame being written, so
+// sending it now would put it ahead of them. Called with wmu held.
+func (c *socket) catchUp(ctx context.Context, upTo responder.Position) error {
 	rctx, cancel := context.WithTimeout(ctx, c.srv.WriteTimeout)
 	evs, err := c.eventsAfter(rctx, c.lastID)
 	cancel()
@@ -444,6 +566,9 @@ func (c *socket) catchUp(ctx context.Context) error {
 		return fmt.Errorf("read the events after %s: %w", c.lastID, err)
 	}
 	for i := range evs {
+		if evs[i].Position().Compare(upTo) > 0 {
+			break
+		}
 		if err := c.writeAppend(ctx, &evs[i]); err != nil {
 			return err
 		}
@@ -571,11 +696,17 @@ const (
 // onto the bare connection, so bytes left in an underlying io.MultiReader
 // were dropped, and a frame the client wrote right after the handshake lost
 // its head ("unexpected rsv bits", 1002).
-type smallBuffers struct{ http.ResponseWriter }
+//
+// Writes go through a corkWriter, so the socket can hold the frames of one
+// flush and send them in one write.
+type smallBuffers struct {
+	http.ResponseWriter
+	out *corkWriter // set by Hijack
+}
 
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -597,7 +728,87 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(conn, socketReadBuffer)
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, socketWriteBuffer)), nil
+	w.out = &corkWriter{conn: conn}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.out, socketWriteBuffer)), nil
+}
+
+// corkWriter passes writes to the connection, except while corked: then it
+// collects them (whole WebSocket frames, as coder/websocket flushes each)
+// and uncork sends them in one write. Control frames written meanwhile by
+// other goroutines (pong, ping, close) join the batch in their order. Its
+// buffer comes from a pool and goes back after each batch, so an idle
+// socket holds none.
+type corkWriter struct {
+	conn    net.Conn
+	mu      sync.Mutex
+	corked  bool
+	timeout time.Duration
+	buf     *[]byte
+}
+
+var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// corkMax bounds what a corked writer holds: a batch larger than this
+// goes out in several writes, so a flush of big frames costs no more memory
+// than this.
+const corkMax = 32 << 10
+
+func (w *corkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.corked {
+		return w.conn.Write(p)
+	}
+	if w.buf != nil && len(*w.buf)+len(p) > corkMax {
+		if err := w.send(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) > corkMax {
+		return w.conn.Write(p) // the batch so far is out: order is kept
+	}
+	if w.buf == nil {
+		w.buf = corkBuffers.Get().(*[]byte)
+	}
+	*w.buf = append(*w.buf, p...)
+	return len(p), nil
+}
+
+// cork makes writes collect until uncork; a write to the connection
+// meanwhile (a batch over corkMax) must be done within timeout.
+func (w *corkWriter) cork(timeout time.Duration) {
+	w.mu.Lock()
+	w.corked, w.timeout = true, timeout
+	w.mu.Unlock()
+}
+
+// uncork sends what was collected.
+func (w *corkWriter) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked = false
+	return w.send()
+}
+
+// send writes the collected bytes, within the timeout, and gives the
+// buffer back. Called with mu held.
+func (w *corkWriter) send() error {
+	if w.buf == nil {
+		return nil
+	}
+	b := w.buf
+	w.buf = nil
+	defer func() {
+		*b = (*b)[:0]
+		corkBuffers.Put(b)
+	}()
+	if len(*b) == 0 {
+		return nil
+	}
+	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	_, err := w.conn.Write(*b)
+	_ = w.conn.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // headerHasToken reports whether a comma-separated header lists token.

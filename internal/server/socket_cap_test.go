@@ -26,7 +26,7 @@ func TestSocketCapClosesTheUsersOldest(t *testing.T) {
 		mine = append(mine, c)
 	}
 	for i, c := range mine[:2] {
-		_, _, err := c.Read(ctx)
+		_, err := tryReadFrame(ctx, c)
 		var ce websocket.CloseError
 		if !asCloseError(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != tooManySockets {
 			t.Errorf("socket %d: %v, want close 1008 %q", i, err, tooManySockets)

@@ -274,6 +274,11 @@ func TestSlowSocketIsClosedWhileAFastOneReceives(t *testing.T) {
 		c.hub.Buffer = 8
 		c.deps.WriteTimeout = 500 * time.Millisecond
 		c.smallBuffers = true
+		// No pacing: the fast client reads each frame before the next is
+		// published, so paced writes would stretch the run past the
+		// write timeout, which then closes the slow socket before its
+		// queue overflows.
+		c.deps.SocketFlush = -1
 	})
 	ctx := testCtx(t)
 	u := e.newUser("Ada")
@@ -337,7 +342,7 @@ func TestSocketClosesWhenTheSessionIsRevokedOrExpires(t *testing.T) {
 	if err := e.store.DeleteSession(ctx, u.session.Token); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := c.Read(ctx)
+	_, err := tryReadFrame(ctx, c)
 	if s := websocket.CloseStatus(err); s != websocket.StatusPolicyViolation {
 		t.Errorf("after revoking the session: %v (status %v), want close 1008", err, s)
 	}
@@ -353,7 +358,7 @@ func TestSocketClosesWhenTheSessionIsRevokedOrExpires(t *testing.T) {
 	short := e2.newSession(u2.ID, time.Now().Add(1500*time.Millisecond))
 	c2 := e2.mustDial(ctx, cookieFor(short.Token), "")
 	readFrame(ctx, t, c2)
-	_, _, err = c2.Read(ctx)
+	_, err = tryReadFrame(ctx, c2)
 	if s := websocket.CloseStatus(err); s != websocket.StatusPolicyViolation {
 		t.Errorf("after the session expired: %v (status %v), want close 1008", err, s)
 	}
@@ -368,7 +373,7 @@ func TestSocketClosesOnShutdown(t *testing.T) {
 	c := e.mustDial(ctx, u.withCookie(), "")
 	readFrame(ctx, t, c)
 	stop()
-	_, _, err := c.Read(ctx)
+	_, err := tryReadFrame(ctx, c)
 	if s := websocket.CloseStatus(err); s != websocket.StatusGoingAway {
 		t.Errorf("on shutdown: %v, want close 1001", err)
 	}

@@ -4,9 +4,12 @@
 package stream
 
 import (
+	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/astra-app/astra/internal/responder"
 )
@@ -20,15 +23,92 @@ type Options struct {
 	// overflowed (its consumer cannot keep up). Default 256.
 	Buffer int
 	Logger *slog.Logger
+	// Rows, when set, is read for the state of an outbox row whose event
+	// a subscription took, and that state is published (PublishOutbox).
+	// An instance whose rows are worked by a dispatcher in another process
+	// sets it: that dispatcher's state changes reach it as their events.
+	Rows responder.Outbox
 }
 
-// Frame is one thing a subscription delivers: a stored event, or a
-// transient frame (not stored, sent to the socket as is).
+// Frame is one thing a subscription delivers: a stored event, a reply's
+// text fragment, or a transient frame (not stored, sent to the socket as is).
 type Frame struct {
 	// Event is a stored event; shared by every subscriber, so read-only.
 	Event *responder.Event
-	// Data is a transient frame when Event is nil.
+	// Delta is a fragment of a reply being produced.
+	Delta *Delta
+	// Outbox is the current state of one of the user's outbox rows (their
+	// message: pending, processing, delivered, error).
+	Outbox *responder.Message
+	// Data is any other transient frame when Event, Delta and Outbox are nil.
 	Data any
+
+	// enc is the frame's wire encoding, made once by the first consumer
+	// that needs it and shared by every subscription the publish reached.
+	enc *encoding
+}
+
+// Delta is a fragment of a reply's text, relayed while it is produced.
+// Index numbers the fragments of one execution; Count is how many
+// consecutive fragments Text holds (1 unless merged, see Merge).
+type Delta struct {
+	OutboxID    string
+	ExecutionID string
+	Text        string
+	Index       int
+	Count       int
+}
+
+type encoding struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// Encoded returns the frame's bytes: encode's result, computed once per
+// publish however many sockets send it.
+func (f Frame) Encoded(encode func(Frame) ([]byte, error)) ([]byte, error) {
+	if f.enc == nil {
+		return encode(f)
+	}
+	f.enc.once.Do(func() { f.enc.b, f.enc.err = encode(f) })
+	return f.enc.b, f.enc.err
+}
+
+// Merge joins runs of consecutive deltas of one reply into one delta each
+// (its Text the run's texts in order, Index the first's, Count their
+// number), so a consumer that fell behind sends a reply's backlog as one
+// frame. Other frames, and their order, are kept. A merged frame has its
+// own encoding (its bytes are not shared).
+func Merge(frames []Frame) []Frame {
+	out := frames[:0:0]
+	for i := 0; i < len(frames); i++ {
+		f := frames[i]
+		if f.Delta == nil {
+			out = append(out, f)
+			continue
+		}
+		j := i + 1
+		next := f.Delta.Index + max(f.Delta.Count, 1)
+		for j < len(frames) && frames[j].Delta != nil && frames[j].Delta.OutboxID == f.Delta.OutboxID &&
+			frames[j].Delta.ExecutionID == f.Delta.ExecutionID && frames[j].Delta.Index == next {
+			next += max(frames[j].Delta.Count, 1)
+			j++
+		}
+		if j == i+1 {
+			out = append(out, f)
+			continue
+		}
+		var b strings.Builder
+		for _, g := range frames[i:j] {
+			b.WriteString(g.Delta.Text)
+		}
+		m := *f.Delta
+		m.Text, m.Count = b.String(), next-f.Delta.Index
+		out = append(out, Frame{Delta: &m})
+		i = j - 1
+	}
+	return out
 }
 
 // Hub is a per-user fan-out of frames to subscriptions. It is safe for
@@ -43,6 +123,7 @@ type Frame struct {
 type Hub struct {
 	buffer int
 	log    *slog.Logger
+	rows   responder.Outbox
 
 	mu    sync.RWMutex
 	users map[string][]*Subscription
@@ -64,6 +145,7 @@ func NewHub(opts Options) *Hub {
 	return &Hub{
 		buffer: opts.Buffer,
 		log:    opts.Logger,
+		rows:   opts.Rows,
 		users:  make(map[string][]*Subscription),
 	}
 }
@@ -127,20 +209,41 @@ func (h *Hub) PublishEvent(e responder.Event) {
 		return
 	}
 	h.published.Add(1)
-	h.fanOut(e.UserID, Frame{Event: &e})
+	if h.fanOut(e.UserID, Frame{Event: &e, enc: &encoding{}}) && h.rows != nil && e.OutboxID != "" {
+		go h.readRow(e)
+	}
+}
+
+// PublishOutbox sends the state of one of the user's outbox rows to their
+// subscriptions (not stored, not deduplicated: a state is idempotent).
+func (h *Hub) PublishOutbox(m responder.Message) {
+	h.fanOut(m.UserID, Frame{Outbox: &m, enc: &encoding{}})
+}
+
+// PublishDelta sends a reply's text fragment to userID's subscriptions.
+// Like a transient frame it is not stored nor replayed.
+func (h *Hub) PublishDelta(userID string, d Delta) {
+	if d.Count <= 0 {
+		d.Count = 1
+	}
+	h.fanOut(userID, Frame{Delta: &d, enc: &encoding{}})
 }
 
 // PublishTransient sends a frame that is not stored (e.g. token deltas) to
 // userID's subscriptions. It is not deduplicated and not replayed on resume.
 func (h *Hub) PublishTransient(userID string, frame any) {
-	h.fanOut(userID, Frame{Data: frame})
+	h.fanOut(userID, Frame{Data: frame, enc: &encoding{}})
 }
 
-func (h *Hub) fanOut(userID string, f Frame) {
+// fanOut pushes f to userID's subscriptions and reports whether one took
+// it (queued it as new).
+func (h *Hub) fanOut(userID string, f Frame) (taken bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, s := range h.users[userID] {
 		switch s.push(f) {
+		case pushQueued:
+			taken = true
 		case pushOverflowed:
 			h.overflows.Add(1)
 			h.log.Warn("stream subscriber overflowed", "user", userID, "buffer", h.buffer)
@@ -148,6 +251,7 @@ func (h *Hub) fanOut(userID string, f Frame) {
 			h.duplicates.Add(1)
 		}
 	}
+	return taken
 }
 
 // Subscription is one consumer's bounded queue of frames. A consumer is
@@ -209,7 +313,10 @@ func (s *Subscription) push(f Frame) pushResult {
 		res = pushOverflowed
 	} else {
 		s.frames = append(s.frames, f)
-		if len(s.frames) > 1 {
+		// The consumer is woken when the queue stops being empty, and
+		// again when it is half full: one that paces its writes then
+		// hurries instead of overflowing.
+		if n := len(s.frames); n > 1 && n != s.max/2 {
 			s.mu.Unlock()
 			return res
 		}
@@ -280,6 +387,17 @@ func (s *Subscription) Drain() (frames []Frame, overflowed bool) {
 	return frames, s.overflowed
 }
 
+// Len is how many frames are waiting.
+func (s *Subscription) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.frames)
+}
+
+// Crowded reports whether the queue is half full or more: its consumer
+// should drain it now rather than wait for more.
+func (s *Subscription) Crowded() bool { return s.Len() >= s.max/2 }
+
 // Pending reports whether frames are waiting.
 func (s *Subscription) Pending() bool {
 	s.mu.Lock()
@@ -305,4 +423,32 @@ func (s *Subscription) Close() {
 	s.closed, s.frames, s.notify = true, nil, nil
 	s.mu.Unlock()
 	s.hub.unsubscribe(s)
+}
+
+// readRow publishes the state of the outbox row e belongs to. A
+// dispatcher appends a row's answer (or its error) before it marks the row,
+// so while the row does not show the outcome yet it is read again, a few
+// times, with backoff.
+func (h *Hub) readRow(e responder.Event) {
+	outcome := e.Role == responder.RoleAssistant || e.Metadata["error"] == true
+	delay := 50 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m, err := h.rows.Message(ctx, e.OutboxID)
+		cancel()
+		switch {
+		case err != nil:
+			if !responder.IsNotFound(err) {
+				h.log.Warn("read outbox row for the stream", "outbox_id", e.OutboxID, "err", err)
+			}
+			return
+		case m.UserID != e.UserID:
+			return
+		case !outcome || m.Status.Terminal() || try >= 6:
+			h.PublishOutbox(*m)
+			return
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
 }

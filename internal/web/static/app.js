@@ -237,7 +237,6 @@
     updateComposer();
     $("composer").focus();
     connect();
-    poll();
     // console.js (operators) listens for these.
     document.dispatchEvent(new CustomEvent("astra:signed-in", { detail: user }));
   }
@@ -284,6 +283,7 @@
     state.ws = ws;
     ws.onopen = () => {
       if (state.ws !== ws) return;
+      clearTimeout(state.pollTimer); // the socket pushes the states from here
       state.attempt = 0;
       setConn("live");
       showError($("app-error"), "");
@@ -306,6 +306,7 @@
       if (state.ws !== ws) return;
       state.ws = null;
       clearInterval(state.heartbeatTimer);
+      poll(); // states keep coming while the socket is away
       scheduleReconnect();
     };
     // onerror is always followed by onclose, which reconnects.
@@ -358,14 +359,17 @@
       case "messages:init":
         for (const e of Array.isArray(f.data) ? f.data : []) addEvent(e, false);
         render();
-        poll();
         break;
       case "messages:append":
         if (f.data) {
-          const added = addEvent(f.data, true);
+          addEvent(f.data, true);
           render();
-          if (added) poll();
         }
+        break;
+      case "messages:outbox":
+        // The state of the person's messages, pushed by the server (after
+        // init and resume, and at every change): no polling while live.
+        if (Array.isArray(f.data)) mergeOutbox(f.data);
         break;
       case "messages:delta":
         if (f.data) onDelta(f.data);
@@ -418,6 +422,9 @@
     }
     const i = Number.isInteger(d.index) && d.index >= 0 ? d.index : s.chunks.length;
     s.chunks[i] = d.delta; // a repeated index replaces, so a resent delta does not duplicate text
+    // A merged delta holds `count` fragments from `index` on: their slots are filled.
+    const n = Number.isInteger(d.count) && d.count > 1 ? Math.min(d.count, 100000) : 1;
+    for (let k = 1; k < n; k++) s.chunks[i + k] = "";
     if (!s.node) {
       s.node = el("li", { class: "msg assistant streaming", "aria-busy": "true",
         dataset: { testid: "message-streaming", outboxId: ob, role: "assistant" } },
@@ -619,10 +626,29 @@
 
   // ---------- sent messages: status polling ----------
 
+  // live reports whether the socket is open: the server then pushes every
+  // state change (messages:outbox), and nothing is polled.
+  const live = () => !!state.ws && state.ws.readyState === WebSocket.OPEN;
+
+  // mergeOutbox takes rows as GET /api/responder/messages lists them.
+  function mergeOutbox(rows) {
+    for (const m of rows) {
+      if (!m || !m.id) continue;
+      // States can arrive out of order (the socket and a poll, two
+      // publishers): an older one never replaces a newer one.
+      const cur = state.outbox.get(m.id);
+      if (cur && cur.updatedAt && m.updatedAt && m.updatedAt < cur.updatedAt) continue;
+      state.outbox.set(m.id, { ...state.outbox.get(m.id), ...m, status: normStatus(m.status) });
+    }
+    render();
+    for (const ob of state.openPanels) loadExecution(ob, false);
+  }
+
   // poll reads the caller's outbox rows now, then again while any is not
-  // terminal. Overlapping calls collapse into one.
+  // terminal, only while the socket is not live. Overlapping calls
+  // collapse into one.
   async function poll() {
-    if (state.stopped || state.polling) return;
+    if (state.stopped || state.polling || live()) return;
     state.polling = true;
     clearTimeout(state.pollTimer);
     try {
@@ -631,20 +657,13 @@
         await showSignIn("Your session has ended. Please sign in again.");
         return;
       }
-      if (res.ok && Array.isArray(res.body.messages)) {
-        for (const m of res.body.messages) {
-          if (!m || !m.id) continue;
-          state.outbox.set(m.id, { ...state.outbox.get(m.id), ...m, status: normStatus(m.status) });
-        }
-        render();
-        for (const ob of state.openPanels) loadExecution(ob, false);
-      }
+      if (res.ok && Array.isArray(res.body.messages)) mergeOutbox(res.body.messages);
     } catch {
       // Try again on the next tick.
     } finally {
       state.polling = false;
     }
-    if (state.stopped) return;
+    if (state.stopped || live()) return;
     const waiting = [...state.outbox.values()].some((m) => !isTerminal(m.status));
     if (waiting) state.pollTimer = setTimeout(poll, POLL_MS);
   }
@@ -853,7 +872,8 @@
       const row = res.body.message || res.body;
       if (row && row.id) {
         state.localSent.add(row.id);
-        state.outbox.set(row.id, {
+        // The socket may have brought this row, and newer states, already.
+        if (!state.outbox.has(row.id)) state.outbox.set(row.id, {
           id: row.id, content: row.content || content, createdAt: row.createdAt || new Date().toISOString(),
           status: normStatus(row.status), retryOf: metadata && metadata.retryOf,
         });
