@@ -227,8 +227,9 @@ func (c *toGo) value(v starlark.Value, depth int) (any, error) {
 		if i, ok := x.Int64(); ok {
 			return i, nil
 		}
-		f, _ := new(big.Float).SetInt(x.BigInt()).Float64()
-		return f, nil
+		// Python ints are exact at any size (2 ** 64); json.Number keeps the
+		// digits through JSON.
+		return json.Number(x.String()), nil
 	case starlark.Float:
 		f := float64(x)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
