@@ -135,6 +135,10 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 		}
 	case *stepList:
 		return getAttr(nil, x.list, name)
+	case *starlark.Builtin:
+		if x.Name() == "dict" && name == "fromkeys" {
+			return dictFromkeys, nil
+		}
 	case starlark.HasAttrs:
 		a, err := x.Attr(name)
 		if err != nil {
@@ -226,8 +230,70 @@ func fnMul(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []sta
 	return starlark.Binary(syntax.STAR, x, y)
 }
 
+// fnIndex is x[k]. Strings index by code point, as in Python.
+func fnIndex(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x, k := args[0], boolToInt(args[1])
+	if s, ok := x.(starlark.String); ok && !isASCII(string(s)) {
+		x = chars(s)
+	}
+	switch v := x.(type) {
+	case starlark.Mapping:
+		r, found, err := v.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("key %s not in %s", k.String(), x.Type())
+		}
+		return r, nil
+	case starlark.Indexable:
+		var i int
+		if err := starlark.AsInt(k, &i); err != nil {
+			return nil, fmt.Errorf("%s indices must be integers, not %s", pyTypeName(args[0]), k.Type())
+		}
+		n := v.Len()
+		if i < 0 {
+			i += n
+		}
+		if i < 0 || i >= n {
+			return nil, fmt.Errorf("%s index out of range", pyTypeName(args[0]))
+		}
+		return v.Index(i), nil
+	}
+	return nil, fmt.Errorf("'%s' object is not subscriptable", pyTypeName(args[0]))
+}
+
+func pyTypeName(v starlark.Value) string {
+	if _, ok := v.(starlark.String); ok {
+		return "str"
+	}
+	return typeName(v)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func fnSlice(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x := args[0]
+	if s, ok := x.(starlark.String); ok && !isASCII(string(s)) {
+		// Python slices code points; slice the characters and rejoin.
+		r, err := fnSlice(t, nil, starlark.Tuple{chars(s), args[1], args[2], args[3]}, nil)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		l := r.(*starlark.List)
+		for i := 0; i < l.Len(); i++ {
+			b.WriteString(string(l.Index(i).(starlark.String)))
+		}
+		return starlark.String(b.String()), nil
+	}
 	if s, ok := x.(*stepList); ok {
 		x = s.list
 	}
@@ -399,6 +465,52 @@ func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
 		}
 		return guarded(t, est, nil, args, kw, func() (starlark.Value, error) { return b.CallInternal(t, args, kw) })
 	})
+}
+
+var dictFromkeys = starlark.NewBuiltin("fromkeys", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var keysV starlark.Value
+	var v starlark.Value = starlark.None
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &keysV, &v); err != nil {
+		return nil, err
+	}
+	if s, ok := keysV.(starlark.String); ok {
+		keysV = chars(s)
+	}
+	keys, ok := keysV.(starlark.Iterable)
+	if !ok {
+		return nil, fmt.Errorf("'%s' object is not iterable", keysV.Type())
+	}
+	if err := budgetOf(t).reserve(mulSat(entryBytes, int64(max(starlark.Len(keys), 0))), "dict"); err != nil {
+		return nil, err
+	}
+	d := starlark.NewDict(0)
+	it := keys.Iterate()
+	defer it.Done()
+	var k starlark.Value
+	for it.Next(&k) {
+		if err := d.SetKey(k, v); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+})
+
+// fnEq is == and != with Python's bools equal to 1 and 0.
+func fnEq(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x, y := args[0], args[1]
+	_, xb := x.(starlark.Bool)
+	_, yb := y.(starlark.Bool)
+	if xb != yb {
+		x, y = boolToInt(x), boolToInt(y)
+	}
+	eq, err := starlark.Equal(x, y)
+	if err != nil {
+		return nil, err
+	}
+	if b.Name() == "!=" {
+		return starlark.Bool(!eq), nil
+	}
+	return starlark.Bool(eq), nil
 }
 
 // fnDictMerge builds {**a, 'k': v, **b}: later keys win, as in Python.
@@ -1078,7 +1190,26 @@ func initStrExtras() {
 			if err := budgetOf(t).reserve(n, "string"); err != nil {
 				return nil, err
 			}
-			return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
+			// Python pads each tab to the next multiple of tabsize within its line.
+			var out strings.Builder
+			col := 0
+			for _, r := range s {
+				switch r {
+				case '\t':
+					if size > 0 {
+						pad := size - col%size
+						out.WriteString(strings.Repeat(" ", pad))
+						col += pad
+					}
+				case '\n', '\r':
+					out.WriteRune(r)
+					col = 0
+				default:
+					out.WriteRune(r)
+					col++
+				}
+			}
+			return starlark.String(out.String()), nil
 		}),
 	}
 }
@@ -1204,6 +1335,9 @@ func init() {
 		"__dict":  starlark.NewBuiltin("dict", fnDict),
 
 		"__iter":   starlark.NewBuiltin("iter", fnIter),
+		"__index":  starlark.NewBuiltin("index", fnIndex),
+		"__eq":     starlark.NewBuiltin("==", fnEq),
+		"__ne":     starlark.NewBuiltin("!=", fnEq),
 		"__dmerge": starlark.NewBuiltin("dict display", fnDictMerge),
 		"__lcat":   starlark.NewBuiltin("list display", fnListCat),
 		"abs":      u("abs"), "bool": u("bool"),

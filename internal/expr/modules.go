@@ -79,13 +79,15 @@ func modules() starlark.StringDict {
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		if err := enc.Encode(g); err != nil {
+		if len(args) > 1 || len(kw) > 0 {
+			// Julep's dump(value) takes the value alone.
+			return nil, fmt.Errorf("%s() takes 1 positional argument", b.Name())
+		}
+		out, err := pyYAMLDump(g)
+		if err != nil {
 			return nil, err
 		}
-		return starlark.String(buf.String()), nil
+		return charge(t, starlark.String(out))
 	})
 	extractJSON := fn("extract_json", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		s, err := oneString(b.Name(), args, kw)
@@ -121,7 +123,14 @@ func modules() starlark.StringDict {
 		})
 	}
 	mathMembers["log10"] = wrapDomain(domain("log10", math.Log10))
-	mathMembers["log2"] = wrapDomain(domain("log2", math.Log2))
+	mathMembers["log2"] = wrapDomain(domain("log2", func(x float64) float64 {
+		// C's log2, which Python calls, is exact for powers of two and
+		// otherwise agrees with log10(x)/log10(2) where Go's Log2 is an ulp off.
+		if frac, exp := math.Frexp(x); frac == 0.5 {
+			return float64(exp - 1)
+		}
+		return math.Log10(x) / math.Log10(2)
+	}))
 	mathMembers["isnan"] = floatFn("isnan", func(x float64) starlark.Value { return starlark.Bool(math.IsNaN(x)) })
 	mathMembers["isinf"] = floatFn("isinf", func(x float64) starlark.Value { return starlark.Bool(math.IsInf(x, 0)) })
 	mathMembers["isfinite"] = floatFn("isfinite", func(x float64) starlark.Value { return starlark.Bool(!math.IsInf(x, 0) && !math.IsNaN(x)) })
@@ -194,7 +203,8 @@ func modules() starlark.StringDict {
 		"random":     randomModule(),
 		"time":       timeModule(),
 		"datetime":   datetimeModule(),
-		"urllib": module("urllib", starlark.StringDict{"parse": module("parse", starlark.StringDict{
+		"csv":        csvModule(),
+		"urllib": module("urllib", starlark.StringDict{"parse": module("parse", urlParseMembers(starlark.StringDict{
 			"quote": fn("quote", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 				var s string
 				safe := "/"
@@ -238,7 +248,7 @@ func modules() starlark.StringDict {
 				}
 				return starlark.String(strings.Join(parts, "&")), nil
 			}),
-		})}),
+		}))}),
 	}
 }
 
@@ -961,11 +971,27 @@ func timeModule() *starlarkstruct.Module {
 		}),
 		"strftime": starlark.NewBuiltin("strftime", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			var f string
-			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f); err != nil {
+			var tv starlark.Value
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f, &tv); err != nil {
 				return nil, err
 			}
-			out, err := strftime(time.Now().UTC(), f)
+			when := time.Now().UTC()
+			if len(args) > 1 {
+				t, ok := timeOf(args[1])
+				if !ok {
+					return nil, fmt.Errorf("strftime: Tuple or struct_time argument required")
+				}
+				when = t
+			}
+			out, err := strftime(when, f)
 			return starlark.String(out), err
+		}),
+		"strptime": starlark.NewBuiltin("strptime", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			v, err := dtStrptime.CallInternal(t, args, kw)
+			if err != nil {
+				return nil, err
+			}
+			return structTime(v.(*datetimeValue).t), nil
 		}),
 	})
 }
