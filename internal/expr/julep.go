@@ -35,7 +35,23 @@ var julepAllowedNames = map[string]bool{
 // operator. Like Julep, it looks only at strings that are `$ ` expressions
 // after backwards_compatibility (including "{{ }}" templates); a plain
 // f-string body is not checked. The messages are Julep's, sorted.
-func JulepRefusals(s string) []string {
+func JulepRefusals(s string) []string { return julepRefusals(s, true) }
+
+// julepRuntimeNames are the names Julep's evaluator has at run time beyond
+// the validator's set: prepare_for_step's dump of the step context
+// (execution input fields and secrets).
+var julepRuntimeNames = map[string]bool{
+	"agent": true, "task": true, "execution": true, "secrets": true, "user": true, "session": true,
+	"arguments": true, "agent_tools": true, "tools": true, "developer_id": true,
+}
+
+// JulepRuntimeRefusals lists what Julep v1's evaluator refuses when it
+// evaluates s at run time, in a place its create-time validator does not
+// look (a prompt, tool arguments...): syntax errors, names it does not have,
+// and lambdas (simpleeval has no lambda).
+func JulepRuntimeRefusals(s string) []string { return julepRefusals(s, false) }
+
+func julepRefusals(s string, atCreate bool) []string {
 	if !IsExpression(s) {
 		return nil
 	}
@@ -45,7 +61,7 @@ func JulepRefusals(s string) []string {
 		return []string{"Syntax error: " + err.Error()}
 	}
 	for _, n := range p.c.names {
-		if strings.HasPrefix(n, "__") || julepAllowedNames[n] {
+		if strings.HasPrefix(n, "__") || julepAllowedNames[n] || !atCreate && julepRuntimeNames[n] {
 			continue
 		}
 		out = append(out, fmt.Sprintf("Undefined name: '%s'", n))
@@ -64,6 +80,10 @@ func JulepRefusals(s string) []string {
 			out = append(out, "Lambda functions are not supported in this evaluator")
 			break
 		}
+	}
+	if !atCreate {
+		sort.Strings(out)
+		return out
 	}
 	for _, t := range toks {
 		if t.kind == tOp && t.text == ":=" {

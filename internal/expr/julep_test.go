@@ -19,9 +19,9 @@ func TestJulepRefusals(t *testing.T) {
 		{"$ reduce(lambda a, b: a + b, _)", []string{"Lambda functions are not supported in this evaluator"}},
 		{"$ agent.name + execution.id", []string{"Undefined name: 'agent'", "Undefined name: 'execution'"}},
 		{"Hello {{secrets.KEY}}", []string{"Undefined name: 'secrets'"}}, // "{{" makes it an expression
-		{"Hello {secrets.KEY}", nil},                                   // a plain f-string body is not checked
-		{"$ hasattr(_, 'x') and len(_) > 0", nil},                      // hasattr is in allowed_names
-		{"$ [x for x, y in zip(inputs, outputs)]", nil},                // comprehension targets are local
+		{"Hello {secrets.KEY}", nil},                    // a plain f-string body is not checked
+		{"$ hasattr(_, 'x') and len(_) > 0", nil},       // hasattr is in allowed_names
+		{"$ [x for x, y in zip(inputs, outputs)]", nil}, // comprehension targets are local
 		{"$ steps[0].output + state.n + NEWLINE + null", nil},
 		{"$ csv.reader(_) and statistics.mode(_)", nil},
 		{"_.a", nil},

@@ -62,6 +62,7 @@ func validateTask(v any, d *Doc) []Issue {
 	c := &checker{def: def, labels: map[string]string{}, tools: map[string]bool{}, workflows: map[string]bool{}}
 	c.issues = schemaIssues("task", def)
 	c.check()
+	c.issues = append(c.issues, portabilityIssues(def)...)
 	sortIssues(c.issues)
 	return capIssues(place(d, c.issues))
 }
