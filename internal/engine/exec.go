@@ -111,6 +111,9 @@ type executor struct {
 	// runStart is when this run began, for the time budget.
 	stepsRun atomic.Int64
 	runStart time.Time
+	// branches are the branch transitions of the main step running now.
+	branchMu sync.Mutex
+	branches []Transition
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -196,6 +199,74 @@ func (x *executor) steps(name string) ([]any, bool) {
 	return l, ok
 }
 
+// julepStepType is the class name Julep v1 gives a step of this kind, which
+// its transitions carry as metadata.step_type (transition.py).
+func julepStepType(step map[string]any) string {
+	switch stepKind(step) {
+	case "prompt":
+		return "PromptStep"
+	case "tool":
+		return "ToolCallStep"
+	case "evaluate":
+		return "EvaluateStep"
+	case "if":
+		return "IfElseWorkflowStep"
+	case "switch":
+		return "SwitchStep"
+	case "foreach":
+		return "ForeachStep"
+	case "over":
+		return "MapReduceStep"
+	case "parallel":
+		return "ParallelStep"
+	case "get":
+		return "GetStep"
+	case "set":
+		return "SetStep"
+	case "log":
+		return "LogStep"
+	case "return":
+		return "ReturnStep"
+	case "sleep":
+		return "SleepStep"
+	case "wait_for_input":
+		return "WaitForInputStep"
+	case "workflow", "yield":
+		return "YieldStep"
+	case "error":
+		return "ErrorWorkflowStep"
+	}
+	return ""
+}
+
+// branchOpen records the init_branch transition of a child workflow Julep
+// would start here (an if branch, a workflow call); branchClose its
+// finish_branch. They are written with the main step that ran them, in one
+// commit, so a replayed step never writes them twice.
+func (x *executor) branchOpen(workflow string, input any) {
+	x.branchMu.Lock()
+	defer x.branchMu.Unlock()
+	c := Cursor{Workflow: workflow, Step: 0}
+	x.branches = append(x.branches, Transition{Type: "init_branch", Output: redactValue(input, x.secrets),
+		Current: c, Next: &c, Metadata: map[string]any{}})
+}
+
+func (x *executor) branchClose(workflow string, last int, lastStep any, out any) {
+	x.branchMu.Lock()
+	defer x.branchMu.Unlock()
+	sm, _ := lastStep.(map[string]any)
+	x.branches = append(x.branches, Transition{Type: "finish_branch", Output: redactValue(out, x.secrets),
+		Current: Cursor{Workflow: workflow, Step: last}, Metadata: map[string]any{"step_type": julepStepType(sm)}})
+}
+
+func (x *executor) takeBranches() []Transition {
+	x.branchMu.Lock()
+	defer x.branchMu.Unlock()
+	b := x.branches
+	x.branches = nil
+	return b
+}
+
 func (x *executor) run(ctx context.Context) {
 	main, _ := x.steps("main")
 	if x.ex.Status == StatusQueued {
@@ -218,7 +289,8 @@ func (x *executor) run(ctx context.Context) {
 		step, _ := main[i].(map[string]any)
 		label, _ := step["label"].(string)
 		input := x.ck.Last
-		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input}
+		x.takeBranches() // a step replayed after a pause records its branches again
+		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input, index: i}
 		out, err := f.step(stepCtx, step, input, fmt.Sprintf("main.%d", i))
 		var ret *returned
 		final := i == len(main)-1
@@ -253,7 +325,9 @@ func (x *executor) run(ctx context.Context) {
 			return
 		}
 		tr := Transition{Type: "step", Output: redactValue(out, x.secrets), Current: Cursor{Workflow: "main", Step: i},
-			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label}
+			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label,
+			Metadata: map[string]any{"step_type": julepStepType(step)}}
+		branches := x.takeBranches()
 		rec := stepRecord{Input: input, Output: out, Label: label}
 		if _, ok := identityOf(out); ok && sameValue(tr.Output, out) {
 			// The transition below (the next seq, in the same commit as
@@ -269,7 +343,10 @@ func (x *executor) run(ctx context.Context) {
 			tr.Type, tr.Next, status = "finish", nil, StatusSucceeded
 			x.ex.Output = out
 		}
-		if err := x.advance(ctx, status, tr); err != nil {
+		if rec := &x.ck.Steps[len(x.ck.Steps)-1]; rec.Ref != 0 {
+			rec.Ref += len(branches) // the branch transitions come first
+		}
+		if err := x.advance(ctx, status, append(branches, tr)...); err != nil {
 			x.ck.Steps[len(x.ck.Steps)-1].Ref = 0 // that transition was not written
 			x.stop(ctx, err)
 			return

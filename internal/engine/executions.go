@@ -315,12 +315,10 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		next.Status, next.UpdatedAt, next.Checkpoint = StatusRunning, now, raw
 		// Unfenced, so the lease is cleared and any engine may claim it.
 		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
-		next.TransitionCount++
-		cur := e.currentCursor(x)
-		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",
-			Output: input, Current: cur, Next: &cur, CreatedAt: now}
-		scope(&tr, id)
-		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, []Transition{tr}); err != nil {
+		// Julep writes no transition of its own for a resume: the waiting
+		// step's next transition carries the input (transition.py turns
+		// the PartialTransition(type="resume") into "step" or "finish").
+		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, nil); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)
 			}

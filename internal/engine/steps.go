@@ -46,6 +46,8 @@ type frame struct {
 	// calls are the workflows called to reach this frame, outermost first
 	// (empty in main), for the depth budget.
 	calls []string
+	// index is the position of the step running now in its workflow.
+	index int
 }
 
 // vars are the names an expression sees. With shared set, the values the
@@ -134,12 +136,14 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 			return nil, fmt.Errorf("if: %w", err)
 		}
 		if truthy(cond) {
-			return f.step(ctx, s["then"], input, path+".then")
+			return f.branch(ctx, s["then"], input, path+".then", "if_else.then")
 		}
 		if e, ok := s["else"]; ok && e != nil {
-			return f.step(ctx, e, input, path+".else")
+			return f.branch(ctx, e, input, path+".else", "if_else.else")
 		}
-		return input, nil
+		// Julep runs EvaluateStep(evaluate={"output": "_"}) for a missing
+		// else (workflows/task_execution/helpers.py execute_if_else_branch).
+		return f.branch(ctx, implicitElse, input, path+".else", "if_else.else")
 	case "switch":
 		cases, ok := s["switch"].([]any)
 		if !ok {
@@ -166,7 +170,7 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		if !ok {
 			return nil, errors.New("foreach: expected {in, do}")
 		}
-		items, err := f.list(ctx, fe["in"], input, "foreach in")
+		items, err := f.list(ctx, fe["in"], input, "foreach in", true)
 		if err != nil {
 			return nil, err
 		}
@@ -224,7 +228,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 			return nil, fmt.Errorf("log: %w", err)
 		}
 		f.x.e.log.Info("engine: task log", "execution_id", f.x.ex.ID, "message", redactValue(v, f.x.secrets))
-		return v, nil
+		// Julep's LogStep outputs its input; the message is only logged
+		// (workflows/task_execution/__init__.py _handle_LogStep).
+		return input, nil
 	case "return":
 		v, err := f.eval(ctx, s["return"], input)
 		if err != nil {
@@ -242,7 +248,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		if err != nil {
 			return nil, fmt.Errorf("wait_for_input: %w", err)
 		}
-		return nil, &pause{Path: path, Info: map[string]any{"info": info}}
+		// The wait transition's output is the evaluated info itself
+		// (activities/task_steps/raise_complete_async.py).
+		return nil, &pause{Path: path, Info: info}
 	case "workflow", "yield":
 		name, args := s["workflow"], s["arguments"]
 		if y, ok := s["yield"].(map[string]any); ok {
@@ -267,7 +275,16 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 				f.x.e.limits.depth, strings.Join(calls, " -> "))
 		}
 		child := &frame{x: f.x, workflow: wf, calls: calls}
-		return child.sequence(ctx, steps, sub, path+"."+wf)
+		f.x.branchOpen(wf, sub)
+		out, err := child.sequence(ctx, steps, sub, path+"."+wf)
+		if err == nil {
+			var last any
+			if len(steps) > 0 {
+				last = steps[len(steps)-1]
+			}
+			f.x.branchClose(wf, len(steps)-1, last, out)
+		}
+		return out, err
 	case "error":
 		v, err := f.eval(ctx, s["error"], input)
 		if err != nil {
@@ -286,7 +303,7 @@ func (f *frame) sequence(ctx context.Context, steps []any, input any, path strin
 		sm, _ := raw.(map[string]any)
 		label, _ := sm["label"].(string)
 		in := out
-		f.current = in
+		f.current, f.index = in, i
 		v, err := f.step(ctx, raw, in, fmt.Sprintf("%s.%d", path, i))
 		var ret *returned
 		if errors.As(err, &ret) {
@@ -305,12 +322,38 @@ func (f *frame) sequence(ctx context.Context, steps []any, input any, path strin
 	return out, nil
 }
 
-func (f *frame) list(ctx context.Context, src any, input any, what string) ([]any, error) {
+// implicitElse is the step Julep runs for an if without else whose
+// condition is false.
+var implicitElse = map[string]any{"evaluate": map[string]any{"output": "_"}}
+
+// branch runs the step of an if branch as Julep runs it: a child workflow
+// of one step, which writes an init_branch and a finish_branch transition.
+func (f *frame) branch(ctx context.Context, raw any, input any, path, name string) (any, error) {
+	wf := fmt.Sprintf("`%s`[%d].%s", f.workflow, f.index, name)
+	f.x.branchOpen(wf, input)
+	out, err := f.step(ctx, raw, input, path)
+	if err == nil {
+		f.x.branchClose(wf, 0, raw, out)
+	}
+	return out, err
+}
+
+// list evaluates the items of a foreach or map. Python iterates a string's
+// characters (chars) and a dict's keys.
+func (f *frame) list(ctx context.Context, src any, input any, what string, chars bool) ([]any, error) {
 	v, err := f.eval(ctx, src, input)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	switch v := v.(type) {
+	case string:
+		if chars {
+			out := make([]any, 0, len(v))
+			for _, r := range v {
+				out = append(out, string(r))
+			}
+			return out, nil
+		}
 	case []any:
 		return v, nil
 	case nil:
@@ -327,7 +370,7 @@ func (f *frame) list(ctx context.Context, src any, input any, what string) ([]an
 }
 
 func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path string) (any, error) {
-	items, err := f.list(ctx, s["over"], input, "map-reduce over")
+	items, err := f.list(ctx, s["over"], input, "map-reduce over", true)
 	if err != nil {
 		return nil, err
 	}

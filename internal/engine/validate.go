@@ -104,23 +104,44 @@ func (v *validator) add(loc, msg, typ string) {
 	v.issues = append(v.issues, issue{Location: loc, Message: msg, Severity: "error", Type: typ})
 }
 
-// exprs checks the syntax of every string inside x.
-func (v *validator) exprs(loc string, x any) {
-	switch x := x.(type) {
-	case string:
-		if err := expr.Check(x); err != nil {
-			v.add(loc, err.Error(), "expression")
-		}
-	case map[string]any:
-		for _, k := range sortedKeys(x) {
-			v.exprs(loc+"."+k, x[k])
-		}
-	case []any:
-		for i, y := range x {
-			v.exprs(fmt.Sprintf("%s[%d]", loc, i), y)
-		}
+// engineVars are the names the executor gives every expression (frame.vars).
+var engineVars = map[string]bool{"_": true, "steps": true, "inputs": true, "outputs": true, "state": true,
+	"agent": true, "task": true, "secrets": true, "execution": true}
+
+// checked reports whether Julep v1 checks the value s at create
+// (task_validation.py: evaluate, set and return values that start with
+// "$" or "_" or hold "{{").
+func checked(s string) bool {
+	t := strings.TrimSpace(s)
+	return strings.HasPrefix(t, "$") || strings.HasPrefix(t, "_") || strings.Contains(s, "{{")
+}
+
+// julepExpr checks a string where Julep v1 checks expressions at create:
+// its syntax, and names that neither Julep nor the engine has (Julep
+// refuses those at create; the engine would fail at run time). Names only
+// the engine has (sorted, agent...) are accepted: `astra tasks validate`
+// warns about them.
+func (v *validator) julepExpr(loc string, x any) {
+	s, ok := x.(string)
+	if !ok {
+		return
+	}
+	if err := expr.Check(s); err != nil {
+		v.add(loc, err.Error(), "expression")
+		return
+	}
+	if !expr.IsExpression(s) {
+		return
+	}
+	for _, n := range expr.UndefinedNames(s, engineVars) {
+		v.add(loc, fmt.Sprintf("Undefined name: '%s'", n), "expression")
 	}
 }
+
+// runtimeExprs is for values Julep v1 does not check at create (prompts,
+// tool and workflow arguments, log, switch cases...): it accepts the task
+// and fails when the execution reaches a bad one, and so does the engine.
+func (v *validator) runtimeExprs(string, any) {}
 
 func (v *validator) body(loc string, x any) {
 	if x == nil {
@@ -156,7 +177,7 @@ func (v *validator) step(loc string, raw any) {
 	case "prompt":
 		switch s["prompt"].(type) {
 		case string, []any:
-			v.exprs(loc+".prompt", s["prompt"])
+			v.runtimeExprs(loc+".prompt", s["prompt"])
 		default:
 			v.add(loc+".prompt", "prompt must be a string or a list of messages", "schema")
 		}
@@ -168,15 +189,19 @@ func (v *validator) step(loc string, raw any) {
 		if !v.tools[name] {
 			v.add(loc+".tool", fmt.Sprintf("tool %q is not defined in the task's tools", name), "reference")
 		}
-		v.exprs(loc+".arguments", s["arguments"])
+		v.runtimeExprs(loc+".arguments", s["arguments"])
 	case "evaluate", "set":
 		m, ok := s[kind].(map[string]any)
 		if !ok {
 			v.add(loc+"."+kind, kind+" must be a mapping of names to expressions", "schema")
 		}
-		v.exprs(loc+"."+kind, m)
+		for _, k := range sortedKeys(m) {
+			if str, ok := m[k].(string); ok && checked(str) {
+				v.julepExpr(loc+"."+kind+"."+k, str)
+			}
+		}
 	case "if":
-		v.exprs(loc+".if", s["if"])
+		v.julepExpr(loc+".if", s["if"])
 		v.body(loc+".then", s["then"])
 		if e, ok := s["else"]; ok && e != nil {
 			v.body(loc+".else", e)
@@ -194,7 +219,7 @@ func (v *validator) step(loc string, raw any) {
 				continue
 			}
 			if cs, _ := cm["case"].(string); strings.TrimSpace(cs) != "_" {
-				v.exprs(cl+".case", cm["case"])
+				v.runtimeExprs(cl+".case", cm["case"])
 			}
 			v.body(cl+".then", cm["then"])
 		}
@@ -204,18 +229,12 @@ func (v *validator) step(loc string, raw any) {
 			v.add(loc+".foreach", "foreach must be {in, do}", "schema")
 			return
 		}
-		v.exprs(loc+".foreach.in", fe["in"])
+		v.julepExpr(loc+".foreach.in", fe["in"])
 		v.body(loc+".foreach.do", fe["do"])
 	case "over":
-		v.exprs(loc+".over", s["over"])
+		v.runtimeExprs(loc+".over", s["over"])
 		v.body(loc+".map", s["map"])
-		if r, ok := s["reduce"].(string); ok {
-			src := strings.TrimSpace(r)
-			if !strings.HasPrefix(src, "$") {
-				src = "$ " + src
-			}
-			v.exprs(loc+".reduce", src)
-		}
+		v.runtimeExprs(loc+".reduce", s["reduce"])
 	case "parallel":
 		list, ok := s["parallel"].([]any)
 		if !ok || len(list) == 0 {
@@ -224,14 +243,22 @@ func (v *validator) step(loc string, raw any) {
 		for i, b := range list {
 			v.body(fmt.Sprintf("%s.parallel[%d]", loc, i), b)
 		}
-	case "get", "log", "error", "return", "sleep":
-		v.exprs(loc+"."+kind, s[kind])
+	case "return":
+		if m, ok := s[kind].(map[string]any); ok {
+			for _, k := range sortedKeys(m) {
+				if str, ok := m[k].(string); ok && checked(str) {
+					v.julepExpr(loc+"."+kind+"."+k, str)
+				}
+			}
+		}
+	case "get", "log", "error", "sleep":
+		v.runtimeExprs(loc+"."+kind, s[kind])
 	case "wait_for_input":
 		w, ok := s["wait_for_input"].(map[string]any)
 		if !ok {
 			v.add(loc+".wait_for_input", "wait_for_input must be {info: ...}", "schema")
 		}
-		v.exprs(loc+".wait_for_input.info", w["info"])
+		v.runtimeExprs(loc+".wait_for_input.info", w["info"])
 	case "workflow", "yield":
 		name := s["workflow"]
 		args := s["arguments"]
@@ -242,6 +269,6 @@ func (v *validator) step(loc string, raw any) {
 		if list, ok := v.def[wf].([]any); !ok || wf == "" || wf == "tools" || !isWorkflow(list) && len(list) > 0 {
 			v.add(loc+"."+kind, fmt.Sprintf("workflow %q is not defined in the task", wf), "reference")
 		}
-		v.exprs(loc+".arguments", args)
+		v.runtimeExprs(loc+".arguments", args)
 	}
 }

@@ -112,3 +112,22 @@ func hasSetComp(ns []*node) bool {
 	}
 	return false
 }
+
+// UndefinedNames lists the names s reads that are neither the evaluator's
+// own (builtins, modules) nor in vars, sorted. A template or expression that
+// does not compile has none (Check reports it).
+func UndefinedNames(s string, vars map[string]bool) []string {
+	p, err := Compile(s)
+	if err != nil || p.c.prog == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range p.c.names {
+		if _, ok := builtins[n]; ok || vars[n] {
+			continue
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
