@@ -188,7 +188,10 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 		e.enqueueRun(x.ID, nil, &x) // claimed when a slot frees, unless another engine is first
 	}
 	v := executionView(x)
-	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
+	// Julep answers create with metadata {"jobs": [the workflow run's id]}
+	// (routers/tasks/create_task_execution.py); the stored metadata is the
+	// caller's. The engine's run of an execution is named by its id.
+	v["metadata"] = map[string]any{"jobs": []any{x.ID}}
 	return http.StatusCreated, v, nil
 }
 

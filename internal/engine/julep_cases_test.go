@@ -188,3 +188,63 @@ func rawOutput(t *testing.T, e *env, id string) string {
 	}
 	return strings.TrimSpace(buf.String())
 }
+
+// Julep v1 checks expressions at create only in evaluate/set/return values,
+// if conditions and foreach.in (task_validation.py
+// _validate_step_expressions): a task with invalid Python in a prompt or in
+// tool arguments is created, and fails only if the execution reaches it.
+// Names neither Julep nor the engine has are refused at create, with
+// Julep's message ("Undefined name: 'x'").
+func TestCreateChecksWhereJulepChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	agent := e.agent(nil)
+	for _, def := range []map[string]any{
+		{"name": "bad prompt", "main": []any{map[string]any{"prompt": "$ this is not python("}}},
+		{"name": "bad log", "main": []any{map[string]any{"log": "$ 1 +"}}},
+		{"name": "bad switch case", "main": []any{map[string]any{"switch": []any{map[string]any{"case": "$ (", "then": ev("a", "$ 1")}}}}},
+		// sorted is the engine's own extra: accepted (tasks validate warns)
+		{"name": "engine extra", "main": []any{ev("s", "$ sorted(_.xs)")}},
+		// not a "$"/"_"/"{{" value: Julep does not check it at create
+		{"name": "unchecked evaluate value", "main": []any{ev("s", "[x for x in foo]")}},
+	} {
+		if status, v := e.do("POST", "/agents/"+agent+"/tasks", def); status != 201 {
+			t.Errorf("%s: status %d %v, want 201 (Julep accepts it)", def["name"], status, v)
+		}
+	}
+	for _, c := range []struct {
+		def  map[string]any
+		want string
+	}{
+		{map[string]any{"name": "undefined", "main": []any{ev("x", "$ foo + 1")}}, "main[0].evaluate.x: Undefined name: 'foo'"},
+		{map[string]any{"name": "undefined in if", "main": []any{map[string]any{"if": "$ bar", "then": ev("a", "$ 1")}}}, "main[0].if: Undefined name: 'bar'"},
+		{map[string]any{"name": "syntax", "main": []any{map[string]any{"foreach": map[string]any{"in": "$ [1,", "do": ev("a", "$ 1")}}}}, "main[0].foreach.in"},
+	} {
+		status, v := e.do("POST", "/agents/"+agent+"/tasks", c.def)
+		if status != 400 || !strings.Contains(jsonString(v), c.want) {
+			t.Errorf("%s: status %d %s, want 400 naming %q", c.def["name"], status, jsonString(v), c.want)
+		}
+	}
+	// The execution of the task with a bad prompt fails when it gets there.
+	task := e.task(agent, map[string]any{"name": "late", "main": []any{ev("a", "$ 1"), map[string]any{"log": "$ 1 +"}}})
+	x := e.run(task, map[string]any{})
+	if x["status"] != "failed" || !strings.Contains(x["error"].(string), "step 1") {
+		t.Fatalf("status %v error %v", x["status"], x["error"])
+	}
+}
+
+// Julep's create answer carries metadata {"jobs": [the run's id]}
+// (routers/tasks/create_task_execution.py).
+func TestCreateExecutionListsItsJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	task := e.task(e.agent(nil), map[string]any{"name": "t", "main": []any{ev("a", "$ 1")}})
+	m := e.must(201, "POST", "/tasks/"+task+"/executions", map[string]any{"input": map[string]any{}, "metadata": map[string]any{"k": "v"}})
+	if jsonString(m["metadata"]) != `{"jobs":["`+m["id"].(string)+`"]}` {
+		t.Fatalf("metadata %v", m["metadata"])
+	}
+	e.wait(m["id"].(string))
+	if got := e.must(200, "GET", "/executions/"+m["id"].(string), nil)["metadata"]; jsonString(got) != `{"k":"v"}` {
+		t.Fatalf("stored metadata %v", got)
+	}
+}

@@ -282,9 +282,10 @@ func TestEngineExecutionsLifecycle(t *testing.T) {
 	for i, name := range []string{"Ada", "Grace", "Linus"} {
 		x := must(c.CreateExecution(ctx, taskID, map[string]any{"name": name}, map[string]any{"outbox_id": fmt.Sprintf("ob-%d", i), "try": i}))(t)
 		// The create answer is queued, echoes the input, and carries the
-		// server's {"jobs": []} as metadata (FACTS 9).
+		// server's {"jobs": [run id]} as metadata (FACTS 9;
+		// create_task_execution.py: execution.metadata = {"jobs": [handle.id]}).
 		if len(x.Id) != 36 || x.TaskId != taskID || x.Status != julep.StatusQueued || x.Input["name"] != name ||
-			toJSON(x.Metadata) != `{"jobs":[]}` || x.CreatedAt.IsZero() {
+			toJSON(x.Metadata) != `{"jobs":["`+x.Id+`"]}` || x.CreatedAt.IsZero() {
 			t.Fatalf("created execution %s", toJSON(x))
 		}
 		ids = append(ids, x.Id)
