@@ -49,7 +49,10 @@ type Options struct {
 	Model       llm.Model
 	Concurrency int // executions run at once (default 64)
 	Logger      *slog.Logger
-	HTTPClient  *http.Client // for api_call tools
+	HTTPClient  *http.Client // for api_call and integration tools
+	// IntegrationURLs replaces integration providers' base URLs (by
+	// provider name); ASTRA_INTEGRATION_<PROVIDER>_URL does the same.
+	IntegrationURLs map[string]string
 	Secrets     map[string]string
 	Now         func() time.Time
 	// Retry is the policy for transient model and api_call failures
@@ -125,6 +128,7 @@ type Engine struct {
 	model   llm.Model
 	log     *slog.Logger
 	hc      *http.Client
+	intURLs map[string]string
 	now     func() time.Time
 	sem     chan struct{}
 	changes *hub
@@ -205,7 +209,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		owner: newID(), lease: opts.Lease, sweepEvery: opts.SweepEvery,
-		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient,
+		key: opts.Key, state: opts.State, model: opts.Model, log: opts.Logger, hc: opts.HTTPClient, intURLs: opts.IntegrationURLs,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},

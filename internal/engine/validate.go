@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/astra-app/astra/internal/engine/integrations"
 	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/taskdef"
 )
@@ -60,6 +61,14 @@ func validateDefinition(def map[string]any) []issue {
 			}
 			if name == "" {
 				v.add(fmt.Sprintf("tools[%d].name", i), "a tool needs a name", "schema")
+			}
+			if in, ok := tm["integration"].(map[string]any); ok {
+				// Refused here, never at run time: a provider the engine lacks.
+				prov, _ := in["provider"].(string)
+				method, _ := in["method"].(string)
+				if err := integrations.Check(prov, method); err != nil {
+					v.add(fmt.Sprintf("tools[%d].integration.provider", i), err.Error(), "reference")
+				}
 			}
 			v.tools[name] = true
 		}

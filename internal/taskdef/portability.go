@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/astra-app/astra/internal/engine/integrations"
 	"github.com/astra-app/astra/internal/expr"
 )
 
@@ -21,6 +22,22 @@ const TypePortability = "portability"
 // the same names. The engine runs both; these are warnings.
 func portabilityIssues(def map[string]any) []Issue {
 	p := &porter{}
+	// An integration provider the engine does not have: the engine refuses
+	// the task at create, so this is an error, not a warning.
+	tools, _ := def["tools"].([]any)
+	for i, t := range tools {
+		tm, _ := t.(map[string]any)
+		in, ok := tm["integration"].(map[string]any)
+		if !ok {
+			continue
+		}
+		prov, _ := in["provider"].(string)
+		method, _ := in["method"].(string)
+		if err := integrations.Check(prov, method); err != nil {
+			path := joinKey(joinIndex("tools", i), "integration.provider")
+			p.issues = append(p.issues, Issue{Path: path, Location: path, Severity: SeverityError, Type: TypeReference, Message: err.Error()})
+		}
+	}
 	keys := make([]string, 0, len(def))
 	for k := range def {
 		keys = append(keys, k)

@@ -71,3 +71,18 @@ main:
 		}
 	}
 }
+
+func TestUnknownIntegrationProvider(t *testing.T) {
+	t.Parallel()
+	src := "name: t\ntools:\n  - name: mail\n    type: integration\n    integration:\n      provider: telegraph\n      setup: {}\n  - name: web\n    type: integration\n    integration: {provider: brave}\nmain:\n  - tool: mail\n    arguments: {}\n"
+	var got []string
+	for _, is := range validateYAML(t, "t.yaml", src) {
+		if is.Severity == SeverityError {
+			got = append(got, is.String())
+		}
+	}
+	want := `t.yaml:6:17: tools[0].integration.provider: integration provider "telegraph" is not available in the embedded engine (available: arxiv, brave, dummy, spider, weather, wikipedia)`
+	if strings.Join(got, "\n") != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
