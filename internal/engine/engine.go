@@ -53,8 +53,8 @@ type Options struct {
 	// IntegrationURLs replaces integration providers' base URLs (by
 	// provider name); ASTRA_INTEGRATION_<PROVIDER>_URL does the same.
 	IntegrationURLs map[string]string
-	Secrets     map[string]string
-	Now         func() time.Time
+	Secrets         map[string]string
+	Now             func() time.Time
 	// Retry is the policy for transient model and api_call failures
 	// (zero fields: retry.Default).
 	Retry retry.Policy
