@@ -34,10 +34,11 @@ type provider struct {
 }
 
 var providers = map[string]provider{
-	"brave":     {base: "https://api.search.brave.com", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": braveSearch}},
-	"weather":   {base: "https://api.openweathermap.org", defaultMethod: "get", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"get": weatherGet}},
-	"wikipedia": {base: "https://en.wikipedia.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": wikipediaSearch}},
-	"arxiv":     {base: "https://export.arxiv.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": arxivSearch}},
+	"brave":      {base: "https://api.search.brave.com", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": braveSearch}},
+	"weather":    {base: "https://api.openweathermap.org", defaultMethod: "get", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"get": weatherGet}},
+	"wikipedia":  {base: "https://en.wikipedia.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": wikipediaSearch}},
+	"arxiv":      {base: "https://export.arxiv.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": arxivSearch}},
+	"cloudinary": {base: "https://api.cloudinary.com", defaultMethod: "media_upload", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"media_upload": cloudinaryUpload}},
 	// dummy answers its arguments, as Julep's execute_integration does.
 	"dummy": {defaultMethod: "run", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){
 		"run": func(_ context.Context, _ *client, _, args map[string]any) (any, error) { return args, nil }}},

@@ -176,3 +176,31 @@ func TestProviderErrorsAreOneLine(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestCloudinaryUpload(t *testing.T) {
+	t.Parallel()
+	url := fake(t, func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		f := r.PostForm
+		params := map[string]string{"public_id": f.Get("public_id"), "timestamp": f.Get("timestamp"), "folder": f.Get("folder")}
+		if r.URL.Path != "/v1_1/demo/image/upload" || f.Get("api_key") != "k4" || f.Get("file") != "https://img.example/a.png" ||
+			f.Get("public_id") != "pic" || f.Get("signature") != cloudinarySignature(params, "s4") {
+			http.Error(w, "bad "+r.URL.Path+" "+f.Encode(), 401)
+			return
+		}
+		w.Write([]byte(`{"public_id":"pic","secure_url":"https://res.example/demo/pic.png","width":10,"format":"png"}`))
+	})
+	out, err := Run(context.Background(), http.DefaultClient, map[string]string{"cloudinary": url}, "cloudinary", "media_upload",
+		map[string]any{"cloudinary_api_key": "k4", "cloudinary_api_secret": "s4", "cloudinary_cloud_name": "demo"},
+		map[string]any{"file": "https://img.example/a.png", "public_id": "pic", "upload_params": map[string]any{"folder": "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := asJSON(out), `{"base64":null,"meta_data":{"format":"png","width":10},"public_id":"pic","url":"https://res.example/demo/pic.png"}`; got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	// Cloudinary's documented example: SHA-1 of "eager=w_400,h_300,c_pad|w_260,h_200,c_crop&public_id=sample_image&timestamp=1315060510" + secret.
+	if got := cloudinarySignature(map[string]string{"eager": "w_400,h_300,c_pad|w_260,h_200,c_crop", "public_id": "sample_image", "timestamp": "1315060510"}, "abcd"); got != "bfd09f95f331f558cbd1320e67aa8d488770583e" {
+		t.Fatalf("signature %s", got)
+	}
+}
