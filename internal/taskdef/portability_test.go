@@ -81,7 +81,7 @@ func TestUnknownIntegrationProvider(t *testing.T) {
 			got = append(got, is.String())
 		}
 	}
-	want := `t.yaml:6:17: tools[0].integration.provider: integration provider "telegraph" is not available in the embedded engine (available: arxiv, brave, cloudinary, dummy, spider, weather, wikipedia)`
+	want := `t.yaml:6:17: tools[0].integration.provider: integration provider "telegraph" is not available in the embedded engine (available: arxiv, brave, cloudinary, dummy, email, spider, weather, wikipedia)`
 	if strings.Join(got, "\n") != want {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}

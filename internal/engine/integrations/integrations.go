@@ -39,6 +39,7 @@ var providers = map[string]provider{
 	"wikipedia":  {base: "https://en.wikipedia.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": wikipediaSearch}},
 	"arxiv":      {base: "https://export.arxiv.org", defaultMethod: "search", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"search": arxivSearch}},
 	"cloudinary": {base: "https://api.cloudinary.com", defaultMethod: "media_upload", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"media_upload": cloudinaryUpload}},
+	"email":      {defaultMethod: "send", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){"send": emailSend}},
 	// dummy answers its arguments, as Julep's execute_integration does.
 	"dummy": {defaultMethod: "run", methods: map[string]func(context.Context, *client, map[string]any, map[string]any) (any, error){
 		"run": func(_ context.Context, _ *client, _, args map[string]any) (any, error) { return args, nil }}},

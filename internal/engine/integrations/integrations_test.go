@@ -1,8 +1,10 @@
 package integrations
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -154,8 +156,8 @@ func TestSpider(t *testing.T) {
 
 func TestUnknownProviderAndMethod(t *testing.T) {
 	t.Parallel()
-	if err := Check("email", ""); err == nil || !strings.Contains(err.Error(), `"email"`) {
-		t.Fatalf("email: %v", err)
+	if err := Check("telegraph", ""); err == nil || !strings.Contains(err.Error(), `"telegraph"`) {
+		t.Fatalf("telegraph: %v", err)
 	}
 	if err := Check("brave", "fetch"); err == nil || !strings.Contains(err.Error(), `no method "fetch"`) {
 		t.Fatalf("brave.fetch: %v", err)
@@ -202,5 +204,86 @@ func TestCloudinaryUpload(t *testing.T) {
 	// Cloudinary's documented example: SHA-1 of "eager=w_400,h_300,c_pad|w_260,h_200,c_crop&public_id=sample_image&timestamp=1315060510" + secret.
 	if got := cloudinarySignature(map[string]string{"eager": "w_400,h_300,c_pad|w_260,h_200,c_crop", "public_id": "sample_image", "timestamp": "1315060510"}, "abcd"); got != "bfd09f95f331f558cbd1320e67aa8d488770583e" {
 		t.Fatalf("signature %s", got)
+	}
+}
+
+// fakeSMTP is a minimal SMTP server on loopback (no STARTTLS, which the
+// client allows only for loopback) that records one message.
+func fakeSMTP(t *testing.T) (host string, port int, got chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got = make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		say := func(s string) { conn.Write([]byte(s + "\r\n")) }
+		say("220 fake ESMTP")
+		var log strings.Builder
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			cmd := strings.ToUpper(strings.TrimSpace(line))
+			log.WriteString(strings.TrimSpace(line) + "\n")
+			switch {
+			case strings.HasPrefix(cmd, "EHLO"):
+				say("250-fake")
+				say("250 AUTH PLAIN")
+			case strings.HasPrefix(cmd, "AUTH"):
+				say("235 ok")
+			case strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"):
+				say("250 ok")
+			case cmd == "DATA":
+				say("354 go")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if l == ".\r\n" {
+						break
+					}
+					log.WriteString(l)
+				}
+				say("250 queued")
+			case cmd == "QUIT":
+				say("221 bye")
+				got <- log.String()
+				return
+			default:
+				say("250 ok")
+			}
+		}
+	}()
+	a := ln.Addr().(*net.TCPAddr)
+	return a.IP.String(), a.Port, got
+}
+
+func TestEmailSend(t *testing.T) {
+	t.Parallel()
+	host, port, got := fakeSMTP(t)
+	out, err := Run(context.Background(), http.DefaultClient, nil, "email", "send",
+		map[string]any{"host": host, "port": float64(port), "user": "u", "password": "p"},
+		map[string]any{"to": "ada@example.com", "from": "bot@example.com", "subject": "Hi", "body": "<p>Hello</p>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asJSON(out) != `{"success":true}` {
+		t.Fatalf("out %s", asJSON(out))
+	}
+	log := <-got
+	for _, want := range []string{"MAIL FROM:<bot@example.com>", "RCPT TO:<ada@example.com>", "Subject: Hi", `Content-Type: text/html; charset="utf-8"`, "<p>Hello</p>", "AUTH PLAIN"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the server did not see %q:\n%s", want, log)
+		}
 	}
 }
