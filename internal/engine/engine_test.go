@@ -108,7 +108,9 @@ func TestMalformedTaskRefused(t *testing.T) {
 		map[string]any{"tool": "missing"},
 		map[string]any{"frobnicate": 1},
 	}})
-	if status != 400 {
+	// A malformed step shape makes it 422, as Julep's request model refuses
+	// it before any other check; every issue is still listed.
+	if status != 422 {
 		t.Fatalf("status %d: %v", status, v)
 	}
 	errObj := v.(map[string]any)["error"].(map[string]any)
@@ -118,13 +120,13 @@ func TestMalformedTaskRefused(t *testing.T) {
 			t.Errorf("details lack %s: %s", want, details)
 		}
 	}
-	if errObj["code"] != "http_400" || !strings.Contains(errObj["message"].(string), "main[1].tool") {
+	if errObj["code"] != "validation_error" || !strings.Contains(errObj["message"].(string), "main[1].tool") {
 		t.Errorf("error %v", errObj)
 	}
 	// The client surfaces the same.
 	_, err := e.client.CreateTask(t.Context(), agent, json.RawMessage(`{"name":"x","main":[]}`))
 	var ae *julep.APIError
-	if !errorsAs(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "main") {
+	if !errorsAs(err, &ae) || ae.Status != 422 || !strings.Contains(ae.Message, "main") {
 		t.Fatalf("client error %v", err)
 	}
 }

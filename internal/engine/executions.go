@@ -33,6 +33,14 @@ func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
 			parts[i] = is.Location + ": " + is.Message
 			details[i] = map[string]any{"location": is.Location, "message": is.Message, "severity": is.Severity, "type": is.Type}
 		}
+		// A malformed shape is refused by Julep's request model (pydantic)
+		// before its expression check: 422, a validation error.
+		for _, is := range issues {
+			if is.Type == "schema" {
+				return 0, nil, &apiError{Status: http.StatusUnprocessableEntity, Type: "validation_error",
+					Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
+			}
+		}
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
 	}
 	if cycle := workflowCycle(def); cycle != nil {

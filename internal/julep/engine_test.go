@@ -697,10 +697,11 @@ func TestEngineErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("an invalid task is a 400 naming its issues", func(t *testing.T) {
+	t.Run("an invalid task is a 422 (malformed shape) naming its issues", func(t *testing.T) {
+		// Julep's request model refuses a malformed step with 422.
 		_, err := c.CreateTask(ctx, agent.Id, json.RawMessage(`{"name": "bad", "main": [{"dance": "now"}, {"tool": "nope", "arguments": {}}]}`))
 		ae := apiError(t, err)
-		if ae.Status != http.StatusBadRequest || ae.Transient() || !strings.HasPrefix(ae.Message, "Invalid task: ") ||
+		if ae.Status != http.StatusUnprocessableEntity || ae.Transient() || !strings.HasPrefix(ae.Message, "Invalid task: ") ||
 			!strings.Contains(ae.Message, "main[0]") || !strings.Contains(ae.Message, "main[1]") {
 			t.Fatalf("invalid task: %+v", ae)
 		}
@@ -709,7 +710,7 @@ func TestEngineErrors(t *testing.T) {
 			t.Fatalf("issues %s (%v)", ae.Details, err)
 		}
 		_, err = c.CreateOrUpdateTask(ctx, agent.Id, "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e", julep.YAML("name: no steps\nmain: []\n"))
-		if ae := apiError(t, err); ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "main") {
+		if ae := apiError(t, err); ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Message, "main") {
 			t.Fatalf("task without steps: %+v", ae)
 		}
 		if _, err := c.GetTask(ctx, "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"); !julep.IsNotFound(err) {
