@@ -162,7 +162,8 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 				match = truthy(v)
 			}
 			if match {
-				return f.step(ctx, cm["then"], input, fmt.Sprintf("%s.case[%d]", path, i))
+				// helpers.py execute_switch_branch: a child workflow "...case".
+				return f.branch(ctx, cm["then"], input, fmt.Sprintf("%s.case[%d]", path, i), "case")
 			}
 		}
 		return nil, errors.New("switch: no case matched (add a `case: _` default)")
@@ -180,7 +181,8 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 		}
 		out := make([]any, len(items))
 		for i, it := range items {
-			if out[i], err = f.step(ctx, fe["do"], it, fmt.Sprintf("%s.do[%d]", path, i)); err != nil {
+			// helpers.py execute_foreach_step: each item a child workflow.
+			if out[i], err = f.branch(ctx, fe["do"], it, fmt.Sprintf("%s.do[%d]", path, i), fmt.Sprintf("foreach[%d]", i)); err != nil {
 				return nil, fmt.Errorf("foreach item %d: %w", i, err)
 			}
 		}
@@ -383,7 +385,8 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 		par = int(min(p, 100))
 	}
 	outs, err := f.concurrently(ctx, len(items), par, func(ctx context.Context, i int) (any, error) {
-		out, err := f.step(ctx, s["map"], items[i], fmt.Sprintf("%s.map[%d]", path, i))
+		// helpers.py execute_map_reduce_step: each item a child workflow.
+		out, err := f.branch(ctx, s["map"], items[i], fmt.Sprintf("%s.map[%d]", path, i), fmt.Sprintf("mapreduce[%d]", i))
 		if err != nil {
 			return nil, fmt.Errorf("map item %d: %w", i, err)
 		}
