@@ -111,9 +111,8 @@ type executor struct {
 	// runStart is when this run began, for the time budget.
 	stepsRun atomic.Int64
 	runStart time.Time
-	// branches are the branch transitions of the main step running now.
-	branchMu sync.Mutex
-	branches []Transition
+	// rootBranches are the branch transitions of the main step running now.
+	rootBranches branchBuf
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -239,31 +238,53 @@ func julepStepType(step map[string]any) string {
 	return ""
 }
 
-// branchOpen records the init_branch transition of a child workflow Julep
-// would start here (an if branch, a workflow call); branchClose its
-// finish_branch. They are written with the main step that ran them, in one
-// commit, so a replayed step never writes them twice.
-func (x *executor) branchOpen(workflow string, input any) {
-	x.branchMu.Lock()
-	defer x.branchMu.Unlock()
-	c := Cursor{Workflow: workflow, Step: 0}
-	x.branches = append(x.branches, Transition{Type: "init_branch", Output: redactValue(input, x.secrets),
-		Current: c, Next: &c, Metadata: map[string]any{}})
+// branchBuf collects the branch transitions written inside one child
+// workflow (or, at the root, inside the main step running now).
+type branchBuf struct {
+	mu  sync.Mutex
+	trs []Transition
 }
 
-func (x *executor) branchClose(workflow string, last int, lastStep any, out any) {
-	x.branchMu.Lock()
-	defer x.branchMu.Unlock()
+type branchKey struct{}
+
+func (x *executor) bufOf(ctx context.Context) *branchBuf {
+	if b, ok := ctx.Value(branchKey{}).(*branchBuf); ok {
+		return b
+	}
+	return &x.rootBranches
+}
+
+// inBranch runs fn as the child workflow Julep would start here (an if
+// branch, a switch case, a foreach or map item, a workflow call): its
+// init_branch and finish_branch transitions, with those of the branches
+// inside it between them, are written with the main step that ran them, in
+// one commit, so a replayed step never writes them twice. Each child's
+// transitions stay together even when siblings run in parallel.
+func (x *executor) inBranch(ctx context.Context, workflow string, input any, fn func(context.Context) (any, any, int, error)) (any, error) {
+	buf := &branchBuf{}
+	out, lastStep, last, err := fn(context.WithValue(ctx, branchKey{}, buf))
+	if err != nil {
+		return out, err
+	}
+	c := Cursor{Workflow: workflow, Step: 0}
 	sm, _ := lastStep.(map[string]any)
-	x.branches = append(x.branches, Transition{Type: "finish_branch", Output: redactValue(out, x.secrets),
+	trs := make([]Transition, 0, len(buf.trs)+2)
+	trs = append(trs, Transition{Type: "init_branch", Output: redactValue(input, x.secrets), Current: c, Next: &c, Metadata: map[string]any{}})
+	trs = append(trs, buf.trs...)
+	trs = append(trs, Transition{Type: "finish_branch", Output: redactValue(out, x.secrets),
 		Current: Cursor{Workflow: workflow, Step: last}, Metadata: map[string]any{"step_type": julepStepType(sm)}})
+	parent := x.bufOf(ctx)
+	parent.mu.Lock()
+	parent.trs = append(parent.trs, trs...)
+	parent.mu.Unlock()
+	return out, nil
 }
 
 func (x *executor) takeBranches() []Transition {
-	x.branchMu.Lock()
-	defer x.branchMu.Unlock()
-	b := x.branches
-	x.branches = nil
+	x.rootBranches.mu.Lock()
+	defer x.rootBranches.mu.Unlock()
+	b := x.rootBranches.trs
+	x.rootBranches.trs = nil
 	return b
 }
 

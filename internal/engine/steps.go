@@ -278,16 +278,14 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (any,
 				f.x.e.limits.depth, strings.Join(calls, " -> "))
 		}
 		child := &frame{x: f.x, workflow: wf, calls: calls}
-		f.x.branchOpen(wf, sub)
-		out, err := child.sequence(ctx, steps, sub, path+"."+wf)
-		if err == nil {
+		return f.x.inBranch(ctx, wf, sub, func(ctx context.Context) (any, any, int, error) {
+			out, err := child.sequence(ctx, steps, sub, path+"."+wf)
 			var last any
 			if len(steps) > 0 {
 				last = steps[len(steps)-1]
 			}
-			f.x.branchClose(wf, len(steps)-1, last, out)
-		}
-		return out, err
+			return out, last, len(steps) - 1, err
+		})
 	case "error":
 		v, err := f.eval(ctx, s["error"], input)
 		if err != nil {
@@ -333,12 +331,10 @@ var implicitElse = map[string]any{"evaluate": map[string]any{"output": "_"}}
 // of one step, which writes an init_branch and a finish_branch transition.
 func (f *frame) branch(ctx context.Context, raw any, input any, path, name string) (any, error) {
 	wf := fmt.Sprintf("`%s`[%d].%s", f.workflow, f.index, name)
-	f.x.branchOpen(wf, input)
-	out, err := f.step(ctx, raw, input, path)
-	if err == nil {
-		f.x.branchClose(wf, 0, raw, out)
-	}
-	return out, err
+	return f.x.inBranch(ctx, wf, input, func(ctx context.Context) (any, any, int, error) {
+		out, err := f.step(ctx, raw, input, path)
+		return out, raw, 0, err
+	})
 }
 
 // list evaluates the items of a foreach or map. Python iterates a string's
