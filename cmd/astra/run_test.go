@@ -97,14 +97,17 @@ func TestRunFollowAndInspect(t *testing.T) {
 		f := strings.Fields(l)
 		kinds = append(kinds, f[1]+" "+f[3])
 	}
-	want := "init -,step frontline_docs,step context,step reply,step speech,step summary,step save_note,finish -"
+	// The map's 3 items and the speech switch's case run as Julep's child
+	// workflows: init_branch and finish_branch each.
+	br := "init_branch -,finish_branch -,"
+	want := "init -," + br + br + br + "step frontline_docs,step context,step reply," + br + "step speech,step summary,step save_note,finish -"
 	if got := strings.Join(kinds, ","); got != want {
 		t.Fatalf("logs:\n%s\ngot  %s\nwant %s", r5.stdout, got, want)
 	}
 
 	// logs --follow of a finished execution prints the same and the end.
 	r6 := runAstra(t, re.env, "executions", "logs", id2, "--follow")
-	if r6.code != 0 || !strings.HasSuffix(r6.stdout, "execution succeeded\n") || strings.Count(r6.stdout, "\n") != 9 {
+	if r6.code != 0 || !strings.HasSuffix(r6.stdout, "execution succeeded\n") || strings.Count(r6.stdout, "\n") != 17 {
 		t.Fatalf("logs --follow: %d\n%s%s", r6.code, r6.stdout, r6.stderr)
 	}
 }

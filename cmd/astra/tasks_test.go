@@ -657,7 +657,7 @@ func TestTasksValidateIsTheEnginesCheck(t *testing.T) {
 	}
 	r := runAstra(t, envFor(dir, nil), "tasks", "validate", bad)
 	want := bad + `:7:13: main[0].prompt: expression "$ 'note ' + _.outbox_id +)": unmatched ')' at column 26` + "\n" +
-		bad + `:9:10: main[1].evaluate.x: undefined name "stepz" (did you mean "steps"?)` + "\n" +
+		bad + `:9:10: main[1].evaluate.x: Undefined name: 'stepz' (did you mean "steps"?)` + "\n" +
 		bad + `:10:5: main[2].toool: unknown step kind "toool" (did you mean "tool"?)` + "\n"
 	if r.code != 1 || r.stdout != want {
 		t.Errorf("validate: %d\n%s\nwant:\n%s%s", r.code, r.stdout, want, r.stderr)

@@ -143,7 +143,11 @@ func (c *checkpoint) UnmarshalJSON(data []byte) error {
 		StepsRun    int            `json:"steps_run"`
 		RunNanos    int64          `json:"run_ns"`
 	}
-	if err := json.Unmarshal(data, &w); err != nil {
+	// Numbers stay json.Number: a step's whole-float output (2.0) must
+	// reach the next step as a float, as in Julep.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
 		return err
 	}
 	*c = checkpoint{Step: w.Step, Last: w.Last, State: w.State, Waiting: w.Waiting, Resumes: w.Resumes,

@@ -52,9 +52,12 @@ type Options struct {
 	Embedder    llm.Embedder
 	Concurrency int // executions run at once (default 64)
 	Logger      *slog.Logger
-	HTTPClient  *http.Client // for api_call tools
-	Secrets     map[string]string
-	Now         func() time.Time
+	HTTPClient  *http.Client // for api_call and integration tools
+	// IntegrationURLs replaces integration providers' base URLs (by
+	// provider name); ASTRA_INTEGRATION_<PROVIDER>_URL does the same.
+	IntegrationURLs map[string]string
+	Secrets         map[string]string
+	Now             func() time.Time
 	// Retry is the policy for transient model and api_call failures
 	// (zero fields: retry.Default).
 	Retry retry.Policy
@@ -129,6 +132,7 @@ type Engine struct {
 	embed   llm.Embedder
 	log     *slog.Logger
 	hc      *http.Client
+	intURLs map[string]string
 	now     func() time.Time
 	sem     chan struct{}
 	changes *hub
@@ -213,7 +217,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		owner: newID(), lease: opts.Lease, sweepEvery: opts.SweepEvery,
-		key: opts.Key, state: opts.State, model: opts.Model, embed: opts.Embedder, log: opts.Logger, hc: opts.HTTPClient,
+		key: opts.Key, state: opts.State, model: opts.Model, embed: opts.Embedder, log: opts.Logger, hc: opts.HTTPClient, intURLs: opts.IntegrationURLs,
 		now: func() time.Time { return opts.Now().UTC() }, sem: make(chan struct{}, opts.Concurrency),
 		changes: newHub(), running: map[string]*run{}, kept: map[string]keptDeltas{},
 		cache: cache{tasks: map[string]Task{}, schemas: map[string]*jsonschema.Schema{}, agents: map[string]cached[map[string]any]{}, validFor: time.Second},

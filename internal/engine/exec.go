@@ -113,6 +113,8 @@ type executor struct {
 	// runStart is when this run began, for the time budget.
 	stepsRun atomic.Int64
 	runStart time.Time
+	// rootBranches are the branch transitions of the main step running now.
+	rootBranches branchBuf
 }
 
 func (e *Engine) prepare(ctx context.Context, ex *Execution, r *run) (*executor, error) {
@@ -198,6 +200,96 @@ func (x *executor) steps(name string) ([]any, bool) {
 	return l, ok
 }
 
+// julepStepType is the class name Julep v1 gives a step of this kind, which
+// its transitions carry as metadata.step_type (transition.py).
+func julepStepType(step map[string]any) string {
+	switch stepKind(step) {
+	case "prompt":
+		return "PromptStep"
+	case "tool":
+		return "ToolCallStep"
+	case "evaluate":
+		return "EvaluateStep"
+	case "if":
+		return "IfElseWorkflowStep"
+	case "switch":
+		return "SwitchStep"
+	case "foreach":
+		return "ForeachStep"
+	case "over":
+		return "MapReduceStep"
+	case "parallel":
+		return "ParallelStep"
+	case "get":
+		return "GetStep"
+	case "set":
+		return "SetStep"
+	case "log":
+		return "LogStep"
+	case "return":
+		return "ReturnStep"
+	case "sleep":
+		return "SleepStep"
+	case "wait_for_input":
+		return "WaitForInputStep"
+	case "workflow", "yield":
+		return "YieldStep"
+	case "error":
+		return "ErrorWorkflowStep"
+	}
+	return ""
+}
+
+// branchBuf collects the branch transitions written inside one child
+// workflow (or, at the root, inside the main step running now).
+type branchBuf struct {
+	mu  sync.Mutex
+	trs []Transition
+}
+
+type branchKey struct{}
+
+func (x *executor) bufOf(ctx context.Context) *branchBuf {
+	if b, ok := ctx.Value(branchKey{}).(*branchBuf); ok {
+		return b
+	}
+	return &x.rootBranches
+}
+
+// inBranch runs fn as the child workflow Julep would start here (an if
+// branch, a switch case, a foreach or map item, a workflow call): its
+// init_branch and finish_branch transitions, with those of the branches
+// inside it between them, are written with the main step that ran them, in
+// one commit, so a replayed step never writes them twice. Each child's
+// transitions stay together even when siblings run in parallel.
+func (x *executor) inBranch(ctx context.Context, workflow string, input any, fn func(context.Context) (any, any, int, error)) (any, error) {
+	buf := &branchBuf{}
+	out, lastStep, last, err := fn(context.WithValue(ctx, branchKey{}, buf))
+	if err != nil {
+		return out, err
+	}
+	c := Cursor{Workflow: workflow, Step: 0}
+	sm, _ := lastStep.(map[string]any)
+	trs := make([]Transition, 0, len(buf.trs)+2)
+	trs = append(trs, Transition{Type: "init_branch", Output: redactValue(input, x.secrets), Current: c, Next: &c, Metadata: map[string]any{}})
+	trs = append(trs, buf.trs...)
+	trs = append(trs, Transition{Type: "finish_branch", Output: redactValue(out, x.secrets),
+		Current: Cursor{Workflow: workflow, Step: last}, Metadata: map[string]any{"step_type": julepStepType(sm)}})
+	parent := x.bufOf(ctx)
+	parent.mu.Lock()
+	parent.trs = append(parent.trs, trs...)
+	parent.mu.Unlock()
+	return out, nil
+}
+
+func (x *executor) takeBranches() []Transition {
+	x.rootBranches.mu.Lock()
+	defer x.rootBranches.mu.Unlock()
+	b := x.rootBranches.trs
+	x.rootBranches.trs = nil
+	return b
+}
+
 func (x *executor) run(ctx context.Context) {
 	main, _ := x.steps("main")
 	if x.ex.Status == StatusQueued {
@@ -220,7 +312,8 @@ func (x *executor) run(ctx context.Context) {
 		step, _ := main[i].(map[string]any)
 		label, _ := step["label"].(string)
 		input := x.ck.Last
-		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input}
+		x.takeBranches() // a step replayed after a pause records its branches again
+		f := &frame{x: x, workflow: "main", history: x.ck.Steps, current: input, index: i}
 		out, err := f.step(stepCtx, step, input, fmt.Sprintf("main.%d", i))
 		var ret *returned
 		final := i == len(main)-1
@@ -255,7 +348,9 @@ func (x *executor) run(ctx context.Context) {
 			return
 		}
 		tr := Transition{Type: "step", Output: redactValue(out, x.secrets), Current: Cursor{Workflow: "main", Step: i},
-			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label}
+			Next: &Cursor{Workflow: "main", Step: i + 1}, StepLabel: label,
+			Metadata: map[string]any{"step_type": julepStepType(step)}}
+		branches := x.takeBranches()
 		rec := stepRecord{Input: input, Output: out, Label: label}
 		if _, ok := identityOf(out); ok && sameValue(tr.Output, out) {
 			// The transition below (the next seq, in the same commit as
@@ -271,7 +366,10 @@ func (x *executor) run(ctx context.Context) {
 			tr.Type, tr.Next, status = "finish", nil, StatusSucceeded
 			x.ex.Output = out
 		}
-		if err := x.advance(ctx, status, tr); err != nil {
+		if rec := &x.ck.Steps[len(x.ck.Steps)-1]; rec.Ref != 0 {
+			rec.Ref += len(branches) // the branch transitions come first
+		}
+		if err := x.advance(ctx, status, append(branches, tr)...); err != nil {
 			x.ck.Steps[len(x.ck.Steps)-1].Ref = 0 // that transition was not written
 			x.stop(ctx, err)
 			return

@@ -33,6 +33,14 @@ func (e *Engine) createTask(r *http.Request, id string) (int, any, error) {
 			parts[i] = is.Location + ": " + is.Message
 			details[i] = map[string]any{"location": is.Location, "message": is.Message, "severity": is.Severity, "type": is.Type}
 		}
+		// A malformed shape is refused by Julep's request model (pydantic)
+		// before its expression check: 422, a validation error.
+		for _, is := range issues {
+			if is.Type == "schema" {
+				return 0, nil, &apiError{Status: http.StatusUnprocessableEntity, Type: "validation_error",
+					Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
+			}
+		}
 		return 0, nil, &apiError{Status: http.StatusBadRequest, Message: "Invalid task: " + strings.Join(parts, "; "), Details: details}
 	}
 	if cycle := workflowCycle(def); cycle != nil {
@@ -188,7 +196,10 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 		e.enqueueRun(x.ID, nil, &x) // claimed when a slot frees, unless another engine is first
 	}
 	v := executionView(x)
-	v["metadata"] = map[string]any{"jobs": []any{}} // as the real server answers create
+	// Julep answers create with metadata {"jobs": [the workflow run's id]}
+	// (routers/tasks/create_task_execution.py); the stored metadata is the
+	// caller's. The engine's run of an execution is named by its id.
+	v["metadata"] = map[string]any{"jobs": []any{x.ID}}
 	return http.StatusCreated, v, nil
 }
 
@@ -316,12 +327,10 @@ func (e *Engine) updateExecution(r *http.Request) (int, any, error) {
 		next.Status, next.UpdatedAt, next.Checkpoint = StatusRunning, now, raw
 		// Unfenced, so the lease is cleared and any engine may claim it.
 		next.LeaseOwner, next.LeaseToken, next.LeaseUntil = "", "", time.Time{}
-		next.TransitionCount++
-		cur := e.currentCursor(x)
-		tr := Transition{ID: newID(), ExecutionID: id, Seq: next.TransitionCount, Type: "resume",
-			Output: input, Current: cur, Next: &cur, CreatedAt: now}
-		scope(&tr, id)
-		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, []Transition{tr}); err != nil {
+		// Julep writes no transition of its own for a resume: the waiting
+		// step's next transition carries the input (transition.py turns
+		// the PartialTransition(type="resume") into "step" or "finish").
+		if err := e.state.Advance(ctx, next, []string{StatusAwaitingInput}, nil); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return 0, nil, errorf(http.StatusConflict, "execution %s changed status meanwhile; retry", id)
 			}

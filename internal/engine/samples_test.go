@@ -1,6 +1,9 @@
 package engine_test
 
 import (
+	"github.com/astra-app/astra/internal/engine"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,18 +93,44 @@ func TestReferenceTasks(t *testing.T) {
 	}
 }
 
-// TestReferenceTaskNeedingIntegrationFailsClearly: integrations are not
-// available in the embedded engine, and the error says so.
-func TestReferenceTaskNeedingIntegrationFailsClearly(t *testing.T) {
+// TestReferenceTaskWithBraveIntegration runs the library template that
+// calls Brave search against a local fake of Brave's API (the tool's setup
+// names the key as "$ {secrets.BRAVE_API_KEY}", as the template writes it).
+func TestReferenceTaskWithBraveIntegration(t *testing.T) {
 	t.Parallel()
 	def := readRef(t, "library/completed/sarcastic-headline-generator/src/tasks/sarcastic-headline-generator-task.yaml")
-	e := newEnv(t)
+	brave := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Subscription-Token") != "brave-key" || r.URL.Query().Get("q") != "cats funny" {
+			http.Error(w, "bad", 400)
+			return
+		}
+		w.Write([]byte(`{"web":{"results":[{"title":"Cats","url":"https://c.example","description":"Cats sit"}]}}`))
+	}))
+	defer brave.Close()
+	e := newEnv(t, withSecrets(map[string]string{"BRAVE_API_KEY": "brave-key"}),
+		func(o *engine.Options) { o.IntegrationURLs = map[string]string{"brave": brave.URL} })
 	task, err := e.client.CreateTask(t.Context(), e.agent(nil), julep.YAML(def))
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	x := e.run(task.Id, map[string]any{"topic": "cats"})
-	if msg, _ := x["error"].(string); x["status"] != "failed" || !strings.Contains(msg, `integration tools (provider "brave")`) || !strings.Contains(msg, "step 0") {
+	if x["status"] != "succeeded" {
 		t.Fatalf("status %v error %v", x["status"], x["error"])
+	}
+	trs := e.transitions(x["id"].(string))
+	if got := jsonString(trs[1]["output"]); got != `{"result":[{"link":"https://c.example","snippet":"Cats sit","title":"Cats"}]}` {
+		t.Fatalf("brave step output %s", got)
+	}
+}
+
+// A provider the engine does not have is refused at create, by name.
+func TestUnknownIntegrationRefusedAtCreate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	status, v := e.do("POST", "/agents/"+e.agent(nil)+"/tasks", map[string]any{"name": "t",
+		"tools": []any{map[string]any{"name": "mail", "type": "integration", "integration": map[string]any{"provider": "telegraph"}}},
+		"main":  []any{map[string]any{"tool": "mail", "arguments": map[string]any{}}}})
+	if status != 400 || !strings.Contains(jsonString(v), `integration provider \"telegraph\" is not available`) {
+		t.Fatalf("status %d %s", status, jsonString(v))
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -46,6 +47,8 @@ type frame struct {
 	// calls are the workflows called to reach this frame, outermost first
 	// (empty in main), for the depth budget.
 	calls []string
+	// index is the position of the step running now in its workflow.
+	index int
 }
 
 // vars are the names an expression sees. With shared set, the values the
@@ -136,12 +139,14 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 			return nil, fmt.Errorf("if: %w", err)
 		}
 		if truthy(cond) {
-			return f.step(ctx, s["then"], input, path+".then")
+			return f.branch(ctx, s["then"], input, path+".then", "if_else.then")
 		}
 		if e, ok := s["else"]; ok && e != nil {
-			return f.step(ctx, e, input, path+".else")
+			return f.branch(ctx, e, input, path+".else", "if_else.else")
 		}
-		return input, nil
+		// Julep runs EvaluateStep(evaluate={"output": "_"}) for a missing
+		// else (workflows/task_execution/helpers.py execute_if_else_branch).
+		return f.branch(ctx, implicitElse, input, path+".else", "if_else.else")
 	case "switch":
 		cases, ok := s["switch"].([]any)
 		if !ok {
@@ -159,7 +164,8 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 				match = truthy(v)
 			}
 			if match {
-				return f.step(ctx, cm["then"], input, fmt.Sprintf("%s.case[%d]", path, i))
+				// helpers.py execute_switch_branch: a child workflow "...case".
+				return f.branch(ctx, cm["then"], input, fmt.Sprintf("%s.case[%d]", path, i), "case")
 			}
 		}
 		return nil, errors.New("switch: no case matched (add a `case: _` default)")
@@ -168,7 +174,7 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 		if !ok {
 			return nil, errors.New("foreach: expected {in, do}")
 		}
-		items, err := f.list(ctx, fe["in"], input, "foreach in")
+		items, err := f.list(ctx, fe["in"], input, "foreach in", true)
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +183,8 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 		}
 		out := make([]any, len(items))
 		for i, it := range items {
-			if out[i], err = f.step(ctx, fe["do"], it, fmt.Sprintf("%s.do[%d]", path, i)); err != nil {
+			// helpers.py execute_foreach_step: each item a child workflow.
+			if out[i], err = f.branch(ctx, fe["do"], it, fmt.Sprintf("%s.do[%d]", path, i), fmt.Sprintf("foreach[%d]", i)); err != nil {
 				return nil, fmt.Errorf("foreach item %d: %w", i, err)
 			}
 		}
@@ -226,7 +233,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 			return nil, fmt.Errorf("log: %w", err)
 		}
 		f.x.e.log.Info("engine: task log", "execution_id", f.x.ex.ID, "message", redactValue(v, f.x.secrets))
-		return v, nil
+		// Julep's LogStep outputs its input; the message is only logged
+		// (workflows/task_execution/__init__.py _handle_LogStep).
+		return input, nil
 	case "return":
 		v, err := f.eval(ctx, s["return"], input)
 		if err != nil {
@@ -244,7 +253,9 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 		if err != nil {
 			return nil, fmt.Errorf("wait_for_input: %w", err)
 		}
-		return nil, &pause{Path: path, Info: map[string]any{"info": info}}
+		// The wait transition's output is the evaluated info itself
+		// (activities/task_steps/raise_complete_async.py).
+		return nil, &pause{Path: path, Info: info}
 	case "workflow", "yield":
 		name, args := s["workflow"], s["arguments"]
 		if y, ok := s["yield"].(map[string]any); ok {
@@ -269,7 +280,14 @@ func (f *frame) step(ctx context.Context, raw any, input any, path string) (_ an
 				f.x.e.limits.depth, strings.Join(calls, " -> "))
 		}
 		child := &frame{x: f.x, workflow: wf, calls: calls}
-		return child.sequence(ctx, steps, sub, path+"."+wf)
+		return f.x.inBranch(ctx, wf, sub, func(ctx context.Context) (any, any, int, error) {
+			out, err := child.sequence(ctx, steps, sub, path+"."+wf)
+			var last any
+			if len(steps) > 0 {
+				last = steps[len(steps)-1]
+			}
+			return out, last, len(steps) - 1, err
+		})
 	case "error":
 		v, err := f.eval(ctx, s["error"], input)
 		if err != nil {
@@ -288,7 +306,7 @@ func (f *frame) sequence(ctx context.Context, steps []any, input any, path strin
 		sm, _ := raw.(map[string]any)
 		label, _ := sm["label"].(string)
 		in := out
-		f.current = in
+		f.current, f.index = in, i
 		v, err := f.step(ctx, raw, in, fmt.Sprintf("%s.%d", path, i))
 		var ret *returned
 		if errors.As(err, &ret) {
@@ -307,12 +325,36 @@ func (f *frame) sequence(ctx context.Context, steps []any, input any, path strin
 	return out, nil
 }
 
-func (f *frame) list(ctx context.Context, src any, input any, what string) ([]any, error) {
+// implicitElse is the step Julep runs for an if without else whose
+// condition is false.
+var implicitElse = map[string]any{"evaluate": map[string]any{"output": "_"}}
+
+// branch runs the step of an if branch as Julep runs it: a child workflow
+// of one step, which writes an init_branch and a finish_branch transition.
+func (f *frame) branch(ctx context.Context, raw any, input any, path, name string) (any, error) {
+	wf := fmt.Sprintf("`%s`[%d].%s", f.workflow, f.index, name)
+	return f.x.inBranch(ctx, wf, input, func(ctx context.Context) (any, any, int, error) {
+		out, err := f.step(ctx, raw, input, path)
+		return out, raw, 0, err
+	})
+}
+
+// list evaluates the items of a foreach or map. Python iterates a string's
+// characters (chars) and a dict's keys.
+func (f *frame) list(ctx context.Context, src any, input any, what string, chars bool) ([]any, error) {
 	v, err := f.eval(ctx, src, input)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	switch v := v.(type) {
+	case string:
+		if chars {
+			out := make([]any, 0, len(v))
+			for _, r := range v {
+				out = append(out, string(r))
+			}
+			return out, nil
+		}
 	case []any:
 		return v, nil
 	case nil:
@@ -329,7 +371,7 @@ func (f *frame) list(ctx context.Context, src any, input any, what string) ([]an
 }
 
 func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path string) (any, error) {
-	items, err := f.list(ctx, s["over"], input, "map-reduce over")
+	items, err := f.list(ctx, s["over"], input, "map-reduce over", true)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +383,8 @@ func (f *frame) mapReduce(ctx context.Context, s map[string]any, input any, path
 		par = int(min(p, 100))
 	}
 	outs, err := f.concurrently(ctx, len(items), par, func(ctx context.Context, i int) (any, error) {
-		out, err := f.step(ctx, s["map"], items[i], fmt.Sprintf("%s.map[%d]", path, i))
+		// helpers.py execute_map_reduce_step: each item a child workflow.
+		out, err := f.branch(ctx, s["map"], items[i], fmt.Sprintf("%s.map[%d]", path, i), fmt.Sprintf("mapreduce[%d]", i))
 		if err != nil {
 			return nil, fmt.Errorf("map item %d: %w", i, err)
 		}
@@ -513,6 +556,9 @@ func toFloat(v any) (float64, bool) {
 	switch n := v.(type) {
 	case float64:
 		return n, true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
 	case float32:
 		return float64(n), true
 	case int:

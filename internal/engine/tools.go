@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/astra-app/astra/internal/egress"
+	"github.com/astra-app/astra/internal/engine/integrations"
 	"github.com/astra-app/astra/internal/expr"
 	"github.com/astra-app/astra/internal/llm"
 	"github.com/astra-app/astra/internal/retry"
@@ -292,11 +294,27 @@ func (f *frame) tool(ctx context.Context, s map[string]any, input any, path stri
 		return nil, &pause{Path: path, Info: map[string]any{"tool_call": map[string]any{
 			"type": "function", "function": map[string]any{"name": name, "arguments": args}}}}
 	case "integration":
-		prov := ""
-		if in, ok := t["integration"].(map[string]any); ok {
-			prov, _ = in["provider"].(string)
+		in, _ := t["integration"].(map[string]any)
+		prov, _ := in["provider"].(string)
+		method, _ := in["method"].(string)
+		var setup map[string]any
+		if sm, ok := in["setup"].(map[string]any); ok {
+			// Setup values may name secrets ("$ secrets.BRAVE_KEY").
+			v, err := f.evalExpressions(ctx, sm, input)
+			if err != nil {
+				return nil, fmt.Errorf("tool %q setup: %w", name, err)
+			}
+			setup = v
 		}
-		err = fmt.Errorf("integration tools (provider %q) are not available in the embedded engine", prov)
+		// The tool's own arguments win over the step's
+		// (execute_integration.py: arguments | integration.arguments).
+		if ta, ok := in["arguments"].(map[string]any); ok {
+			merged := make(map[string]any, len(args)+len(ta))
+			maps.Copy(merged, args)
+			maps.Copy(merged, ta)
+			args = merged
+		}
+		out, err = integrations.Run(ctx, f.x.e.hc, f.x.e.intURLs, prov, method, setup, args)
 	default:
 		err = fmt.Errorf("tool type %q is not supported by the embedded engine", typ)
 	}

@@ -12,14 +12,17 @@ type issue struct {
 	Type     string
 }
 
-// checkTask is the check at task create: exactly taskdef's, the checks
-// `astra tasks validate` and push run, so a task validate passes is one the
-// engine accepts and the reverse. Warnings do not refuse a task.
+// checkTask is the check at task create: taskdef's, the checks `astra tasks
+// validate` and push run, so a task validate passes is one the engine
+// accepts. Warnings do not refuse a task, and neither does an expression
+// error where Julep v1 checks nothing at create (a prompt, a tool's
+// arguments): Julep accepts such a task and fails the step when it runs, and
+// so does the engine; validate and push still refuse it.
 func checkTask(def map[string]any) []issue {
 	var out []issue
 	for _, is := range taskdef.ValidateDefinition(def) {
-		if is.Severity == taskdef.SeverityWarning {
-			continue
+		if is.Severity == taskdef.SeverityWarning || is.AtRunTime {
+			continue // Julep accepts it at create too
 		}
 		out = append(out, issue{Location: is.Location, Message: is.Message, Severity: is.Severity, Type: is.Type})
 	}

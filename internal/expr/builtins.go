@@ -2,6 +2,8 @@ package expr
 
 import (
 	"fmt"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 	"math"
 	"math/big"
 	"sort"
@@ -105,6 +107,13 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 		if val, found, _ := x.Get(starlark.String(name)); found {
 			return val, nil
 		}
+		// python-box (Julep's Box) also reaches a key by its "safe" attribute
+		// name: "foo-bar" and "foo bar" as foo_bar.
+		for _, item := range x.Items() {
+			if k, ok := item[0].(starlark.String); ok && boxSafeAttr(string(k)) == name {
+				return item[1], nil
+			}
+		}
 		return nil, fmt.Errorf("dict has no key or attribute %q", name)
 	case starlark.String:
 		if m := strExtras[name]; m != nil {
@@ -126,6 +135,10 @@ func getAttr(_ *starlark.Thread, v starlark.Value, name string) (starlark.Value,
 		}
 	case *stepList:
 		return getAttr(nil, x.list, name)
+	case *starlark.Builtin:
+		if x.Name() == "dict" && name == "fromkeys" {
+			return dictFromkeys, nil
+		}
 	case starlark.HasAttrs:
 		a, err := x.Attr(name)
 		if err != nil {
@@ -158,7 +171,38 @@ func concatSize(x, y starlark.Value) int64 {
 	return 0
 }
 
+// boolToInt makes bools take part in arithmetic as Python's ints do (True + 1 is 2).
+func boolToInt(v starlark.Value) starlark.Value {
+	if b, ok := v.(starlark.Bool); ok {
+		if b {
+			return starlark.MakeInt(1)
+		}
+		return starlark.MakeInt(0)
+	}
+	return v
+}
+
+// boxSafeAttr is python-box 7's attribute name for a key: characters that
+// cannot be in an identifier become "_", and the result is stripped of
+// surrounding "_"s; a leading digit gets an "x" prefix.
+func boxSafeAttr(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	out := strings.Trim(b.String(), "_")
+	if out != "" && out[0] >= '0' && out[0] <= '9' {
+		out = "x" + out
+	}
+	return out
+}
+
 func fnAdd(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	args = starlark.Tuple{boolToInt(args[0]), boolToInt(args[1])}
 	if err := budgetOf(t).reserve(concatSize(args[0], args[1]), kindOf(args[0])); err != nil {
 		return nil, err
 	}
@@ -166,7 +210,7 @@ func fnAdd(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []sta
 }
 
 func fnMul(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-	x, y := args[0], args[1]
+	x, y := boolToInt(args[0]), boolToInt(args[1])
 	// The repetition's size is known before Starlark builds it.
 	seq, n := x, y
 	if _, ok := x.(starlark.Int); ok {
@@ -186,8 +230,70 @@ func fnMul(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []sta
 	return starlark.Binary(syntax.STAR, x, y)
 }
 
+// fnIndex is x[k]. Strings index by code point, as in Python.
+func fnIndex(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x, k := args[0], boolToInt(args[1])
+	if s, ok := x.(starlark.String); ok && !isASCII(string(s)) {
+		x = chars(s)
+	}
+	switch v := x.(type) {
+	case starlark.Mapping:
+		r, found, err := v.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("key %s not in %s", k.String(), x.Type())
+		}
+		return r, nil
+	case starlark.Indexable:
+		var i int
+		if err := starlark.AsInt(k, &i); err != nil {
+			return nil, fmt.Errorf("%s indices must be integers, not %s", pyTypeName(args[0]), k.Type())
+		}
+		n := v.Len()
+		if i < 0 {
+			i += n
+		}
+		if i < 0 || i >= n {
+			return nil, fmt.Errorf("%s index out of range", pyTypeName(args[0]))
+		}
+		return v.Index(i), nil
+	}
+	return nil, fmt.Errorf("'%s' object is not subscriptable", pyTypeName(args[0]))
+}
+
+func pyTypeName(v starlark.Value) string {
+	if _, ok := v.(starlark.String); ok {
+		return "str"
+	}
+	return typeName(v)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func fnSlice(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	x := args[0]
+	if s, ok := x.(starlark.String); ok && !isASCII(string(s)) {
+		// Python slices code points; slice the characters and rejoin.
+		r, err := fnSlice(t, nil, starlark.Tuple{chars(s), args[1], args[2], args[3]}, nil)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		l := r.(*starlark.List)
+		for i := 0; i < l.Len(); i++ {
+			b.WriteString(string(l.Index(i).(starlark.String)))
+		}
+		return starlark.String(b.String()), nil
+	}
 	if s, ok := x.(*stepList); ok {
 		x = s.list
 	}
@@ -361,6 +467,139 @@ func iterArgs(b *starlark.Builtin, max int, soleOnly bool) *starlark.Builtin {
 	})
 }
 
+var dictFromkeys = starlark.NewBuiltin("fromkeys", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var keysV starlark.Value
+	var v starlark.Value = starlark.None
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &keysV, &v); err != nil {
+		return nil, err
+	}
+	if s, ok := keysV.(starlark.String); ok {
+		keysV = chars(s)
+	}
+	keys, ok := keysV.(starlark.Iterable)
+	if !ok {
+		return nil, fmt.Errorf("'%s' object is not iterable", keysV.Type())
+	}
+	if err := budgetOf(t).reserve(mulSat(entryBytes, int64(max(starlark.Len(keys), 0))), "dict"); err != nil {
+		return nil, err
+	}
+	d := starlark.NewDict(0)
+	it := keys.Iterate()
+	defer it.Done()
+	var k starlark.Value
+	for it.Next(&k) {
+		if err := d.SetKey(k, v); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+})
+
+// fnEq is == and != with Python's bools equal to 1 and 0.
+func fnEq(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	x, y := args[0], args[1]
+	_, xb := x.(starlark.Bool)
+	_, yb := y.(starlark.Bool)
+	if xb != yb {
+		x, y = boolToInt(x), boolToInt(y)
+	}
+	eq, err := starlark.Equal(x, y)
+	if err != nil {
+		return nil, err
+	}
+	if b.Name() == "!=" {
+		return starlark.Bool(!eq), nil
+	}
+	return starlark.Bool(eq), nil
+}
+
+// fnDictMerge builds {**a, 'k': v, **b}: later keys win, as in Python.
+func fnDictMerge(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	n := 0
+	for _, a := range args {
+		d, ok := a.(starlark.IterableMapping)
+		if !ok {
+			return nil, fmt.Errorf("'%s' object is not a mapping", a.Type())
+		}
+		n += starlark.Len(d)
+	}
+	if err := budgetOf(t).reserve(mulSat(entryBytes, int64(n)), "dict"); err != nil {
+		return nil, err
+	}
+	out := starlark.NewDict(n)
+	for _, a := range args {
+		for _, item := range a.(starlark.IterableMapping).Items() {
+			if err := out.SetKey(item[0], item[1]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// fnListCat builds [*a, x, *b] from iterables (a string gives its characters).
+func fnListCat(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+	var elems []starlark.Value
+	for _, a := range args {
+		if s, ok := a.(starlark.String); ok {
+			a = chars(s)
+		}
+		if err := budgetOf(t).reserve(mulSat(slotBytes, int64(len(elems)+max(starlark.Len(a), 0))), "list"); err != nil {
+			return nil, err
+		}
+		it := starlark.Iterate(a)
+		if it == nil {
+			return nil, fmt.Errorf("value after * must be an iterable, not %s", a.Type())
+		}
+		var e starlark.Value
+		for it.Next(&e) {
+			elems = append(elems, e)
+		}
+		it.Done()
+	}
+	return starlark.NewList(elems), nil
+}
+
+// fnLen counts a string's code points, as Python does (Starlark counts bytes).
+func fnLen(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var x starlark.Value
+	if err := starlark.UnpackPositionalArgs("len", args, kw, 1, &x); err != nil {
+		return nil, err
+	}
+	if s, ok := x.(starlark.String); ok {
+		return starlark.MakeInt(utf8.RuneCountInString(string(s))), nil
+	}
+	if n := starlark.Len(x); n >= 0 {
+		return starlark.MakeInt(n), nil
+	}
+	return nil, fmt.Errorf("object of type '%s' has no len()", x.Type())
+}
+
+// withDefault adds Python's default= to min and max: the value for an empty
+// iterable.
+func withDefault(b *starlark.Builtin) *starlark.Builtin {
+	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var def starlark.Value
+		rest := kw[:0:0]
+		for _, p := range kw {
+			if string(p[0].(starlark.String)) == "default" {
+				def = p[1]
+				continue
+			}
+			rest = append(rest, p)
+		}
+		if def != nil {
+			if len(args) != 1 {
+				return nil, fmt.Errorf("%s: cannot specify a default with multiple positional arguments", b.Name())
+			}
+			if starlark.Len(args[0]) == 0 {
+				return def, nil
+			}
+		}
+		return b.CallInternal(t, args, rest)
+	})
+}
+
 func fnSet(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 	if err := budgetOf(t).reserve(mulSat(setBytes, length(args[0])), "set"); err != nil {
 		return nil, err
@@ -456,6 +695,7 @@ func fnSum(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []st
 		if _, ok := e.(starlark.String); ok {
 			return nil, fmt.Errorf("sum() can't sum strings [use ''.join(seq) instead]")
 		}
+		acc, e = boolToInt(acc), boolToInt(e)
 		if err := budgetOf(t).reserve(concatSize(acc, e), kindOf(acc)); err != nil {
 			return nil, err
 		}
@@ -762,6 +1002,87 @@ func recvString(b *starlark.Builtin) string { return string(b.Receiver().(starla
 
 var strExtras map[string]*starlark.Builtin
 
+// pySplitlines is Python's str.splitlines: every Unicode line boundary
+// (\n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, \u2028, \u2029) ends a line.
+func pySplitlines(s string, keep bool) *starlark.List {
+	var out []starlark.Value
+	start := 0
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch r {
+		case '\n', '\r', '\v', '\f', 0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029:
+			end := i + n
+			if r == '\r' && end < len(s) && s[end] == '\n' {
+				end++
+			}
+			if keep {
+				out = append(out, starlark.String(s[start:end]))
+			} else {
+				out = append(out, starlark.String(s[start:i]))
+			}
+			start, i = end, end
+			continue
+		}
+		i += n
+	}
+	if start < len(s) {
+		out = append(out, starlark.String(s[start:]))
+	}
+	return starlark.NewList(out)
+}
+
+// runeFind is str.find/rfind/index/rindex with Python's code-point offsets
+// (Starlark's count bytes).
+func runeFind(name string, last, raise bool) *starlark.Builtin {
+	return starlark.NewBuiltin(name, func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		var sub string
+		var startV, endV starlark.Value = starlark.None, starlark.None
+		if err := starlark.UnpackPositionalArgs(name, args, kw, 1, &sub, &startV, &endV); err != nil {
+			return nil, err
+		}
+		rs := []rune(recvString(b))
+		n := len(rs)
+		idx := func(v starlark.Value, def int) (int, error) {
+			if v == starlark.None {
+				return def, nil
+			}
+			var i int
+			if err := starlark.AsInt(v, &i); err != nil {
+				return 0, fmt.Errorf("%s: slice indices must be integers", name)
+			}
+			if i < 0 {
+				i += n
+			}
+			return min(max(i, 0), n), nil
+		}
+		lo, err := idx(startV, 0)
+		if err != nil {
+			return nil, err
+		}
+		hi, err := idx(endV, n)
+		if err != nil {
+			return nil, err
+		}
+		pos := -1
+		if lo <= hi {
+			hay := string(rs[lo:hi])
+			var j int
+			if last {
+				j = strings.LastIndex(hay, sub)
+			} else {
+				j = strings.Index(hay, sub)
+			}
+			if j >= 0 {
+				pos = lo + utf8.RuneCountInString(hay[:j])
+			}
+		}
+		if pos < 0 && raise {
+			return nil, fmt.Errorf("substring not found")
+		}
+		return starlark.MakeInt(pos), nil
+	})
+}
+
 func initStrExtras() {
 	strExtras = map[string]*starlark.Builtin{
 		"format": starlark.NewBuiltin("format", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
@@ -813,9 +1134,28 @@ func initStrExtras() {
 		"center": justify("center"),
 		"ljust":  justify("ljust"),
 		"rjust":  justify("rjust"),
+		// Python's case mappings are Unicode's full ones ('straße'.upper() is
+		// 'STRASSE', final sigma lowers to 'ς'); x/text/cases implements them.
 		"casefold": newFn("casefold", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
-			return starlark.String(strings.ToLower(recvString(b))), nil
+			return starlark.String(cases.Fold().String(recvString(b))), nil
 		}),
+		"upper": newFn("upper", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			return starlark.String(cases.Upper(language.Und).String(recvString(b))), nil
+		}),
+		"lower": newFn("lower", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+			return starlark.String(cases.Lower(language.Und).String(recvString(b))), nil
+		}),
+		"splitlines": starlark.NewBuiltin("splitlines", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var keep bool
+			if err := starlark.UnpackArgs("splitlines", args, kw, "keepends?", &keep); err != nil {
+				return nil, err
+			}
+			return pySplitlines(recvString(b), keep), nil
+		}),
+		"find":   runeFind("find", false, false),
+		"rfind":  runeFind("rfind", true, false),
+		"index":  runeFind("index", false, true),
+		"rindex": runeFind("rindex", true, true),
 		"swapcase": newFn("swapcase", func(_ *starlark.Thread, b *starlark.Builtin, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
 			return starlark.String(strings.Map(func(r rune) rune {
 				if unicode.IsUpper(r) {
@@ -850,7 +1190,26 @@ func initStrExtras() {
 			if err := budgetOf(t).reserve(n, "string"); err != nil {
 				return nil, err
 			}
-			return starlark.String(strings.ReplaceAll(recvString(b), "\t", strings.Repeat(" ", size))), nil
+			// Python pads each tab to the next multiple of tabsize within its line.
+			var out strings.Builder
+			col := 0
+			for _, r := range s {
+				switch r {
+				case '\t':
+					if size > 0 {
+						pad := size - col%size
+						out.WriteString(strings.Repeat(" ", pad))
+						col += pad
+					}
+				case '\n', '\r':
+					out.WriteRune(r)
+					col = 0
+				default:
+					out.WriteRune(r)
+					col++
+				}
+			}
+			return starlark.String(out.String()), nil
 		}),
 	}
 }
@@ -975,11 +1334,16 @@ func init() {
 		"__set":   starlark.NewBuiltin("set", fnSet),
 		"__dict":  starlark.NewBuiltin("dict", fnDict),
 
-		"__iter": starlark.NewBuiltin("iter", fnIter),
-		"abs":    u("abs"), "bool": u("bool"),
+		"__iter":   starlark.NewBuiltin("iter", fnIter),
+		"__index":  starlark.NewBuiltin("index", fnIndex),
+		"__eq":     starlark.NewBuiltin("==", fnEq),
+		"__ne":     starlark.NewBuiltin("!=", fnEq),
+		"__dmerge": starlark.NewBuiltin("dict display", fnDictMerge),
+		"__lcat":   starlark.NewBuiltin("list display", fnListCat),
+		"abs":      u("abs"), "bool": u("bool"),
 		"all": iterArgs(u("all"), 1, false), "any": iterArgs(u("any"), 1, false),
-		"chr": u("chr"), "ord": u("ord"), "len": u("len"), "hash": u("hash"),
-		"min": iterArgs(u("min"), 1, true), "max": iterArgs(u("max"), 1, true),
+		"chr": u("chr"), "ord": u("ord"), "len": starlark.NewBuiltin("len", fnLen), "hash": u("hash"),
+		"min": withDefault(iterArgs(u("min"), 1, true)), "max": withDefault(iterArgs(u("max"), 1, true)),
 		"dict": charged(u("dict"), "dict"), "list": iterArgs(u("list"), 1, false), "tuple": iterArgs(u("tuple"), 1, false),
 		"set": iterArgs(u("set"), 1, false), "sorted": iterArgs(u("sorted"), 1, false), "reversed": iterArgs(u("reversed"), 1, false),
 		"enumerate": iterArgs(u("enumerate"), 1, false), "zip": iterArgs(u("zip"), -1, false), "dir": u("dir"),

@@ -240,6 +240,14 @@ func rw(e syntax.Expr) syntax.Expr {
 			return call("__add", x.OpPos, x.X, x.Y)
 		case syntax.STAR:
 			return call("__mul", x.OpPos, x.X, x.Y)
+		case syntax.EQL:
+			if mayBeBool(x.X) || mayBeBool(x.Y) {
+				return call("__eq", x.OpPos, x.X, x.Y)
+			}
+		case syntax.NEQ:
+			if mayBeBool(x.X) || mayBeBool(x.Y) {
+				return call("__ne", x.OpPos, x.X, x.Y)
+			}
 		}
 		return x
 	case *syntax.UnaryExpr:
@@ -294,8 +302,7 @@ func rw(e syntax.Expr) syntax.Expr {
 		x.X = rw(x.X)
 		return x
 	case *syntax.IndexExpr:
-		x.X, x.Y = rw(x.X), rw(x.Y)
-		return x
+		return call("__index", x.Lbrack, rw(x.X), rw(x.Y))
 	case *syntax.SliceExpr:
 		none := func(e syntax.Expr) syntax.Expr {
 			if e == nil {
@@ -314,6 +321,13 @@ func rw(e syntax.Expr) syntax.Expr {
 		return x
 	}
 	return e
+}
+
+// mayBeBool is false for operands that cannot be a bool (string and number
+// literals), so the common `x == 'a'` stays Starlark's own comparison.
+func mayBeBool(e syntax.Expr) bool {
+	_, lit := e.(*syntax.Literal)
+	return !lit
 }
 
 func call(fn string, pos syntax.Position, args ...syntax.Expr) syntax.Expr {

@@ -227,8 +227,9 @@ func (c *toGo) value(v starlark.Value, depth int) (any, error) {
 		if i, ok := x.Int64(); ok {
 			return i, nil
 		}
-		f, _ := new(big.Float).SetInt(x.BigInt()).Float64()
-		return f, nil
+		// Python ints are exact at any size (2 ** 64); json.Number keeps the
+		// digits through JSON.
+		return json.Number(x.String()), nil
 	case starlark.Float:
 		f := float64(x)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
@@ -236,6 +237,11 @@ func (c *toGo) value(v starlark.Value, depth int) (any, error) {
 		}
 		if err := c.take(8); err != nil {
 			return nil, err
+		}
+		if f == math.Trunc(f) {
+			// A whole float stays a float through JSON, as Julep's 2.0 does
+			// (Go would write a float64 2 as "2", which reads back as an int).
+			return json.Number(pyFloatRepr(f)), nil
 		}
 		return f, nil
 	case starlark.String:
@@ -377,6 +383,25 @@ func jsonKey(k starlark.Value) (string, error) {
 // step's label (`steps['fetch']`), as in Julep.
 type stepList struct {
 	list *starlark.List
+	// labels, for inputs and outputs, are the steps' labels by index (from
+	// vars["steps"]): Julep keys inputs and outputs by label too.
+	labels []string
+	name   string
+}
+
+// stepLabels reads the labels of vars["steps"] entries by index.
+func stepLabels(steps any) []string {
+	list, ok := steps.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, len(list))
+	for i, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			out[i], _ = m["label"].(string)
+		}
+	}
+	return out
 }
 
 var (
@@ -409,6 +434,14 @@ func (s *stepList) Get(k starlark.Value) (starlark.Value, bool, error) {
 		}
 		return s.list.Index(int(i)), true, nil
 	case starlark.String:
+		if s.name != "" {
+			for i, l := range s.labels {
+				if l == string(k) && l != "" && i < s.list.Len() {
+					return s.list.Index(i), true, nil
+				}
+			}
+			return nil, false, fmt.Errorf("%s has no step labelled %q", s.name, string(k))
+		}
 		for i := 0; i < s.list.Len(); i++ {
 			if d, ok := s.list.Index(i).(*starlark.Dict); ok {
 				if l, found, _ := d.Get(starlark.String("label")); found && l == k {

@@ -137,6 +137,13 @@ func (d *datetimeValue) Attr(name string) (starlark.Value, error) {
 		return m(func(starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
 			return starlark.MakeInt((int(d.t.Weekday())+6)%7 + 1), nil
 		})
+	case "tzname":
+		return m(func(starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+			if d.aware {
+				return starlark.String("UTC"), nil
+			}
+			return starlark.None, nil
+		})
 	case "date":
 		return m(func(starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
 			y, mo, dd := d.t.Date()
@@ -353,20 +360,7 @@ func datetimeModule() starlark.Value {
 		}
 		return &timedeltaValue{time.Duration(total)}, nil
 	})
-	strptime := starlark.NewBuiltin("strptime", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		var s, f string
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 2, &s, &f); err != nil {
-			return nil, err
-		}
-		layout := strings.NewReplacer("%Y", "2006", "%m", "01", "%d", "02", "%H", "15", "%M", "04", "%S", "05",
-			"%y", "06", "%b", "Jan", "%B", "January", "%a", "Mon", "%A", "Monday", "%p", "PM", "%I", "03",
-			"%f", "000000", "%z", "-0700", "%Z", "MST", "%%", "%").Replace(f)
-		t, err := time.Parse(layout, s)
-		if err != nil {
-			return nil, fmt.Errorf("time data %s does not match format %s", pyQuote(s), pyQuote(f))
-		}
-		return newDatetime(t, strings.Contains(f, "%z")), nil
-	})
+	strptime := dtStrptime
 	cls := &dtClass{members: starlark.StringDict{
 		"now": now("now", false), "utcnow": now("utcnow", false), "today": now("today", false),
 		"fromisoformat": fromISO, "strptime": strptime,
@@ -374,8 +368,10 @@ func datetimeModule() starlark.Value {
 	// Julep nests these under datetime.datetime as well.
 	cls.members["datetime"] = cls
 	cls.members["timedelta"] = timedelta
+	cls.members["date"] = dateClass
 	return module("datetime", starlark.StringDict{
 		"datetime":      cls,
+		"date":          dateClass,
 		"now":           cls.members["now"],
 		"utcnow":        cls.members["utcnow"],
 		"today":         cls.members["today"],
@@ -385,3 +381,18 @@ func datetimeModule() starlark.Value {
 		"timezone":      tzValue{},
 	})
 }
+
+var dtStrptime = starlark.NewBuiltin("strptime", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var s, f string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 2, &s, &f); err != nil {
+		return nil, err
+	}
+	layout := strings.NewReplacer("%Y", "2006", "%m", "01", "%d", "02", "%H", "15", "%M", "04", "%S", "05",
+		"%y", "06", "%b", "Jan", "%B", "January", "%a", "Mon", "%A", "Monday", "%p", "PM", "%I", "03",
+		"%f", "000000", "%z", "-0700", "%Z", "MST", "%%", "%").Replace(f)
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return nil, fmt.Errorf("time data %s does not match format %s", pyQuote(s), pyQuote(f))
+	}
+	return newDatetime(t, strings.Contains(f, "%z")), nil
+})

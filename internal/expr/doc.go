@@ -19,13 +19,21 @@
 // Variables and results are JSON-like Go values: nil, bool, int64, float64,
 // string, []any, map[string]any (int, float32, json.Number, map[string]string,
 // []string, time.Time and JSON-marshalable structs are accepted as input).
-// A float64 with an integral value of magnitude <= 2^53 becomes a Python int,
-// since Go's JSON decoding turns every number into float64 (so range(_.n)
-// works when n arrived as 3.0). Tuples and sets come back as lists, dict keys
+// Numbers keep their Python kind: a json.Number with a "." or exponent is a
+// float (2.0 stays 2.0), one without an int of any size; a Go float64 with an
+// integral value of magnitude <= 2^53 becomes an int (Go's plain JSON
+// decoding makes every number a float64, so range(_.n) works when n arrived
+// as 3.0). Results: a whole float comes back as json.Number("2.0") so that
+// it stays a float through JSON, an int beyond int64 as json.Number with all
+// its digits. Tuples and sets come back as lists, dict keys
 // as strings, datetimes as ISO strings; NaN and infinities are errors.
 // vars["steps"], a list of step records, can also be indexed by a step's
-// "label" (steps['fetch']). Dicts allow attribute access (_.topic); dict
-// methods win over keys of the same name (_.items is the method).
+// "label" (steps['fetch']), and so can inputs and outputs, as Julep keys
+// them. Dicts allow attribute access (_.topic), also by python-box's name
+// for a key ("foo-bar" as _.foo_bar); dict methods win over keys of the
+// same name (_.items is the method). Strings count, index and slice code
+// points, as Python's do. JulepRefusals reports what Julep v1's create-time
+// validator would refuse.
 //
 // # Python supported beyond Starlark
 //
@@ -46,7 +54,7 @@
 //
 // # Not supported
 //
-// Walrus (:=), "**" and "*" unpacking inside list/dict displays, complex
+// Walrus (:=), complex
 // numbers, bytes methods, "is" as identity on mutable values, keyword names
 // as attributes (x.from is a syntax error, as in Python), `\N{...}` escapes,
 // time zones other than UTC ("local" time is UTC), and recursion (a lambda

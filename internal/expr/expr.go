@@ -181,8 +181,17 @@ func (p *Program) eval(ctx context.Context, vars map[string]any, lim limits) (re
 			if err != nil {
 				return nil, p.runtimeError(fmt.Sprintf("variable %s: %v", name, err), -1, secrets)
 			}
-			if l, ok := sv.(*starlark.List); ok && name == "steps" {
-				sv = &stepList{list: l}
+			if l, ok := sv.(*starlark.List); ok {
+				switch name {
+				case "steps":
+					sv = &stepList{list: l}
+				case "inputs", "outputs":
+					// Julep's inputs and outputs are dicts keyed by step
+					// index and label (prepare_for_step).
+					if labels := stepLabels(vars["steps"]); len(labels) > 0 {
+						sv = &stepList{list: l, labels: labels, name: name}
+					}
+				}
 			}
 			predeclared[name] = sv
 		} else if b, ok := builtins[name]; ok {

@@ -79,13 +79,15 @@ func modules() starlark.StringDict {
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		if err := enc.Encode(g); err != nil {
+		if len(args) > 1 || len(kw) > 0 {
+			// Julep's dump(value) takes the value alone.
+			return nil, fmt.Errorf("%s() takes 1 positional argument", b.Name())
+		}
+		out, err := pyYAMLDump(g)
+		if err != nil {
 			return nil, err
 		}
-		return starlark.String(buf.String()), nil
+		return charge(t, starlark.String(out))
 	})
 	extractJSON := fn("extract_json", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		s, err := oneString(b.Name(), args, kw)
@@ -99,6 +101,39 @@ func modules() starlark.StringDict {
 	for k, v := range starmath.Module.Members {
 		mathMembers[k] = v
 	}
+	floatFn := func(name string, f func(float64) starlark.Value) *starlark.Builtin {
+		return starlark.NewBuiltin(name, func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			var x starlark.Value
+			if err := starlark.UnpackPositionalArgs(name, args, kw, 1, &x); err != nil {
+				return nil, err
+			}
+			v, ok := starlark.AsFloat(boolToInt(x))
+			if !ok {
+				return nil, fmt.Errorf("%s: must be real number, not %s", name, x.Type())
+			}
+			return f(v), nil
+		})
+	}
+	domain := func(name string, f func(float64) float64) *starlark.Builtin {
+		return floatFn(name, func(x float64) starlark.Value {
+			if x <= 0 {
+				return nil
+			}
+			return starlark.Float(f(x))
+		})
+	}
+	mathMembers["log10"] = wrapDomain(domain("log10", math.Log10))
+	mathMembers["log2"] = wrapDomain(domain("log2", func(x float64) float64 {
+		// C's log2, which Python calls, is exact for powers of two and
+		// otherwise agrees with log10(x)/log10(2) where Go's Log2 is an ulp off.
+		if frac, exp := math.Frexp(x); frac == 0.5 {
+			return float64(exp - 1)
+		}
+		return math.Log10(x) / math.Log10(2)
+	}))
+	mathMembers["isnan"] = floatFn("isnan", func(x float64) starlark.Value { return starlark.Bool(math.IsNaN(x)) })
+	mathMembers["isinf"] = floatFn("isinf", func(x float64) starlark.Value { return starlark.Bool(math.IsInf(x, 0)) })
+	mathMembers["isfinite"] = floatFn("isfinite", func(x float64) starlark.Value { return starlark.Bool(!math.IsInf(x, 0) && !math.IsNaN(x)) })
 	mathMembers["inf"] = starlark.Float(math.Inf(1))
 	mathMembers["nan"] = starlark.Float(math.NaN())
 	mathMembers["pow"] = starlark.NewBuiltin("pow", func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
@@ -168,7 +203,8 @@ func modules() starlark.StringDict {
 		"random":     randomModule(),
 		"time":       timeModule(),
 		"datetime":   datetimeModule(),
-		"urllib": module("urllib", starlark.StringDict{"parse": module("parse", starlark.StringDict{
+		"csv":        csvModule(),
+		"urllib": module("urllib", starlark.StringDict{"parse": module("parse", urlParseMembers(starlark.StringDict{
 			"quote": fn("quote", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 				var s string
 				safe := "/"
@@ -212,7 +248,7 @@ func modules() starlark.StringDict {
 				}
 				return starlark.String(strings.Join(parts, "&")), nil
 			}),
-		})}),
+		}))}),
 	}
 }
 
@@ -643,6 +679,18 @@ func allInts(v starlark.Value) bool {
 	return true
 }
 
+// wrapDomain turns a nil result of b (an argument outside the function's
+// domain) into Python's "math domain error".
+func wrapDomain(b *starlark.Builtin) *starlark.Builtin {
+	return starlark.NewBuiltin(b.Name(), func(t *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		v, err := b.CallInternal(t, args, kw)
+		if err == nil && v == nil {
+			return nil, fmt.Errorf("math domain error")
+		}
+		return v, err
+	})
+}
+
 func statisticsModule() *starlarkstruct.Module {
 	stat := func(name string, f func([]float64) (float64, error)) *starlark.Builtin {
 		return starlark.NewBuiltin(name, func(_ *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
@@ -706,6 +754,20 @@ func statisticsModule() *starlarkstruct.Module {
 			c := sorted(xs)
 			return c[len(c)/2], nil
 		}),
+		"geometric_mean": stat("geometric_mean", func(xs []float64) (float64, error) {
+			if len(xs) == 0 {
+				return 0, fmt.Errorf("geometric_mean requires a non-empty dataset containing positive numbers")
+			}
+			s := 0.0
+			for _, x := range xs {
+				if x <= 0 {
+					return 0, fmt.Errorf("geometric_mean requires a non-empty dataset containing positive numbers")
+				}
+				s += math.Log(x)
+			}
+			return math.Exp(s / float64(len(xs))), nil
+		}),
+		"quantiles": starlark.NewBuiltin("quantiles", fnQuantiles),
 		"stdev": stat("stdev", func(xs []float64) (float64, error) {
 			if len(xs) < 2 {
 				return 0, fmt.Errorf("stdev requires at least two data points")
@@ -742,12 +804,12 @@ func statisticsModule() *starlarkstruct.Module {
 			bestN := 0
 			var e starlark.Value
 			for it.Next(&e) {
-				c, _, err := counts.Get(e)
+				c, found, err := counts.Get(e)
 				if err != nil {
 					return nil, err
 				}
 				n := 1
-				if c != nil {
+				if found {
 					n = int(c.(starlark.Int).BigInt().Int64()) + 1
 				}
 				_ = counts.SetKey(e, starlark.MakeInt(n))
@@ -909,11 +971,27 @@ func timeModule() *starlarkstruct.Module {
 		}),
 		"strftime": starlark.NewBuiltin("strftime", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 			var f string
-			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f); err != nil {
+			var tv starlark.Value
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kw, 1, &f, &tv); err != nil {
 				return nil, err
 			}
-			out, err := strftime(time.Now().UTC(), f)
+			when := time.Now().UTC()
+			if len(args) > 1 {
+				t, ok := timeOf(args[1])
+				if !ok {
+					return nil, fmt.Errorf("strftime: Tuple or struct_time argument required")
+				}
+				when = t
+			}
+			out, err := strftime(when, f)
 			return starlark.String(out), err
+		}),
+		"strptime": starlark.NewBuiltin("strptime", func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			v, err := dtStrptime.CallInternal(t, args, kw)
+			if err != nil {
+				return nil, err
+			}
+			return structTime(v.(*datetimeValue).t), nil
 		}),
 	})
 }
@@ -1010,3 +1088,46 @@ func strftime(t time.Time, f string) (string, error) {
 
 var _ = json.Valid
 var _ = regexp.QuoteMeta
+
+// fnQuantiles is Python 3.12's statistics.quantiles (methods "exclusive",
+// the default, and "inclusive").
+func fnQuantiles(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+	var data starlark.Iterable
+	n := 4
+	method := "exclusive"
+	if err := starlark.UnpackArgs(b.Name(), args, kw, "data", &data, "n?", &n, "method?", &method); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("n must be at least 1")
+	}
+	xs, err := floatsOf(b.Name(), starlark.Tuple{data})
+	if err != nil {
+		return nil, err
+	}
+	sort.Float64s(xs)
+	ld := len(xs)
+	if ld < 2 {
+		return nil, fmt.Errorf("must have at least two data points")
+	}
+	out := make([]starlark.Value, 0, n-1)
+	switch method {
+	case "inclusive":
+		m := ld - 1
+		for i := 1; i < n; i++ {
+			j := i * m / n
+			delta := float64(i*m - j*n)
+			out = append(out, starlark.Float((xs[j]*(float64(n)-delta)+xs[j+1]*delta)/float64(n)))
+		}
+	case "exclusive":
+		m := ld + 1
+		for i := 1; i < n; i++ {
+			j := min(max(i*m/n, 1), ld-1)
+			delta := float64(i*m - j*n)
+			out = append(out, starlark.Float((xs[j-1]*(float64(n)-delta)+xs[j]*delta)/float64(n)))
+		}
+	default:
+		return nil, fmt.Errorf("unknown method: %q", method)
+	}
+	return starlark.NewList(out), nil
+}

@@ -77,11 +77,80 @@ func rewriteLevel(ns []*node) []*node {
 			}
 		}
 	}
+	ns = rewriteUnpack(ns)
 	ns = rewriteIs(ns)
 	ns = rewriteSets(ns)
 	ns = rewritePow(ns)
 	ns = rewriteChains(ns)
 	return ns
+}
+
+// rewriteUnpack turns displays with unpacking, {**d, 'k': v} and [*xs, 4],
+// into calls of __dmerge / __lcat on the pieces, since Starlark has neither.
+func rewriteUnpack(ns []*node) []*node {
+	out := ns[:0:0]
+	for _, n := range ns {
+		if !n.group || (n.tok.text != "{" && n.tok.text != "[") || hasKw(n.kids, "for") {
+			out = append(out, n)
+			continue
+		}
+		star, fn := "*", "__lcat"
+		if n.tok.text == "{" {
+			star, fn = "**", "__dmerge"
+		}
+		var elems [][]*node
+		cur := []*node{}
+		for _, k := range n.kids {
+			if k.isOp(",") {
+				elems = append(elems, cur)
+				cur = []*node{}
+				continue
+			}
+			cur = append(cur, k)
+		}
+		if len(cur) > 0 {
+			elems = append(elems, cur)
+		}
+		starred := false
+		for _, e := range elems {
+			if len(e) > 0 && e[0].isOp(star) {
+				starred = true
+			}
+		}
+		if !starred {
+			out = append(out, n)
+			continue
+		}
+		var args []*node
+		var plain []*node
+		flush := func() {
+			if len(plain) > 0 {
+				if len(args) > 0 {
+					args = append(args, leaf(tOp, ",", n.tok.pos))
+				}
+				args = append(args, groupOf(n.tok.text, n.tok.pos, plain))
+				plain = nil
+			}
+		}
+		for _, e := range elems {
+			if len(e) > 0 && e[0].isOp(star) {
+				flush()
+				if len(args) > 0 {
+					args = append(args, leaf(tOp, ",", n.tok.pos))
+				}
+				args = append(args, groupOf("(", e[0].tok.pos, e[1:]))
+				continue
+			}
+			if len(plain) > 0 {
+				plain = append(plain, leaf(tOp, ",", n.tok.pos))
+			}
+			plain = append(plain, e...)
+		}
+		flush()
+		call := groupOf("(", n.tok.pos, []*node{leaf(tName, fn, n.tok.pos), groupOf("(", n.tok.pos, args)})
+		out = append(out, call)
+	}
+	return out
 }
 
 func hasKw(ns []*node, kw string) bool {

@@ -282,9 +282,10 @@ func TestEngineExecutionsLifecycle(t *testing.T) {
 	for i, name := range []string{"Ada", "Grace", "Linus"} {
 		x := must(c.CreateExecution(ctx, taskID, map[string]any{"name": name}, map[string]any{"outbox_id": fmt.Sprintf("ob-%d", i), "try": i}))(t)
 		// The create answer is queued, echoes the input, and carries the
-		// server's {"jobs": []} as metadata (FACTS 9).
+		// server's {"jobs": [run id]} as metadata (FACTS 9;
+		// create_task_execution.py: execution.metadata = {"jobs": [handle.id]}).
 		if len(x.Id) != 36 || x.TaskId != taskID || x.Status != julep.StatusQueued || x.Input["name"] != name ||
-			toJSON(x.Metadata) != `{"jobs":[]}` || x.CreatedAt.IsZero() {
+			toJSON(x.Metadata) != `{"jobs":["`+x.Id+`"]}` || x.CreatedAt.IsZero() {
 			t.Fatalf("created execution %s", toJSON(x))
 		}
 		ids = append(ids, x.Id)
@@ -495,7 +496,8 @@ func TestEngineResumeWaitingExecution(t *testing.T) {
 		t.Fatalf("awaiting event %s", toJSON(ev))
 	}
 	trs := must(c.ListTransitions(ctx, x.Id))(t)
-	if transitionTypes(trs) != "init,wait" || toJSON(trs[1].Output) != `{"info":{"question":"your name, friend?"}}` {
+	// Julep v1's wait transition carries the evaluated info itself.
+	if transitionTypes(trs) != "init,wait" || toJSON(trs[1].Output) != `{"question":"your name, friend?"}` {
 		t.Fatalf("waiting transitions %s", toJSON(trs))
 	}
 
@@ -508,7 +510,9 @@ func TestEngineResumeWaitingExecution(t *testing.T) {
 	if got.Status != julep.StatusSucceeded || toJSON(got.Output) != `{"hello":"hi Ada"}` {
 		t.Fatalf("resumed execution %s", toJSON(got))
 	}
-	if types := transitionTypes(trs); !strings.HasPrefix(types, "init,wait,resume,") || !strings.HasSuffix(types, ",finish") ||
+	// No resume transition (Julep v1 writes none): the waiting step's own
+	// transition carries the input.
+	if types := transitionTypes(trs); !strings.HasPrefix(types, "init,wait,step,") || !strings.HasSuffix(types, ",finish") ||
 		toJSON(trs[2].Output) != `{"name":"Ada"}` {
 		t.Fatalf("transitions %s", toJSON(trs))
 	}
@@ -693,10 +697,11 @@ func TestEngineErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("an invalid task is a 400 naming its issues", func(t *testing.T) {
+	t.Run("an invalid task is a 422 (malformed shape) naming its issues", func(t *testing.T) {
+		// Julep's request model refuses a malformed step with 422.
 		_, err := c.CreateTask(ctx, agent.Id, json.RawMessage(`{"name": "bad", "main": [{"dance": "now"}, {"tool": "nope", "arguments": {}}]}`))
 		ae := apiError(t, err)
-		if ae.Status != http.StatusBadRequest || ae.Transient() || !strings.HasPrefix(ae.Message, "Invalid task: ") ||
+		if ae.Status != http.StatusUnprocessableEntity || ae.Transient() || !strings.HasPrefix(ae.Message, "Invalid task: ") ||
 			!strings.Contains(ae.Message, "main[0]") || !strings.Contains(ae.Message, "main[1]") {
 			t.Fatalf("invalid task: %+v", ae)
 		}
@@ -705,7 +710,7 @@ func TestEngineErrors(t *testing.T) {
 			t.Fatalf("issues %s (%v)", ae.Details, err)
 		}
 		_, err = c.CreateOrUpdateTask(ctx, agent.Id, "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e", julep.YAML("name: no steps\nmain: []\n"))
-		if ae := apiError(t, err); ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "main") {
+		if ae := apiError(t, err); ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Message, "main") {
 			t.Fatalf("task without steps: %+v", ae)
 		}
 		if _, err := c.GetTask(ctx, "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"); !julep.IsNotFound(err) {

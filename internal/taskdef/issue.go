@@ -32,6 +32,10 @@ type Issue struct {
 	Message  string `json:"message"`
 	Severity string `json:"severity"`
 	Type     string `json:"type"`
+	// AtRunTime marks an error in a place Julep v1 does not check at create
+	// (a prompt, a tool's arguments...): validate and push refuse it, but the
+	// engine, like Julep, accepts the task and fails the step when it runs.
+	AtRunTime bool `json:"atRunTime,omitempty"`
 
 	keyPos bool // placed at the mapping key rather than the value
 }

@@ -72,8 +72,21 @@ func validateTask(v any, d *Doc) []Issue {
 			c.issues = append(c.issues, is)
 		}
 	}
+	// A warning where an error already stands adds nothing (a name neither
+	// Julep nor the engine has is an error here and a refusal there).
+	failed := map[string]bool{}
+	for _, is := range c.issues {
+		if is.Severity == SeverityError {
+			failed[is.Path] = true
+		}
+	}
 	for _, check := range warningChecks {
-		c.issues = append(c.issues, check(def)...)
+		for _, is := range check(def) {
+			if is.Severity == SeverityWarning && failed[is.Path] {
+				continue
+			}
+			c.issues = append(c.issues, is)
+		}
 	}
 	sortIssues(c.issues)
 	return capIssues(place(d, c.issues))
@@ -85,7 +98,7 @@ func validateTask(v any, d *Doc) []Issue {
 // function with addWarningCheck. Their issues get file:line:col from the
 // path like ours; one with Severity error would refuse the task everywhere,
 // so keep them warnings.
-var warningChecks []func(def map[string]any) []Issue
+var warningChecks = []func(def map[string]any) []Issue{portabilityIssues}
 
 func addWarningCheck(check func(def map[string]any) []Issue) {
 	warningChecks = append(warningChecks, check)
@@ -448,6 +461,8 @@ func (c *checker) exprs(path string, v any) {
 
 func (c *checker) expr(path, s string, extra ...string) {
 	const sev = SeverityError
+	n := len(c.issues)
+	defer func() { atRunTime(c.issues, n, path, s) }()
 	if !isExpression(s) {
 		if err := checkBraces(s); err != nil {
 			c.add(path, TypeExpression, sev, "%s", err.Error())
@@ -469,7 +484,7 @@ func (c *checker) expr(path, s string, extra ...string) {
 		if slices.Contains(Variables, n) || slices.Contains(extra, n) {
 			continue
 		}
-		msg := fmt.Sprintf("undefined name %q", n)
+		msg := fmt.Sprintf("Undefined name: '%s'", n) // as Julep words it
 		if s := suggest(n, Variables); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		} else {

@@ -116,7 +116,7 @@ func TestValidateNamesTyposAndSyntax(t *testing.T) {
 	got := strs(validateYAML(t, "t.yaml", src))
 	want := []string{
 		`t.yaml:8:5: main[1].toool: unknown step kind "toool" (did you mean "tool"?)`,
-		`t.yaml:11:10: main[2].evaluate.y: undefined name "stepz" (did you mean "steps"?)`,
+		`t.yaml:11:10: main[2].evaluate.y: Undefined name: 'stepz' (did you mean "steps"?)`,
 		`t.yaml:13:21: main[3].arguments.id: expression "$ _.outbox_id +)": unmatched ')' at column 16`,
 		`t.yaml:15:5: main[4].lable: warning: "lable" is not used by log steps (ignored) (did you mean "label"?)`,
 	}
@@ -230,10 +230,8 @@ func TestReferenceTasksAgainstUpstreamSchema(t *testing.T) {
 				if upErr != nil {
 					t.Errorf("upstream schema rejects it: %v", upErr)
 				}
-				for _, is := range issues {
-					if is.Severity == SeverityError {
-						t.Errorf("error: %s", is)
-					}
+				for _, is := range unexpectedErrors(issues) {
+					t.Errorf("error: %s", is)
 				}
 				return
 			}

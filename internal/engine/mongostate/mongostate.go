@@ -23,6 +23,7 @@
 package mongostate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -554,8 +555,8 @@ func (d executionDoc) execution() engine.Execution {
 		CreatedAt: fromNanos(d.CreatedAt), UpdatedAt: fromNanos(d.UpdatedAt),
 		Metadata: decodeMeta(d.Metadata), Input: map[string]any{},
 	}
-	_ = json.Unmarshal([]byte(d.Input), &e.Input)
-	_ = json.Unmarshal([]byte(d.Output), &e.Output)
+	_ = unmarshalNumbers([]byte(d.Input), &e.Input)
+	_ = unmarshalNumbers([]byte(d.Output), &e.Output)
 	if d.Checkpoint != "" {
 		e.Checkpoint = json.RawMessage(d.Checkpoint)
 	}
@@ -868,7 +869,7 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 	out := make([]engine.Transition, len(docs))
 	for i, d := range docs {
 		var tb transitionBody
-		if err := json.Unmarshal([]byte(d.Body), &tb); err != nil {
+		if err := unmarshalNumbers([]byte(d.Body), &tb); err != nil {
 			return nil, fmt.Errorf("decode transition %s: %w", d.ID, err)
 		}
 		out[i] = engine.Transition{
@@ -997,4 +998,12 @@ func (s *State) leaseWrite(ctx context.Context, what, id, token string, set bson
 		return engine.ErrConflict
 	}
 	return nil
+}
+
+// unmarshalNumbers decodes JSON keeping numbers as json.Number, so that a
+// whole float (2.0) stays a float and a big int stays exact, as in Julep.
+func unmarshalNumbers(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return dec.Decode(v)
 }

@@ -3,6 +3,7 @@
 package sqlitestate
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -586,8 +587,8 @@ func scanExecution(sc interface{ Scan(...any) error }) (engine.Execution, error)
 	e.CreatedAt, e.UpdatedAt = fromNanos(ca), fromNanos(ua)
 	e.Metadata = decodeMeta(meta)
 	e.Input = map[string]any{}
-	_ = json.Unmarshal([]byte(in), &e.Input)
-	_ = json.Unmarshal([]byte(out), &e.Output)
+	_ = unmarshalNumbers([]byte(in), &e.Input)
+	_ = unmarshalNumbers([]byte(out), &e.Output)
 	if ckpt != "" {
 		e.Checkpoint = json.RawMessage(ckpt)
 	}
@@ -921,7 +922,7 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 		if err := rows.Scan(&tr.ID, &tr.Seq, &tr.Type, &ca, &body); err != nil {
 			return nil, fmt.Errorf("list transitions of %s: %w", executionID, err)
 		}
-		if err := json.Unmarshal([]byte(body), &tb); err != nil {
+		if err := unmarshalNumbers([]byte(body), &tb); err != nil {
 			return nil, fmt.Errorf("decode transition %s: %w", tr.ID, err)
 		}
 		tr.ExecutionID, tr.CreatedAt = executionID, fromNanos(ca)
@@ -929,4 +930,12 @@ func (s *State) ListTransitions(ctx context.Context, executionID string, limit, 
 		out = append(out, tr)
 	}
 	return out, rows.Err()
+}
+
+// unmarshalNumbers decodes JSON keeping numbers as json.Number, so that a
+// whole float (2.0) stays a float and a big int stays exact, as in Julep.
+func unmarshalNumbers(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return dec.Decode(v)
 }
