@@ -518,7 +518,10 @@ func (c *socket) writeEvent(ctx context.Context, f stream.Frame) error {
 			return nil
 		}
 	}
-	if err := c.writeFrame(ctx, f); err != nil {
+	wctx, end := c.srv.observeSocketWrite(ctx, e)
+	err := c.writeFrame(wctx, f)
+	end(err)
+	if err != nil {
 		return err
 	}
 	c.sent(e)
