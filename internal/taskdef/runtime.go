@@ -23,4 +23,3 @@ func atRunTime(issues []Issue, from int, path, s string) {
 		issues[i].AtRunTime = true
 	}
 }
-
