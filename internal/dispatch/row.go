@@ -445,7 +445,10 @@ func (r *row) createExecution(ctx context.Context) error {
 		input["voice"] = true
 	}
 	meta := map[string]any{"outbox_id": r.m.ID, "user_id": r.m.UserID, "source": "astra"}
-	x, err := d.o.Julep.CreateExecution(ctx, d.o.TaskID, input, meta)
+	// Keyed by the row: a second owner that took the row over while this
+	// create was still in flight (its lease lapsed) gets the same
+	// execution from an engine that honours the key.
+	x, err := d.o.Julep.CreateExecutionOnce(ctx, d.o.TaskID, "outbox:"+r.m.ID, input, meta)
 	if err != nil {
 		// After an ambiguous failure the execution may exist: the next
 		// attempt (Attempts > 1) looks for it before creating another.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"net/http"
 	"strings"
 	"time"
@@ -176,6 +177,16 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	now := e.now()
 	x := Execution{ID: newID(), TaskID: t.ID, TaskVersion: t.Version, Status: StatusQueued, Input: input,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now, TraceParent: requestTrace(r)}
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" {
+		if len(key) > maxIdempotencyKey {
+			return 0, nil, errorf(http.StatusBadRequest, "Idempotency-Key is longer than %d bytes", maxIdempotencyKey)
+		}
+		x.ID = executionIDFor(t.ID, key)
+		if prev, ok := e.replay(r.Context(), x.ID, t.ID); ok {
+			return http.StatusCreated, prev, nil
+		}
+	}
 	// Created already claimed by this engine when it can start it at once:
 	// no claim write, and no other instance's sweep takes it meanwhile.
 	accepting, owned := e.admits()
@@ -185,6 +196,12 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	// Not the request's context: once the row may be written, the client
 	// going away must not leave it queued with nobody running it.
 	if err := e.state.CreateExecution(context.WithoutCancel(r.Context()), x); err != nil {
+		if key != "" {
+			// Another request with the key inserted it first.
+			if prev, ok := e.replay(r.Context(), x.ID, t.ID); ok {
+				return http.StatusCreated, prev, nil
+			}
+		}
 		return 0, nil, err
 	}
 	switch {
@@ -195,12 +212,40 @@ func (e *Engine) createExecution(r *http.Request) (int, any, error) {
 	case accepting:
 		e.enqueueRun(x.ID, nil, &x) // claimed when a slot frees, unless another engine is first
 	}
+	return http.StatusCreated, createdView(x), nil
+}
+
+// createdView is create's answer. Julep answers create with metadata
+// {"jobs": [the workflow run's id]} (routers/tasks/create_task_execution.py);
+// the stored metadata is the caller's. The engine's run of an execution is
+// named by its id.
+func createdView(x Execution) map[string]any {
 	v := executionView(x)
-	// Julep answers create with metadata {"jobs": [the workflow run's id]}
-	// (routers/tasks/create_task_execution.py); the stored metadata is the
-	// caller's. The engine's run of an execution is named by its id.
 	v["metadata"] = map[string]any{"jobs": []any{x.ID}}
-	return http.StatusCreated, v, nil
+	return v
+}
+
+// An Idempotency-Key on create makes a repeat of the request (a client
+// that timed out, a second dispatcher that took over a row while the first
+// one's create was still in flight) answer the execution the first one
+// made instead of starting the work again. Julep v1 ignores the header; the
+// key names the execution: a UUIDv5 of the task and the key, so two racing
+// creates collide on the execution's id and only one is stored.
+const maxIdempotencyKey = 255
+
+var idempotencyNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/astra-app/astra/engine/idempotency-key"))
+
+func executionIDFor(taskID, key string) string {
+	return uuid.NewSHA1(idempotencyNamespace, []byte(taskID+"\x00"+key)).String()
+}
+
+// replay answers a create whose key already made execution id.
+func (e *Engine) replay(ctx context.Context, id, taskID string) (map[string]any, bool) {
+	x, err := e.state.GetExecution(ctx, id)
+	if err != nil || x.TaskID != taskID {
+		return nil, false
+	}
+	return createdView(x), true
 }
 
 var schemaPrinter = message.NewPrinter(language.English)

@@ -234,6 +234,16 @@ func (c *Client) ListTasks(ctx context.Context, agentID string) ([]Task, error) 
 // The returned execution's Metadata is the server's {"jobs": [...]}, not the
 // metadata sent; get or list the execution to read that.
 func (c *Client) CreateExecution(ctx context.Context, taskID string, input, metadata map[string]any) (*Execution, error) {
+	return c.CreateExecutionOnce(ctx, taskID, "", input, metadata)
+}
+
+// CreateExecutionOnce is CreateExecution with an Idempotency-Key: a server
+// that honours it (the embedded engine) answers a repeat of the key with
+// the execution the first request made, so a create whose answer was lost,
+// or one a second caller races, starts the work once. Julep v1 ignores the
+// header, which is why callers still look for an earlier execution after an
+// ambiguous failure. An empty key sends none.
+func (c *Client) CreateExecutionOnce(ctx context.Context, taskID, key string, input, metadata map[string]any) (*Execution, error) {
 	op := "create execution of task " + taskID
 	if err := requireID(op, taskID); err != nil {
 		return nil, err
@@ -242,9 +252,18 @@ func (c *Client) CreateExecution(ctx context.Context, taskID string, input, meta
 		input = map[string]any{}
 	}
 	body := julepapi.ExecutionInput{Input: input, Metadata: metadata}
+	var editors []julepapi.RequestEditorFn
+	if key != "" {
+		editors = append(editors, func(_ context.Context, r *http.Request) error {
+			r.Header.Set("Idempotency-Key", key)
+			return nil
+		})
+	}
 	var out Execution
 	err := c.do(ctx, call{op: op, mode: retryUnsent, out: &out,
-		send: func(ctx context.Context) (*http.Response, error) { return c.api.CreateExecution(ctx, taskID, body) }})
+		send: func(ctx context.Context) (*http.Response, error) {
+			return c.api.CreateExecution(ctx, taskID, body, editors...)
+		}})
 	return result(&out, err)
 }
 
