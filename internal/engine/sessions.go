@@ -56,6 +56,8 @@ const (
 	maxTemplateOutput = 1 << 20
 	maxTemplateSource = 256 << 10
 	templateTimeout   = 2 * time.Second
+	// maxTemplateLoopDepth bounds nested {% for %} loops.
+	maxTemplateLoopDepth = 2
 )
 
 var boundedRange = jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
@@ -103,7 +105,7 @@ func checkTemplate(src string) error {
 	if len(src) > maxTemplateSource {
 		return fmt.Errorf("template is longer than %d bytes", maxTemplateSource)
 	}
-	rest, ranges := src, 0
+	rest, ranges, depth := src, 0, 0
 	for {
 		i := strings.IndexAny(rest, "{")
 		if i < 0 || i+1 >= len(rest) {
@@ -124,6 +126,21 @@ func checkTemplate(src string) error {
 			return nil // the compiler reports it
 		}
 		tag := rest[i+2 : i+2+end]
+		if closer == "%}" {
+			// Loops over the data nest multiplicatively (docs x docs x
+			// docs): Julep's default template needs two levels.
+			w := firstWord(tag)
+			if refusedTags[w] || w == "for" && strings.Contains(tag, " recursive") {
+				return fmt.Errorf("{%% %s %%} is not allowed in a template (macros and includes can recurse without end)", w)
+			}
+			if w == "for" {
+				if depth++; depth > maxTemplateLoopDepth {
+					return fmt.Errorf("loops nest deeper than %d levels", maxTemplateLoopDepth)
+				}
+			} else if w == "endfor" {
+				depth--
+			}
+		}
 		if strings.Contains(tag, "range(") {
 			ranges++
 			if ranges > 1 {
@@ -140,6 +157,19 @@ func checkTemplate(src string) error {
 		}
 		rest = rest[i+2+end+len(closer):]
 	}
+}
+
+// refusedTags could recurse without end (a macro calling itself grows the
+// stack until the process dies) and Julep's templates do not use them.
+var refusedTags = map[string]bool{"macro": true, "call": true, "include": true, "import": true, "from": true, "extends": true}
+
+// firstWord is a tag's keyword ("for" in "{%- for x in xs -%}").
+func firstWord(tag string) string {
+	f := strings.Fields(strings.Trim(tag, "-+"))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // compileTemplate is jinja.Compile, with a panic of the parser reported

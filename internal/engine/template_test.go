@@ -52,11 +52,14 @@ func TestDefaultSystemTemplateAsJinja2(t *testing.T) {
 func TestTemplateLimits(t *testing.T) {
 	t.Parallel()
 	for src, want := range map[string]string{
-		"{% for i in range(100000000) %}x{% endfor %}":                             "above 10000",
-		"{% for i in range(n) %}x{% endfor %}":                                     "more than 10000 items",
-		"{{ 'x' * 9 }}":                                                            "`*` is not allowed",
-		"{% for a in range(10) %}{% for b in range(10) %}{% endfor %}{% endfor %}": "at most one range()",
-		"{{ '{' ~ 'x' }}{%":                                                        "syntax error",
+		"{% for i in range(100000000) %}x{% endfor %}":                                            "above 10000",
+		"{% for i in range(n) %}x{% endfor %}":                                                    "more than 10000 items",
+		"{{ 'x' * 9 }}":                                                                           "`*` is not allowed",
+		"{% for a in range(10) %}{% for b in range(10) %}{% endfor %}{% endfor %}":                "at most one range()",
+		"{{ '{' ~ 'x' }}{%":                                                                       "syntax error",
+		"{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}":                                      "{% macro %} is not allowed",
+		"{%- for x in xs recursive %}{{ loop(xs) }}{% endfor %}":                                  "{% for %} is not allowed",
+		"{% for a in xs %}{% for b in xs %}{% for c in xs %}{% endfor %}{% endfor %}{% endfor %}": "nest deeper than 2",
 	} {
 		_, err := engine.RenderTemplate(src, map[string]any{"n": 1 << 40})
 		if err == nil || !strings.Contains(err.Error(), want) {
