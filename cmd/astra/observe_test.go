@@ -586,12 +586,22 @@ func TestFailedMessageLogsJoinUp(t *testing.T) {
 	const traceID = "aaaabbbbccccddddeeeeffff00001111"
 	id := postTraced(t, c, base, "00-"+traceID+"-1111222233334444-01", "req-fails")
 	waitStatus(t, c, base, id, "error")
-	seen := map[string]int{}
-	for _, l := range logs.lines(id) {
-		msg, _ := l["msg"].(string)
-		seen[msg]++
-		if l["trace_id"] != traceID || l["user"] != login.User.ID {
-			t.Errorf("log line %q: trace_id %v, user %v; want %s, %s", msg, l["trace_id"], l["user"], traceID, login.User.ID)
+	// The row's status is visible a moment before its line is written.
+	var seen map[string]int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		seen = map[string]int{}
+		lines := logs.lines(id)
+		for _, l := range lines {
+			msg, _ := l["msg"].(string)
+			seen[msg]++
+		}
+		if seen["row failed"] > 0 || time.Now().After(deadline) {
+			for _, l := range lines {
+				if l["trace_id"] != traceID || l["user"] != login.User.ID {
+					t.Errorf("log line %q: trace_id %v, user %v; want %s, %s", l["msg"], l["trace_id"], l["user"], traceID, login.User.ID)
+				}
+			}
+			break
 		}
 	}
 	if seen["row claimed"] != 2 || seen["released for a later attempt"] != 1 || seen["row failed"] != 1 {

@@ -108,7 +108,7 @@ func (l *replyLog) text(id string) (string, int) {
 func TestEveryDeltaBeforeItsAnswer(t *testing.T) {
 	for _, sockets := range []int{1, 200} {
 		replies := 200
-		if raceEnabled && sockets > 1 {
+		if raceEnabled {
 			replies = 40
 		}
 		t.Run(fmt.Sprintf("sockets=%d", sockets), func(t *testing.T) {
