@@ -19,6 +19,7 @@ build:
 # (outside CI); .ci/run installs Chromium.
 test: lint check-generated
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(GO) test -count=1 -run '^TestEveryDeltaBeforeItsAnswer$$' ./internal/dispatch
 	$(MAKE) fuzz
 
 test-short:

@@ -103,8 +103,9 @@ func (l *replyLog) text(id string) (string, int) {
 // replies used to arrive with no delta at all: following returned at the
 // terminal status and cancelled the relay before it had sent anything.)
 //
-// Under the race detector the 200-socket case sends 40 replies: 200 would
-// take minutes on two cores, and clients that slow get cut off as too slow.
+// Under the race detector each case sends 40 replies: 200 would take
+// minutes on two cores, and clients that slow get cut off as too slow.
+// `make test` also runs it once without the detector, with 200.
 func TestEveryDeltaBeforeItsAnswer(t *testing.T) {
 	for _, sockets := range []int{1, 200} {
 		replies := 200
