@@ -1,0 +1,109 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/astra-app/astra/internal/responder"
+)
+
+// DeltaReader brings reply fragments that any instance's dispatcher
+// shared through the store (responder.Deltas) into a hub: how a reply
+// produced in one process streams to sockets held by another. The
+// instance's feed runs it in the same round as its events (see
+// Poller.Poll and ReadBefore for the order that keeps every delta ahead of
+// its reply's answer).
+//
+// Like the event poller it re-reads a window of recent rows every round,
+// so a batch committed late (MongoDB writers commit out of order; clocks of
+// writers differ) is still found; the hub drops what it has sent
+// (Hub.PublishDelta keeps, per execution, the next index to send).
+type DeltaReader struct {
+	Store  responder.Deltas
+	Hub    *Hub
+	Batch  int           // rows per query, default DefaultPollBatch
+	Window time.Duration // how late a batch may commit and still be read, default DefaultPollWindow
+
+	mu   sync.Mutex
+	last time.Time // when the previous read began (this instance's clock)
+}
+
+func (r *DeltaReader) defaults() {
+	if r.Batch <= 0 {
+		r.Batch = DefaultPollBatch
+	}
+	if r.Window <= 0 {
+		r.Window = DefaultPollWindow
+	}
+}
+
+// Read publishes the fragments stored since the last read (re-reading the
+// window). The first read only finds where the feed stands: fragments
+// stored before the instance started belong to replies nobody here
+// watched, and may have been answered already. Safe for concurrent use.
+func (r *DeltaReader) Read(ctx context.Context) error {
+	if r == nil || r.Store == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.defaults()
+	// Read from Window before the previous read began, by this clock, not
+	// from the newest row read: a quiet feed then stops re-reading old rows
+	// (whose marks in the hub expire), and a writer whose clock is behind
+	// by less than Window is still read.
+	begin := time.Now()
+	first := r.last.IsZero()
+	at, after := r.last.Add(-r.Window), ""
+	if first {
+		at = begin.Add(-r.Window)
+	}
+	for {
+		ds, err := r.Store.DeltasAfter(ctx, at, after, r.Batch)
+		if err != nil {
+			return fmt.Errorf("deltas after %v: %w", at, err)
+		}
+		for _, d := range ds {
+			if !first {
+				r.Hub.PublishDelta(d.UserID, Delta{OutboxID: d.OutboxID, ExecutionID: d.ExecutionID, Text: d.Text, Index: d.Index})
+			}
+		}
+		if len(ds) < r.Batch {
+			break
+		}
+		at, after = ds[len(ds)-1].CreatedAt, ds[len(ds)-1].ID
+	}
+	r.last = begin
+	return nil
+}
+
+// Run reads every interval until ctx is done: the deltas of a feed whose
+// events come another way (a change stream), which calls Read itself
+// before it publishes an event that ends a reply (EndsReply). Errors are
+// logged; Run returns ctx's error.
+func (r *DeltaReader) Run(ctx context.Context, interval time.Duration, log *slog.Logger) error {
+	if interval <= 0 {
+		interval = DefaultPollInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := r.Read(ctx); err != nil && ctx.Err() == nil && log != nil {
+			log.Warn("stream: read deltas", "err", err)
+		}
+	}
+}
+
+// EndsReply reports whether e is a reply's answer or its error: the event
+// whose reply's deltas must all be published before it.
+func EndsReply(e responder.Event) bool {
+	return e.ExecutionID != "" && (e.Role == responder.RoleAssistant || e.Metadata["error"] == true)
+}
