@@ -27,8 +27,10 @@ type DeltaReader struct {
 	Batch  int           // rows per query, default DefaultPollBatch
 	Window time.Duration // how late a batch may commit and still be read, default DefaultPollWindow
 
-	mu   sync.Mutex
-	last time.Time // when the previous read began (this instance's clock)
+	mu    sync.Mutex
+	floor time.Time // when the first read began: nothing older is read
+	last  time.Time // when the previous read began (this instance's clock)
+	skip  map[string]bool
 }
 
 func (r *DeltaReader) defaults() {
@@ -41,9 +43,10 @@ func (r *DeltaReader) defaults() {
 }
 
 // Read publishes the fragments stored since the last read (re-reading the
-// window). The first read only finds where the feed stands: fragments
-// stored before the instance started belong to replies nobody here
-// watched, and may have been answered already. Safe for concurrent use.
+// window). The first read only marks where the feed starts (this clock):
+// fragments stored before belong to replies nobody here watched, and may
+// have been answered already, so none older is ever read. Safe for
+// concurrent use.
 func (r *DeltaReader) Read(ctx context.Context) error {
 	if r == nil || r.Store == nil {
 		return nil
@@ -56,10 +59,28 @@ func (r *DeltaReader) Read(ctx context.Context) error {
 	// (whose marks in the hub expire), and a writer whose clock is behind
 	// by less than Window is still read.
 	begin := time.Now()
-	first := r.last.IsZero()
+	if r.floor.IsZero() {
+		// Stores keep milliseconds: the rows of the floor's millisecond
+		// that exist now are older than the feed; they are noted, to skip.
+		r.floor = begin.Truncate(time.Millisecond)
+		ds, err := r.Store.DeltasAfter(ctx, r.floor, "", r.Batch)
+		if err != nil {
+			r.floor = time.Time{}
+			return fmt.Errorf("deltas after %v: %w", begin, err)
+		}
+		r.skip = map[string]bool{}
+		for _, d := range ds {
+			r.skip[d.ID] = true
+		}
+		r.last = begin
+		return nil
+	}
 	at, after := r.last.Add(-r.Window), ""
-	if first {
-		at = begin.Add(-r.Window)
+	if at.Before(r.floor) {
+		at = r.floor
+	}
+	if at.Truncate(time.Millisecond).After(r.floor) {
+		r.skip = nil // the floor's millisecond is no longer read
 	}
 	for {
 		ds, err := r.Store.DeltasAfter(ctx, at, after, r.Batch)
@@ -67,9 +88,10 @@ func (r *DeltaReader) Read(ctx context.Context) error {
 			return fmt.Errorf("deltas after %v: %w", at, err)
 		}
 		for _, d := range ds {
-			if !first {
-				r.Hub.PublishDelta(d.UserID, Delta{OutboxID: d.OutboxID, ExecutionID: d.ExecutionID, Text: d.Text, Index: d.Index})
+			if r.skip[d.ID] {
+				continue
 			}
+			r.Hub.PublishDelta(d.UserID, Delta{OutboxID: d.OutboxID, ExecutionID: d.ExecutionID, Text: d.Text, Index: d.Index})
 		}
 		if len(ds) < r.Batch {
 			break
