@@ -62,6 +62,8 @@ func TestOutboxStatesAcrossProcesses(t *testing.T) {
 	states := map[string][]string{} // outbox id -> states seen, in order
 	answered := map[string]bool{}
 	deltas := 0
+	text := map[string]string{} // outbox id -> its deltas' text so far
+	next := map[string]int{}    // outbox id -> the next delta index
 	delivered := func() int {
 		k := 0
 		for id := range want {
@@ -100,14 +102,38 @@ func TestOutboxStatesAcrossProcesses(t *testing.T) {
 		case "messages:append":
 			var e struct {
 				Role     string
+				Content  string
 				Metadata map[string]any
 			}
 			_ = json.Unmarshal(f.Data, &e)
 			if id, _ := e.Metadata["outboxId"].(string); e.Role == "assistant" && want[id] {
 				answered[id] = true
+				// Issue 14 items 3 and 6: every delta, from the dispatch
+				// process, before the final append, adding up to its text.
+				if got := strings.TrimSpace(text[id]); got != e.Content {
+					t.Errorf("message %s: deltas before the answer say %q, the answer %q", id, got, e.Content)
+				}
 			}
 		case "messages:delta":
 			deltas++
+			var d struct {
+				OutboxID     string
+				Delta        string
+				Index, Count int
+			}
+			if err := json.Unmarshal(f.Data, &d); err != nil {
+				t.Fatalf("delta frame %s: %v", raw, err)
+			}
+			switch {
+			case !want[d.OutboxID]:
+				t.Errorf("delta of an unknown message: %s", raw)
+			case answered[d.OutboxID]:
+				t.Errorf("delta after its answer: %s", raw)
+			case d.Index != next[d.OutboxID]:
+				t.Errorf("delta %s: index %d, want %d (in order, none missing or repeated)", raw, d.Index, next[d.OutboxID])
+			}
+			next[d.OutboxID] = d.Index + max(d.Count, 1)
+			text[d.OutboxID] += d.Delta
 		}
 	}
 	for id := range want {

@@ -548,5 +548,7 @@ func registerHubMetrics(reg prometheus.Registerer, hub *stream.Hub) {
 			stat(func(s stream.Stats) int64 { return s.Duplicates })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_overflows_total", Help: "Sockets closed because they could not keep up."},
 			stat(func(s stream.Stats) int64 { return s.Overflows })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_deltas_repeated_total", Help: "Reply deltas dropped as sent already (relayed in process and read back from the store, or re-read in the feed's window) or as arriving after their answer."},
+			stat(func(s stream.Stats) int64 { return s.DeltaRepeats })),
 	)
 }
