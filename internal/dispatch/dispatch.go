@@ -180,10 +180,10 @@ type Dispatcher struct {
 	// replaces it to fire the timer at a chosen moment.
 	afterFunc func(time.Duration, func()) (stop func() bool)
 	// Features found missing on the Julep server; they stay off.
-	noDeltas   atomic.Bool
-	noProject  atomic.Bool
+	noDeltas  atomic.Bool
+	noProject atomic.Bool
 	// deltas shares relayed deltas through the store (ShareDeltas).
-	deltas *deltaLog
+	deltas     *deltaLog
 	noStatusSS atomic.Bool
 }
 
