@@ -13,9 +13,9 @@ import (
 // DeltaReader brings reply fragments that any instance's dispatcher
 // shared through the store (responder.Deltas) into a hub: how a reply
 // produced in one process streams to sockets held by another. The
-// instance's feed runs it in the same round as its events (see
-// Poller.Poll and ReadBefore for the order that keeps every delta ahead of
-// its reply's answer).
+// instance's feed runs it in the same round as its events (Poller.Poll
+// says why that order keeps every delta ahead of its reply's answer; a
+// change-stream feed reads it before each event that EndsReply).
 //
 // Like the event poller it re-reads a window of recent rows every round,
 // so a batch committed late (MongoDB writers commit out of order; clocks of
