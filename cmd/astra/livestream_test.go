@@ -19,15 +19,27 @@ import (
 // each message as pending at once (messages:outbox from the POST), its
 // answer, and then its delivered state, which the dispatcher wrote in the
 // other process (read from the store when the answer's event arrives
-// through the feed).
+// through the feed); and every delta of each reply, in order, before its
+// answer (shared through the store by the dispatch process).
 func TestOutboxStatesAcrossProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	t.Parallel()
+	// Both backends: the deltas cross through responder_deltas, a table on
+	// SQLite and a collection on MongoDB (FerretDB here).
+	for _, backend := range []string{"sqlite", "mongodb-ferretdb"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testOutboxStatesAcrossProcesses(t, backend)
+		})
+	}
+}
+
+func testOutboxStatesAcrossProcesses(t *testing.T, backend string) {
 	_, modelURL := newSlowModel(t, 200*time.Millisecond)
 	env := scaleEnv(t, modelURL)
-	maps.Copy(env, scaleBackends["sqlite"](t))
+	maps.Copy(env, scaleBackends[backend](t))
 	apiEnv := maps.Clone(env)
 	apiEnv["ASTRA_ROLES"] = "api"
 	api := startProc(t, "api", apiEnv)
