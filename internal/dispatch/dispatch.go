@@ -207,7 +207,7 @@ func New(o Options) *Dispatcher {
 	}
 	d.work, d.abandonWork = context.WithCancelCause(context.Background())
 	if o.ShareDeltas {
-		d.deltas = &deltaLog{store: o.Store, every: o.DeltaFlush, log: d.log, now: o.Now}
+		d.deltas = &deltaLog{store: o.Store, every: o.DeltaFlush, log: d.log}
 	}
 	d.m = newMetrics(o.Store)
 	if o.Metrics != nil {
