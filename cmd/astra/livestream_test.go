@@ -19,15 +19,27 @@ import (
 // each message as pending at once (messages:outbox from the POST), its
 // answer, and then its delivered state, which the dispatcher wrote in the
 // other process (read from the store when the answer's event arrives
-// through the feed).
+// through the feed); and every delta of each reply, in order, before its
+// answer (shared through the store by the dispatch process).
 func TestOutboxStatesAcrossProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
 	t.Parallel()
+	// Both backends: the deltas cross through responder_deltas, a table on
+	// SQLite and a collection on MongoDB (FerretDB here).
+	for _, backend := range []string{"sqlite", "mongodb-ferretdb"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testOutboxStatesAcrossProcesses(t, backend)
+		})
+	}
+}
+
+func testOutboxStatesAcrossProcesses(t *testing.T, backend string) {
 	_, modelURL := newSlowModel(t, 200*time.Millisecond)
 	env := scaleEnv(t, modelURL)
-	maps.Copy(env, scaleBackends["sqlite"](t))
+	maps.Copy(env, scaleBackends[backend](t))
 	apiEnv := maps.Clone(env)
 	apiEnv["ASTRA_ROLES"] = "api"
 	api := startProc(t, "api", apiEnv)
@@ -62,6 +74,8 @@ func TestOutboxStatesAcrossProcesses(t *testing.T) {
 	states := map[string][]string{} // outbox id -> states seen, in order
 	answered := map[string]bool{}
 	deltas := 0
+	text := map[string]string{} // outbox id -> its deltas' text so far
+	next := map[string]int{}    // outbox id -> the next delta index
 	delivered := func() int {
 		k := 0
 		for id := range want {
@@ -100,14 +114,38 @@ func TestOutboxStatesAcrossProcesses(t *testing.T) {
 		case "messages:append":
 			var e struct {
 				Role     string
+				Content  string
 				Metadata map[string]any
 			}
 			_ = json.Unmarshal(f.Data, &e)
 			if id, _ := e.Metadata["outboxId"].(string); e.Role == "assistant" && want[id] {
 				answered[id] = true
+				// Issue 14 items 3 and 6: every delta, from the dispatch
+				// process, before the final append, adding up to its text.
+				if got := strings.TrimSpace(text[id]); got != e.Content {
+					t.Errorf("message %s: deltas before the answer say %q, the answer %q", id, got, e.Content)
+				}
 			}
 		case "messages:delta":
 			deltas++
+			var d struct {
+				OutboxID     string
+				Delta        string
+				Index, Count int
+			}
+			if err := json.Unmarshal(f.Data, &d); err != nil {
+				t.Fatalf("delta frame %s: %v", raw, err)
+			}
+			switch {
+			case !want[d.OutboxID]:
+				t.Errorf("delta of an unknown message: %s", raw)
+			case answered[d.OutboxID]:
+				t.Errorf("delta after its answer: %s", raw)
+			case d.Index != next[d.OutboxID]:
+				t.Errorf("delta %s: index %d, want %d (in order, none missing or repeated)", raw, d.Index, next[d.OutboxID])
+			}
+			next[d.OutboxID] = d.Index + max(d.Count, 1)
+			text[d.OutboxID] += d.Delta
 		}
 	}
 	for id := range want {

@@ -231,6 +231,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config) error {
 		}
 		d := dispatch.New(dispatch.Options{
 			Store: st, Julep: jc, Hub: dispHub, TaskID: responderID,
+			// Every instance's feed reads the shared deltas: the sockets
+			// of a reply may be held by any API instance.
+			ShareDeltas: true, DeltaFlush: cfg.SocketFlush,
 			Lease: cfg.DispatchLease, Sweep: cfg.DispatchSweep,
 			MaxInFlight: cfg.DispatchInFlight, MaxPerUser: cfg.DispatchPerUser, MaxAttempts: cfg.DispatchAttempts,
 			ShutdownGrace: cfg.ShutdownTimeout / 2,
@@ -322,14 +325,47 @@ func changeStreamStore(ctx context.Context, st responder.Store, log *slog.Logger
 }
 
 // eventFeed is the instance's one feed of events into the hub: a change
-// stream on watch when there is one, else the poller on st.
+// stream on watch when there is one, else the poller on st. Both read the
+// deltas dispatchers share through the store, every delta of a reply
+// before its answer (stream.Poller.Poll says why the order holds).
 func eventFeed(watch *mongo.Store, st responder.Store, hub *stream.Hub, poll time.Duration, log *slog.Logger) stream.Feed {
+	deltas := &stream.DeltaReader{Store: st, Hub: hub}
 	if watch != nil {
-		log.Info("stream feed: change stream")
-		return &mongo.EventFeed{Store: watch, Publish: func(e responder.Event) { hub.PublishEvent(e) }, Logger: log}
+		log.Info("stream feed: change stream; deltas polled", "every", cmp.Or(poll, stream.DefaultPollInterval))
+		return changeFeed{
+			deltas: deltas, poll: poll, log: log,
+			events: &mongo.EventFeed{Store: watch, Logger: log, Publish: func(e responder.Event) {
+				if stream.EndsReply(e) {
+					// The answer's deltas were committed before it: read
+					// them now so they go out first.
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					if err := deltas.Read(ctx); err != nil {
+						log.Warn("stream: read deltas before an answer", "err", err)
+					}
+					cancel()
+				}
+				hub.PublishEvent(e)
+			}},
+		}
 	}
 	log.Info(fmt.Sprintf("stream feed: polling every %v", cmp.Or(poll, stream.DefaultPollInterval)))
-	return &stream.Poller{Store: st, Hub: hub, Interval: poll, Logger: log}
+	return &stream.Poller{Store: st, Hub: hub, Interval: poll, Logger: log, Deltas: deltas}
+}
+
+// changeFeed runs a change stream of events and a poll of deltas.
+type changeFeed struct {
+	events *mongo.EventFeed
+	deltas *stream.DeltaReader
+	poll   time.Duration
+	log    *slog.Logger
+}
+
+func (f changeFeed) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.deltas.Run(ctx, f.poll, f.log) }()
+	err := f.events.Run(ctx)
+	<-done
+	return err
 }
 
 // newEmbeddedEngine keeps the engine's state in the project's database.
@@ -512,5 +548,7 @@ func registerHubMetrics(reg prometheus.Registerer, hub *stream.Hub) {
 			stat(func(s stream.Stats) int64 { return s.Duplicates })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_overflows_total", Help: "Sockets closed because they could not keep up."},
 			stat(func(s stream.Stats) int64 { return s.Overflows })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "astra_stream_deltas_repeated_total", Help: "Reply deltas dropped as sent already (relayed in process and read back from the store, or re-read in the feed's window) or as arriving after their answer."},
+			stat(func(s stream.Stats) int64 { return s.DeltaRepeats })),
 	)
 }

@@ -48,8 +48,15 @@ type Options struct {
 	Julep *julep.Client
 	// Hub receives appended events and token deltas. Nil in a dispatch-only
 	// instance: events then reach sockets through the other instances' feeds,
-	// and deltas are not followed at all.
+	// and deltas too when ShareDeltas is set.
 	Hub *stream.Hub
+	// ShareDeltas writes the relayed deltas to the store (responder.Deltas)
+	// in batches of DeltaFlush, for the feeds of every instance: sockets held
+	// by another process then see the reply as it is produced.
+	ShareDeltas bool
+	// DeltaFlush is how long deltas gather before one write; default
+	// DefaultDeltaFlush.
+	DeltaFlush time.Duration
 	// TaskID is the responder task's id (from tasks/julep-lock.json; see TaskIDFromLock).
 	TaskID string
 	// Owner names this instance in leases; unique per process. Each claim
@@ -136,6 +143,9 @@ func (o *Options) defaults() {
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = DefaultShutdownGrace
 	}
+	if o.DeltaFlush <= 0 {
+		o.DeltaFlush = DefaultDeltaFlush
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -170,8 +180,10 @@ type Dispatcher struct {
 	// replaces it to fire the timer at a chosen moment.
 	afterFunc func(time.Duration, func()) (stop func() bool)
 	// Features found missing on the Julep server; they stay off.
-	noDeltas   atomic.Bool
-	noProject  atomic.Bool
+	noDeltas  atomic.Bool
+	noProject atomic.Bool
+	// deltas shares relayed deltas through the store (ShareDeltas).
+	deltas     *deltaLog
 	noStatusSS atomic.Bool
 }
 
@@ -194,6 +206,9 @@ func New(o Options) *Dispatcher {
 		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
 	}
 	d.work, d.abandonWork = context.WithCancelCause(context.Background())
+	if o.ShareDeltas {
+		d.deltas = &deltaLog{store: o.Store, every: o.DeltaFlush, log: d.log}
+	}
 	d.m = newMetrics(o.Store)
 	if o.Metrics != nil {
 		if err := d.m.register(o.Metrics); err != nil {

@@ -37,7 +37,7 @@ func (r *row) follow(ctx context.Context) (*julep.Execution, error) {
 	bgCtx, stopBg := context.WithCancel(fctx)
 	defer stopBg()
 	var relayed chan struct{} // closed when the relay has ended
-	if d.o.Hub != nil && !d.noDeltas.Load() {
+	if (d.o.Hub != nil || d.deltas != nil) && !d.noDeltas.Load() {
 		relayed = make(chan struct{})
 		bg.Add(1)
 		go func() { defer bg.Done(); defer close(relayed); r.relayDeltas(bgCtx, execID) }()
@@ -180,16 +180,29 @@ const relayGrace = 5 * time.Second
 var errReplyDone = errors.New("reply step done")
 
 // relayDeltas sends the reply's text fragments to the person's sockets as
-// they are produced. Only the first prompt step's deltas are the reply
-// (the task's later summary step is not for the person); the engine marks
-// the end of a step with an empty delta.
+// they are produced: to this instance's hub, and through the store to
+// every instance's feed (ShareDeltas). Only the first prompt step's deltas
+// are the reply (the task's later summary step is not for the person); the
+// engine marks the end of a step with an empty delta. It returns once the
+// deltas it shared are written, so follow appends the answer after them.
 func (r *row) relayDeltas(ctx context.Context, execID string) {
 	d := r.d
+	var written <-chan struct{} // the write holding the last shared delta
+	shared := 0
 	err := d.o.Julep.StreamDeltas(ctx, execID, func(dl julep.Delta) error {
 		if dl.Delta == "" {
 			return errReplyDone
 		}
-		d.o.Hub.PublishDelta(r.m.UserID, stream.Delta{OutboxID: r.m.ID, ExecutionID: execID, Text: dl.Delta, Index: dl.Index})
+		if d.o.Hub != nil {
+			d.o.Hub.PublishDelta(r.m.UserID, stream.Delta{OutboxID: r.m.ID, ExecutionID: execID, Text: dl.Delta, Index: dl.Index})
+		}
+		// Bounded per reply before anything is written: past the limit
+		// (or for an oversized fragment) other instances' sockets get the
+		// text with the answer only.
+		if d.deltas != nil && shared < responder.MaxReplyDeltas && len(dl.Delta) <= responder.MaxDeltaText && dl.Index >= 0 {
+			shared++
+			written = d.deltas.add(responder.Delta{UserID: r.m.UserID, OutboxID: r.m.ID, ExecutionID: execID, Index: dl.Index, Text: dl.Delta})
+		}
 		return nil
 	})
 	switch {
@@ -201,6 +214,12 @@ func (r *row) relayDeltas(ctx context.Context, execID string) {
 		}
 	default:
 		d.log.Debug("delta stream ended", "execution_id", execID, "err", err)
+	}
+	if written != nil {
+		select {
+		case <-written:
+		case <-ctx.Done():
+		}
 	}
 }
 

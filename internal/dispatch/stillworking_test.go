@@ -31,11 +31,14 @@ func TestStillWorkingFiresAsFollowingEnds(t *testing.T) {
 			fired.Add(1)
 			go func() {
 				time.Sleep(100 * time.Millisecond)
-				f()
-				// The answer is stored after following has ended.
+				// The answer is stored after following has ended: stored
+				// before the callback ran, following did not wait for it.
+				// (Checked before f, not after: f's end releases following,
+				// and the answer then races the check.)
 				if _, err := st.EventByDedupeKey(context.Background(), "outbox:"+m.ID+":assistant"); err == nil {
 					outlived.Add(1)
 				}
+				f()
 				close(ran)
 			}()
 			return false

@@ -20,6 +20,7 @@ type Store interface {
 	Events
 	Auth
 	Blobs
+	Deltas
 
 	// Ping checks that the backend answers (readiness).
 	Ping(ctx context.Context) error
@@ -139,4 +140,69 @@ type Blobs interface {
 	PutBlob(ctx context.Context, b *Blob) error
 	// Blob returns one blob by id; callers check it belongs to the caller.
 	Blob(ctx context.Context, id string) (*Blob, error)
+}
+
+// Deltas is responder_deltas: the text fragments of replies being
+// produced, kept briefly so that the feed of every instance can relay them
+// to its sockets (the dispatcher producing a reply may run in another
+// process than the API holding the person's sockets). Nothing reads them
+// after a reply is answered: the answer event has the whole text. Rows are
+// pruned by age (DeltaKeep), so the table stays small.
+type Deltas interface {
+	// AppendDeltas stores ds in one write, in the given order, all stamped
+	// with one CreatedAt; a delta whose (ExecutionID, Index) is stored
+	// already (a repeat after a hand-off) is skipped. It sets ID and
+	// CreatedAt on each stored delta and returns how many it stored. At most
+	// MaxDeltaBatch deltas per call, each with an ExecutionID, a UserID, an
+	// Index >= 0 and at most MaxDeltaText bytes of text; else EINVALID and
+	// nothing is stored.
+	AppendDeltas(ctx context.Context, ds []Delta) (int, error)
+	// DeltasAfter returns up to limit deltas after (at, afterID) in
+	// (CreatedAt, ID) order: the feed's cursor. An empty afterID means from
+	// at on, inclusive.
+	DeltasAfter(ctx context.Context, at time.Time, afterID string, limit int) ([]Delta, error)
+	// PruneDeltas deletes the deltas created before t and returns how many.
+	PruneDeltas(ctx context.Context, before time.Time) (int, error)
+}
+
+// Bounds of responder_deltas.
+const (
+	MaxDeltaText   = 16 << 10 // bytes of one fragment
+	MaxDeltaBatch  = 1000     // deltas per AppendDeltas
+	MaxReplyDeltas = 4096     // fragments of one reply that are shared; the rest arrive with the answer
+	// DeltaKeep is how long a delta is kept: far longer than any feed's
+	// window (a feed reads only the last few seconds), far shorter than
+	// the table could grow large in.
+	DeltaKeep = time.Minute
+)
+
+// Delta is one fragment of a reply's text while it is produced.
+type Delta struct {
+	ID          string
+	UserID      string
+	OutboxID    string
+	ExecutionID string
+	Index       int // the fragment's number in its execution, from 0
+	Text        string
+	CreatedAt   time.Time
+}
+
+// CheckDeltas validates a batch for AppendDeltas.
+func CheckDeltas(ds []Delta) error {
+	if len(ds) > MaxDeltaBatch {
+		return Errorf(EINVALID, "%d deltas in one batch, over the limit of %d", len(ds), MaxDeltaBatch)
+	}
+	for i, d := range ds {
+		switch {
+		case d.ExecutionID == "":
+			return Errorf(EINVALID, "delta %d has no execution id", i)
+		case d.UserID == "":
+			return Errorf(EINVALID, "delta %d has no user", i)
+		case d.Index < 0:
+			return Errorf(EINVALID, "delta %d has a negative index %d", i, d.Index)
+		case len(d.Text) > MaxDeltaText:
+			return Errorf(EINVALID, "delta %d has %d bytes of text, over the limit of %d", i, len(d.Text), MaxDeltaText)
+		}
+	}
+	return nil
 }

@@ -128,10 +128,20 @@ type Hub struct {
 	mu    sync.RWMutex
 	users map[string][]*Subscription
 
+	// replies marks, per execution, the next delta index to send and
+	// whether the reply's answer went out: a delta can come twice (relayed
+	// in process and read back from the store by the feed, or re-read in
+	// the feed's window), and none may follow the answer.
+	rmu     sync.Mutex
+	replies map[string]*replyMark
+	swept   time.Time
+
 	subscribers atomic.Int64
 	published   atomic.Int64
 	duplicates  atomic.Int64
 	overflows   atomic.Int64
+	// deltaRepeats counts deltas dropped as sent already (or late).
+	deltaRepeats atomic.Int64
 }
 
 // NewHub returns an empty hub.
@@ -150,21 +160,91 @@ func NewHub(opts Options) *Hub {
 	}
 }
 
+type replyMark struct {
+	next     int  // deltas below it were sent
+	answered bool // the reply's answer (or error) event went out
+	at       time.Time
+}
+
+// replyMarkKeep is how long a reply's mark is kept after its last delta
+// or answer: longer than any feed re-reads (its window) or the store keeps
+// a delta (responder.DeltaKeep), so no repeat outlives its mark.
+const replyMarkKeep = 2 * time.Minute
+
+// takeDelta reports whether d is new for its reply (not sent before, its
+// answer not out yet) and marks it sent.
+func (h *Hub) takeDelta(d Delta) bool {
+	if d.ExecutionID == "" {
+		return true
+	}
+	now := time.Now()
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	h.sweepMarks(now)
+	m := h.replies[d.ExecutionID]
+	if m == nil {
+		m = &replyMark{}
+		h.replies[d.ExecutionID] = m
+	}
+	if m.answered || d.Index < m.next {
+		return false
+	}
+	m.next, m.at = d.Index+max(d.Count, 1), now
+	return true
+}
+
+// answered marks e's reply answered when e ends one: later deltas of its
+// execution are dropped.
+func (h *Hub) answered(e *responder.Event) {
+	if !EndsReply(*e) {
+		return
+	}
+	now := time.Now()
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	h.sweepMarks(now)
+	m := h.replies[e.ExecutionID]
+	if m == nil {
+		m = &replyMark{}
+		h.replies[e.ExecutionID] = m
+	}
+	m.answered, m.at = true, now
+}
+
+// sweepMarks drops old marks, at most every few seconds. h.rmu is held.
+func (h *Hub) sweepMarks(now time.Time) {
+	if h.replies == nil {
+		h.replies = make(map[string]*replyMark)
+	}
+	if now.Sub(h.swept) < 10*time.Second {
+		return
+	}
+	h.swept = now
+	for id, m := range h.replies {
+		if now.Sub(m.at) > replyMarkKeep {
+			delete(h.replies, id)
+		}
+	}
+}
+
 // Stats are the hub's counters, for metrics.
 type Stats struct {
 	Subscribers int64 // open subscriptions
 	Published   int64 // events fanned out
 	Duplicates  int64 // events a subscription dropped as already taken
 	Overflows   int64 // subscriptions that could not keep up
+	// DeltaRepeats are deltas dropped as sent already or after their answer.
+	DeltaRepeats int64
 }
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
 	return Stats{
-		Subscribers: h.subscribers.Load(),
-		Published:   h.published.Load(),
-		Duplicates:  h.duplicates.Load(),
-		Overflows:   h.overflows.Load(),
+		Subscribers:  h.subscribers.Load(),
+		Published:    h.published.Load(),
+		Duplicates:   h.duplicates.Load(),
+		Overflows:    h.overflows.Load(),
+		DeltaRepeats: h.deltaRepeats.Load(),
 	}
 }
 
@@ -209,6 +289,7 @@ func (h *Hub) PublishEvent(e responder.Event) {
 		return
 	}
 	h.published.Add(1)
+	h.answered(&e)
 	if h.fanOut(e.UserID, Frame{Event: &e, enc: &encoding{}}) && h.rows != nil && e.OutboxID != "" {
 		go h.readRow(e)
 	}
@@ -221,12 +302,20 @@ func (h *Hub) PublishOutbox(m responder.Message) {
 }
 
 // PublishDelta sends a reply's text fragment to userID's subscriptions.
-// Like a transient frame it is not stored nor replayed.
-func (h *Hub) PublishDelta(userID string, d Delta) {
+// Like a transient frame it is not stored nor replayed. A fragment of an
+// execution is sent once, in index order: one at or below an index sent
+// already, or after the reply's answer event was published, is dropped
+// (it reports whether d was sent).
+func (h *Hub) PublishDelta(userID string, d Delta) bool {
 	if d.Count <= 0 {
 		d.Count = 1
 	}
+	if !h.takeDelta(d) {
+		h.deltaRepeats.Add(1)
+		return false
+	}
 	h.fanOut(userID, Frame{Delta: &d, enc: &encoding{}})
+	return true
 }
 
 // PublishTransient sends a frame that is not stored (e.g. token deltas) to

@@ -45,6 +45,9 @@ type Poller struct {
 	Overlap  int           // most events re-read per poll, default 256
 	Window   time.Duration // how late a commit may be and still be found, default 2s
 	Logger   *slog.Logger
+	// Deltas, when set, is read in every round too: reply fragments
+	// produced by a dispatcher in any instance (see Poll for the order).
+	Deltas *DeltaReader
 
 	base   string      // read after this when recent holds nothing older than the window
 	recent []seenEvent // the last events read, in (CreatedAt, ID) order
@@ -145,6 +148,19 @@ func (p *Poller) Poll(ctx context.Context) error {
 				return p.start(ctx)
 			}
 			return fmt.Errorf("events after %q: %w", after, err)
+		}
+		// Deltas are read after the events and published before them. A
+		// dispatcher commits every delta of a reply before it appends the
+		// reply's answer (follow waits for its relay's last batch), so an
+		// answer this page holds has all its deltas committed before this
+		// read, and they reach the hub first: every delta ahead of its
+		// append, across processes too. (Read the other way round, an
+		// answer committed between the two reads would go out before its
+		// deltas, and the hub then drops them as late.) When deltas cannot
+		// be read, the page's events wait for the next round rather than
+		// go out without their deltas.
+		if err := p.Deltas.Read(ctx); err != nil {
+			return err
 		}
 		for _, e := range evs {
 			if _, ok := p.published[e.ID]; !ok {

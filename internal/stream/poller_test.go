@@ -12,7 +12,7 @@ import (
 	"github.com/astra-app/astra/internal/store/sqlite"
 )
 
-func openStore(t *testing.T) *sqlite.Store {
+func openStore(t testing.TB) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "astra.db"))
 	if err != nil {

@@ -171,6 +171,10 @@ func (s *Store) indexes() []index {
 		// a unique index would otherwise see all of them as one duplicate
 		// null. (FerretDB ignores sparse and accepts missing keys anyway.)
 		{coll: s.events, name: "astra_events_dedupe", keys: bson.D{{Key: "dedupeKey", Value: 1}}, unique: true, sparse: true},
+		// One row per reply fragment: a repeat after a hand-off is dropped.
+		{coll: s.db.Collection(deltasCollection), name: "astra_deltas_key", keys: bson.D{{Key: "executionId", Value: 1}, {Key: "idx", Value: 1}}, unique: true},
+		// DeltasAfter walks (createdAt, _id); PruneDeltas cuts its old end.
+		{coll: s.db.Collection(deltasCollection), name: "astra_deltas_order", keys: bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}},
 		// AccountByProvider; Better Auth indexes only account.userId.
 		{coll: s.accounts, name: "astra_account_provider", keys: bson.D{{Key: "providerId", Value: 1}, {Key: "accountId", Value: 1}}, unique: true},
 	}

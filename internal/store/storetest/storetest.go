@@ -88,6 +88,10 @@ func Run(t *testing.T, newStore func(t *testing.T) responder.Store, opts Options
 
 		{"Blobs/PutAndGet", testBlobs},
 
+		{"Deltas/AppendAndRead", testDeltas},
+		{"Deltas/Invalid", testDeltasInvalid},
+		{"Deltas/Prune", testPruneDeltas},
+
 		{"Auth/Users", testUsers},
 		{"Auth/UserNotFound", testUserNotFound},
 		{"Auth/Accounts", testAccounts},
