@@ -379,10 +379,12 @@ func scaleEnv(t testing.TB, modelURL string) map[string]string {
 		"ASTRA_LLM_MODEL":    "test-model",
 		// Leases short enough for a quick hand-off, long enough that a
 		// heartbeat delayed by a loaded machine (the race detector, two
-		// cores) never lets a live instance's work be taken over.
-		"ASTRA_DISPATCH_LEASE":        "6s",
+		// cores, every instance's shared deltas queued on SQLite's one
+		// writer) never lets a live instance's work be taken over: 4 s
+		// was seen to lapse in CI.
+		"ASTRA_DISPATCH_LEASE":        "12s",
 		"ASTRA_DISPATCH_SWEEP":        "200ms",
-		"ASTRA_ENGINE_LEASE":          "4s",
+		"ASTRA_ENGINE_LEASE":          "9s",
 		"ASTRA_DEV_LOGIN":             "true",
 		"ASTRA_SHUTDOWN_TIMEOUT":      "5s",
 		"ASTRA_DISPATCH_MAX_ATTEMPTS": "10",

@@ -119,6 +119,12 @@ func TestBrowserFailedMessageRetry(t *testing.T) {
 	if err := s.store.Fail(ctx, failed.ID, "w1", raw); err != nil {
 		t.Fatal(err)
 	}
+	// The dispatcher's part: the failed row's state reaches the live socket.
+	row, err := s.store.Message(ctx, failed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.hub.PublishOutbox(*row)
 	b.WaitFor(t, "the error state", `(() => { const m = document.querySelector('[data-testid=sent-message]');
 		const e = m && m.querySelector('[data-testid=last-error]');
 		return e && !e.hidden && m.querySelector('[data-testid=outbox-status]').dataset.status === 'error'; })()`)

@@ -70,6 +70,8 @@ func TestBrowserSecondTabInStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	const reason = "execution exec-9 failed: the model is unreachable"
+	// The dashboard says it in a person's words; the raw reason is for operators.
+	const readable = "Astra couldn't reach its language model, so this message got no answer. Please try again."
 	if err := s.store.Fail(ctx, c.ID, "w1", reason); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestBrowserSecondTabInStep(t *testing.T) {
 		tab.WaitFor(t, "the error and its reason", fmt.Sprintf(`(() => {
 			const m = document.querySelector('[data-testid=sent-message]');
 			const e = m && m.parentElement.querySelector('[data-testid=last-error]');
-			return m.querySelector('[data-testid=outbox-status]').dataset.status === 'error' && e && e.textContent === %q; })()`, reason))
+			return m.querySelector('[data-testid=outbox-status]').dataset.status === 'error' && e && e.textContent === %q; })()`, readable))
 	}
 	if n := browsertest.Eval[int](t, tab2, `window.__listReads`); n != 0 {
 		t.Errorf("the second tab read the message list %d times while its socket was live", n)
