@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/astra-app/astra/internal/taskdef"
 	"math"
 	"runtime/debug"
 	"slices"
@@ -19,22 +20,8 @@ import (
 // maxSleep caps a sleep step: the executor holds a slot while sleeping.
 const maxSleep = 5 * time.Minute
 
-// stepKinds lists the keys that name a step's kind, in detection order.
-var stepKinds = []string{"prompt", "tool", "evaluate", "if", "switch", "foreach", "over", "map", "parallel",
-	"get", "set", "log", "return", "sleep", "wait_for_input", "workflow", "yield", "error"}
-
 // stepKind returns the kind of a step: the first kind key present.
-func stepKind(step map[string]any) string {
-	for _, k := range stepKinds {
-		if _, ok := step[k]; ok {
-			if k == "map" {
-				return "over"
-			}
-			return k
-		}
-	}
-	return ""
-}
+func stepKind(step map[string]any) string { return taskdef.StepKind(step) }
 
 // frame is the scope a step runs in: its workflow and that workflow's history.
 type frame struct {

@@ -55,7 +55,7 @@ func isWorkflow(list []any) bool {
 	}
 	for _, s := range list {
 		m, ok := s.(map[string]any)
-		if !ok || engineStepKind(m) == "" {
+		if !ok || StepKind(m) == "" {
 			return false
 		}
 	}
@@ -92,7 +92,7 @@ func (v *validator) step(loc string, raw any) {
 		v.add(loc, "a step must be a mapping", "schema")
 		return
 	}
-	kind := engineStepKind(s)
+	kind := StepKind(s)
 	if kind == "" {
 		v.add(loc, fmt.Sprintf("unknown step: none of its keys (%s) names a step kind", strings.Join(sortedKeys(s), ", ")), "schema")
 		return
@@ -175,11 +175,13 @@ func (v *validator) step(loc string, raw any) {
 }
 
 // engineStepKinds are the keys that name a step's kind, in the order the
-// engine's executor detects them (internal/engine/steps.go).
+// engine's executor detects them.
 var engineStepKinds = []string{"prompt", "tool", "evaluate", "if", "switch", "foreach", "over", "map", "parallel",
 	"get", "set", "log", "return", "sleep", "wait_for_input", "workflow", "yield", "error"}
 
-func engineStepKind(step map[string]any) string {
+// StepKind is a step's kind as the engine's executor reads it: the first
+// kind key present ("map" is an "over" step); "" when none is.
+func StepKind(step map[string]any) string {
 	for _, k := range engineStepKinds {
 		if _, ok := step[k]; ok {
 			if k == "map" {
