@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/astra-app/astra/internal/taskdef"
 	"math"
 	"runtime/debug"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/astra-app/astra/internal/expr"
+	"github.com/astra-app/astra/internal/taskdef"
 )
 
 // maxSleep caps a sleep step: the executor holds a slot while sleeping.
