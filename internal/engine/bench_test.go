@@ -21,15 +21,7 @@ import (
 // to its end on the engine's change feed. Reports executions/s.
 func BenchmarkExecutions(b *testing.B) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "astra.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	state, err := sqlitestate.New(ctx, st)
-	if err != nil {
-		b.Fatal(err)
-	}
+	state := benchState(b)
 	eng, err := engine.New(engine.Options{Key: testKey, State: state, Model: llm.Offline(), Concurrency: 100})
 	if err != nil {
 		b.Fatal(err)
@@ -95,3 +87,18 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
 func (r *recorder) WriteHeader(s int)           { r.status = s }
+
+// benchState is engine state on a fresh SQLite file, closed with b.
+func benchState(b *testing.B) engine.State {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "astra.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	state, err := sqlitestate.New(ctx, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return state
+}

@@ -2,17 +2,13 @@ package engine_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/astra-app/astra/internal/engine"
-	"github.com/astra-app/astra/internal/engine/sqlitestate"
 	"github.com/astra-app/astra/internal/llm"
-	"github.com/astra-app/astra/internal/store/sqlite"
 )
 
 // BenchmarkDocSearch measures one user's doc search over 500 docs (two
@@ -20,16 +16,7 @@ import (
 // Search is computed in the engine over every doc of the owner, so its
 // cost grows with the owner's docs. Reports searches/s.
 func BenchmarkDocSearch(b *testing.B) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "astra.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	state, err := sqlitestate.New(ctx, st)
-	if err != nil {
-		b.Fatal(err)
-	}
+	state := benchState(b)
 	eng, err := engine.New(engine.Options{Key: testKey, State: state, Model: llm.Offline()})
 	if err != nil {
 		b.Fatal(err)
